@@ -1,0 +1,1 @@
+"""The statesync command line."""

@@ -1,0 +1,164 @@
+"""Values: the I-JSON domain (RFC 7493) and their canonical bytes (RFC 8785, JCS).
+
+Every hash in statesync is computed over canonical bytes, so every language
+that follows RFC 8785 computes the same bytes and the same hashes.
+
+`rfc8785` is the reference encoder. It is slow for the common case (tens of
+microseconds for a small document), so values with no floats and no object key
+outside U+0000..U+D7FF are encoded with orjson and sorted keys, which yields the
+same bytes for them: integers print the same, strings escape the same set of
+characters, and code-point order equals UTF-16 order below U+D800. A property
+test holds the two encoders equal on that domain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, TypeAlias
+
+import orjson
+import rfc8785
+
+from statesync.core.errors import InvalidValueError
+
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "JSONValue",
+    "canonical_bytes",
+    "check_value",
+    "parse_json",
+    "sha256",
+]
+
+JSONValue: TypeAlias = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+_FAST_KEY_LIMIT = "\ud800"
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def _pointer_token(token: str | int) -> str:
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def _path(parts: list[str | int]) -> str:
+    return "".join("/" + _pointer_token(p) for p in parts)
+
+
+def _check_string(s: str, where: list[str | int], ns: str | None, key: str | None) -> None:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidValueError(
+            ns, key, _path(where), f"string holds a lone surrogate at index {exc.start}"
+        ) from None
+
+
+def check_value(value: Any, *, namespace: str | None = None, key: str | None = None) -> bool:
+    """Raise `InvalidValueError` unless `value` is in the I-JSON domain.
+
+    Returns True when the fast canonical encoder gives RFC 8785 bytes for it.
+    The error names the namespace, the key and the JSON Pointer of the first
+    offending member.
+    """
+    fast = True
+    # Iterative walk: deep documents must not hit Python's recursion limit.
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        node, where = stack.pop()
+        kind = type(node)
+        if kind is str:
+            _check_string(node, where, namespace, key)
+        elif kind is bool or node is None:
+            pass
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
+                raise InvalidValueError(
+                    namespace,
+                    key,
+                    _path(where),
+                    f"integer {node} is outside the I-JSON range ±(2**53-1)",
+                )
+        elif kind is float:
+            if not math.isfinite(node):
+                raise InvalidValueError(
+                    namespace, key, _path(where), f"number {node} is not finite"
+                )
+            fast = False
+        elif kind is dict:
+            for k, v in node.items():
+                if type(k) is not str:
+                    raise InvalidValueError(
+                        namespace, key, _path(where), f"object key {k!r} is not a string"
+                    )
+                _check_string(k, [*where, k], namespace, key)
+                if fast and k and max(k) >= _FAST_KEY_LIMIT:
+                    fast = False
+                stack.append((v, [*where, k]))
+        elif kind is list or kind is tuple:
+            stack.extend((v, [*where, i]) for i, v in enumerate(node))
+        else:
+            raise InvalidValueError(
+                namespace, key, _path(where), f"{kind.__name__} is not a JSON type"
+            )
+    return fast
+
+
+def canonical_bytes(value: Any, *, fast: bool | None = None) -> bytes:
+    """RFC 8785 bytes of an I-JSON value already accepted by `check_value`."""
+    if fast is None:
+        fast = check_value(value)
+    if fast:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return rfc8785.dumps(value)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
+    return obj
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"duplicate object key {key!r}")
+
+
+def parse_json(
+    text: str | bytes, *, namespace: str | None = None, key: str | None = None
+) -> JSONValue:
+    """Parse untrusted JSON text strictly into an I-JSON value.
+
+    Refuses duplicate object keys, NaN/Infinity, integers outside ±(2**53-1)
+    and lone surrogates, with an error naming where.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidValueError(
+                namespace, key, "", f"not valid UTF-8 at byte {exc.start}"
+            ) from None
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+    except _DuplicateKey as exc:
+        raise InvalidValueError(namespace, key, "", str(exc)) from None
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise InvalidValueError(namespace, key, "", f"malformed JSON: {exc}") from None
+    check_value(value, namespace=namespace, key=key)
+    return value

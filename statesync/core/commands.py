@@ -1,0 +1,258 @@
+"""Commands: atomic lists of ops with compares, and their outcome.
+
+A writer builds a `Command`; `prepare` checks every name and value once,
+computes canonical bytes and the command's fingerprint (what idempotency
+compares), and gives a `PreparedCommand`. `evaluate` (in `engine`) turns a
+prepared command into changes against a view of the current state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import jsonpointer
+
+from statesync.core.canonical import JSONValue, canonical_bytes, check_value, sha256
+from statesync.core.errors import (
+    InvalidCommandError,
+    InvalidPatchError,
+    ValueTooLargeError,
+)
+from statesync.core.model import check_key, check_namespace
+
+__all__ = [
+    "Command",
+    "Committed",
+    "Compare",
+    "CompareKind",
+    "Delete",
+    "Limits",
+    "Patch",
+    "PreparedCommand",
+    "PreparedOp",
+    "Put",
+    "prepare",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits enforced on every command."""
+
+    max_value_bytes: int = 1024 * 1024
+    """Largest canonical size of one value, after patches are applied."""
+    max_ops: int = 10_000
+    """Most ops (and, separately, compares) in one command."""
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    namespace: str
+    key: str
+    value: JSONValue
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """An RFC 6902 JSON Patch applied to the key's current value."""
+
+    namespace: str
+    key: str
+    patch: Sequence[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove a key. Deleting an absent key is allowed and changes nothing."""
+
+    namespace: str
+    key: str
+
+
+Op = Put | Patch | Delete
+
+
+class CompareKind(StrEnum):
+    MOD_REV = "mod_rev"
+    EXISTS = "exists"
+    ABSENT = "absent"
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    namespace: str
+    key: str
+    kind: CompareKind
+    mod_rev: int = 0
+
+    @classmethod
+    def mod_rev_is(cls, namespace: str, key: str, mod_rev: int) -> Compare:
+        return cls(namespace, key, CompareKind.MOD_REV, mod_rev)
+
+    @classmethod
+    def exists(cls, namespace: str, key: str) -> Compare:
+        return cls(namespace, key, CompareKind.EXISTS)
+
+    @classmethod
+    def absent(cls, namespace: str, key: str) -> Compare:
+        return cls(namespace, key, CompareKind.ABSENT)
+
+    def describe(self) -> str:
+        if self.kind is CompareKind.MOD_REV:
+            return f"mod_rev == {self.mod_rev}"
+        return self.kind.value
+
+
+def _new_command_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An atomic list of ops; all apply at one new revision or none does."""
+
+    ops: Sequence[Op]
+    compares: Sequence[Compare] = ()
+    command_id: str = field(default_factory=_new_command_id)
+    trace: str | None = None
+    """W3C trace context (traceparent) carried to every worker's apply."""
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A command is durable at `rev`. `replayed` is True when this is the
+    original outcome returned again for a repeated command_id."""
+
+    rev: int
+    command_id: str
+    ts_ms: int
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedOp:
+    kind: str  # "put", "patch", "delete"
+    namespace: str
+    key: str
+    value: bytes | None = None  # canonical bytes, for put
+    patch: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCommand:
+    command_id: str
+    ops: tuple[PreparedOp, ...]
+    compares: tuple[Compare, ...]
+    fingerprint: bytes
+    trace: str | None
+
+
+_PATCH_OP_MEMBERS = {
+    "add": "value",
+    "replace": "value",
+    "test": "value",
+    "move": "from",
+    "copy": "from",
+    "remove": None,
+}
+
+
+def _check_pointer(namespace: str, key: str, index: int, name: str, pointer: object) -> None:
+    if not isinstance(pointer, str):
+        raise InvalidPatchError(
+            namespace, key, index, None, f"{name!r} must be a JSON Pointer string"
+        )
+    try:
+        jsonpointer.JsonPointer(pointer)
+    except jsonpointer.JsonPointerException as exc:
+        raise InvalidPatchError(namespace, key, index, pointer, f"bad {name!r}: {exc}") from None
+
+
+def _check_patch(namespace: str, key: str, patch: object) -> tuple[dict[str, Any], ...]:
+    if not isinstance(patch, list | tuple):
+        raise InvalidPatchError(namespace, key, None, None, "a JSON Patch is an array of ops")
+    for index, op in enumerate(patch):
+        if not isinstance(op, dict):
+            raise InvalidPatchError(namespace, key, index, None, "a patch op is an object")
+        kind = op.get("op")
+        if kind not in _PATCH_OP_MEMBERS:
+            raise InvalidPatchError(namespace, key, index, None, f"unknown patch op {kind!r}")
+        _check_pointer(namespace, key, index, "path", op.get("path"))
+        needed = _PATCH_OP_MEMBERS[kind]
+        if needed is not None and needed not in op:
+            raise InvalidPatchError(
+                namespace, key, index, op["path"], f"a {kind!r} op needs {needed!r}"
+            )
+        if needed == "from":
+            _check_pointer(namespace, key, index, "from", op["from"])
+        if needed == "value":
+            check_value(op["value"], namespace=namespace, key=key)
+    return tuple(patch)
+
+
+def _fingerprint(ops: Sequence[PreparedOp], compares: Sequence[Compare]) -> bytes:
+    parts: list[bytes] = []
+    for op in ops:
+        parts.append(canonical_bytes([op.kind, op.namespace, op.key]))
+        parts.append(op.value or b"")
+        if op.patch:
+            parts.append(canonical_bytes(list(op.patch)))
+    for c in compares:
+        parts.append(canonical_bytes([c.namespace, c.key, c.kind.value, c.mod_rev]))
+    return sha256(b"\x1e".join(parts))
+
+
+def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
+    """Check a command completely and compute its canonical parts.
+
+    Raises an `InvalidInputError` subtype naming what is wrong and where.
+    """
+    if not isinstance(command.command_id, str) or not 1 <= len(command.command_id) <= 256:
+        raise InvalidCommandError("command_id must be a string of 1 to 256 characters")
+    if not command.ops:
+        raise InvalidCommandError("a command needs at least one op")
+    if len(command.ops) > limits.max_ops or len(command.compares) > limits.max_ops:
+        raise InvalidCommandError(f"a command holds at most {limits.max_ops} ops and compares")
+    ops: list[PreparedOp] = []
+    seen: set[tuple[str, str]] = set()
+    for op in command.ops:
+        ns = check_namespace(op.namespace)
+        key = check_key(ns, op.key)
+        if (ns, key) in seen:
+            raise InvalidCommandError("a key may appear in only one op", namespace=ns, key=key)
+        seen.add((ns, key))
+        if isinstance(op, Put):
+            fast = check_value(op.value, namespace=ns, key=key)
+            value = canonical_bytes(op.value, fast=fast)
+            if len(value) > limits.max_value_bytes:
+                raise ValueTooLargeError(ns, key, len(value), limits.max_value_bytes)
+            ops.append(PreparedOp("put", ns, key, value=value))
+        elif isinstance(op, Patch):
+            ops.append(PreparedOp("patch", ns, key, patch=_check_patch(ns, key, op.patch)))
+        elif isinstance(op, Delete):
+            ops.append(PreparedOp("delete", ns, key))
+        else:
+            raise InvalidCommandError(f"unknown op {op!r}")
+    compares: list[Compare] = []
+    for c in command.compares:
+        ns = check_namespace(c.namespace)
+        key = check_key(ns, c.key)
+        kind = CompareKind(c.kind)
+        if kind is CompareKind.MOD_REV and (type(c.mod_rev) is not int or c.mod_rev < 0):
+            raise InvalidCommandError(
+                f"mod_rev compare needs a revision >= 0, got {c.mod_rev!r}", namespace=ns, key=key
+            )
+        compares.append(Compare(ns, key, kind, c.mod_rev))
+    if command.trace is not None and not isinstance(command.trace, str):
+        raise InvalidCommandError("trace must be a string (W3C traceparent)")
+    return PreparedCommand(
+        command_id=command.command_id,
+        ops=tuple(ops),
+        compares=tuple(compares),
+        fingerprint=_fingerprint(ops, compares),
+        trace=command.trace,
+    )

@@ -1,0 +1,118 @@
+"""Commands to changes, with no I/O: the one place command semantics live.
+
+`evaluate` reads current key records through a callable (the store passes its
+table plus the changes already planned in the same group commit), checks the
+compares, applies the ops and returns the changes to write at `rev`. It raises
+and plans nothing when a compare fails or an op cannot apply.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jsonpatch
+import jsonpointer
+import orjson
+
+from statesync.core.canonical import canonical_bytes, check_value
+from statesync.core.commands import CompareKind, Limits, PreparedCommand
+from statesync.core.errors import (
+    ConflictError,
+    FailedCompare,
+    InvalidPatchError,
+    NotFoundError,
+    ValueTooLargeError,
+)
+from statesync.core.model import ChangeOp, KeyRecord
+
+__all__ = ["PlannedChange", "ReadKey", "evaluate"]
+
+ReadKey = Callable[[str, str], KeyRecord | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChange:
+    """A change before it is stamped with time and chained: `record` is the
+    key's new state, None for a delete."""
+
+    namespace: str
+    key: str
+    op: ChangeOp
+    prev_mod_rev: int
+    record: KeyRecord | None
+
+
+def _check_compares(command: PreparedCommand, read: ReadKey) -> None:
+    failed = []
+    for c in command.compares:
+        current = read(c.namespace, c.key)
+        actual = None if current is None else current.mod_rev
+        if c.kind is CompareKind.MOD_REV:
+            # mod_rev == 0 means "absent", as in etcd.
+            holds = (actual or 0) == c.mod_rev
+        elif c.kind is CompareKind.EXISTS:
+            holds = actual is not None
+        else:
+            holds = actual is None
+        if not holds:
+            failed.append(FailedCompare(c.namespace, c.key, c.describe(), actual))
+    if failed:
+        raise ConflictError(failed)
+
+
+def _apply_patch(ns: str, key: str, base: bytes, patch: tuple, limits: Limits) -> bytes:
+    doc = orjson.loads(base)
+    for index, op in enumerate(patch):
+        try:
+            # One op at a time so that the error can name the op that failed.
+            doc = jsonpatch.JsonPatch([copy.deepcopy(op)]).apply(doc, in_place=True)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            raise InvalidPatchError(ns, key, index, op.get("path"), f"test failed: {exc}") from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise InvalidPatchError(ns, key, index, op.get("path"), str(exc)) from None
+    fast = check_value(doc, namespace=ns, key=key)
+    value = canonical_bytes(doc, fast=fast)
+    if len(value) > limits.max_value_bytes:
+        raise ValueTooLargeError(ns, key, len(value), limits.max_value_bytes)
+    return value
+
+
+def evaluate(
+    command: PreparedCommand, read: ReadKey, *, rev: int, limits: Limits = Limits()
+) -> list[PlannedChange]:
+    """The changes `command` makes when committed at `rev`.
+
+    Raises `ConflictError` when a compare fails, `NotFoundError` when a patch
+    targets an absent key, `InvalidPatchError`/`ValueTooLargeError` when a
+    patch result is unacceptable. Deleting an absent key plans no change.
+    """
+    _check_compares(command, read)
+    planned: list[PlannedChange] = []
+    for op in command.ops:
+        current = read(op.namespace, op.key)
+        prev_mod_rev = 0 if current is None else current.mod_rev
+        if op.kind == "delete":
+            if current is not None:
+                planned.append(
+                    PlannedChange(op.namespace, op.key, ChangeOp.DELETE, prev_mod_rev, None)
+                )
+            continue
+        if op.kind == "patch":
+            if current is None:
+                raise NotFoundError(op.namespace, op.key)
+            value = _apply_patch(op.namespace, op.key, current.value, op.patch, limits)
+        else:
+            assert op.value is not None
+            value = op.value
+        record = KeyRecord(
+            namespace=op.namespace,
+            key=op.key,
+            value=value,
+            create_rev=rev if current is None else current.create_rev,
+            mod_rev=rev,
+            version=1 if current is None else current.version + 1,
+        )
+        planned.append(PlannedChange(op.namespace, op.key, ChangeOp.PUT, prev_mod_rev, record))
+    return planned

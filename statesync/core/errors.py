@@ -1,0 +1,248 @@
+"""Every error statesync raises, drawn once.
+
+Each error carries the decision a caller has to make: the fields that say what
+was wrong and where (namespace, key, JSON path, revisions), whether retrying
+can help, the gRPC status an adapter maps it to and the CLI exit code.
+
+    StatesyncError
+    ├── InvalidInputError            exit 4  INVALID_ARGUMENT   (never retryable)
+    │   ├── InvalidNamespaceError
+    │   ├── InvalidKeyError
+    │   ├── InvalidValueError        (namespace, key, JSON path)
+    │   ├── InvalidPatchError        (namespace, key, op index, JSON path)
+    │   ├── InvalidCommandError      (malformed command: duplicate key, empty...)
+    │   ├── ValueTooLargeError       (namespace, key, size, limit)
+    │   ├── CommandIdReusedError     (same command_id, different content)
+    │   └── FutureRevisionError      (asked for a revision after the head)
+    ├── ConflictError                exit 3  ABORTED            (retry after re-reading)
+    ├── NotFoundError                exit 1  NOT_FOUND
+    ├── CompactedError               exit 6  OUT_OF_RANGE       (bootstrap from a snapshot)
+    └── StoreError                   exit 7  INTERNAL
+        ├── StoreClosedError         exit 5  UNAVAILABLE        (retryable elsewhere)
+        └── StoreCorruptError        (integrity check failed: hash chain, schema)
+
+The core never imports gRPC, so statuses are carried by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "CommandIdReusedError",
+    "CompactedError",
+    "ConflictError",
+    "FailedCompare",
+    "FutureRevisionError",
+    "InvalidCommandError",
+    "InvalidInputError",
+    "InvalidKeyError",
+    "InvalidNamespaceError",
+    "InvalidPatchError",
+    "InvalidValueError",
+    "NotFoundError",
+    "StatesyncError",
+    "StoreClosedError",
+    "StoreCorruptError",
+    "StoreError",
+    "ValueTooLargeError",
+]
+
+
+def _where(namespace: str | None, key: str | None, path: str | None = None) -> str:
+    parts = []
+    if namespace is not None:
+        parts.append(f"namespace {namespace!r}")
+    if key is not None:
+        parts.append(f"key {key!r}")
+    if path is not None:
+        parts.append(f"at JSON path {path!r}" if path else "at the document root")
+    return ", ".join(parts)
+
+
+class StatesyncError(Exception):
+    """Base of every statesync error."""
+
+    exit_code: int = 7
+    grpc_status: str = "INTERNAL"
+    retryable: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready description: the error type, message and its fields."""
+        fields = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        return {"error": type(self).__name__, "message": str(self), **fields}
+
+
+class InvalidInputError(StatesyncError):
+    """The request itself is wrong; sending it again cannot succeed."""
+
+    exit_code = 4
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class InvalidNamespaceError(InvalidInputError):
+    def __init__(self, namespace: str, reason: str) -> None:
+        self.namespace = namespace
+        self.reason = reason
+        super().__init__(f"invalid namespace {namespace!r}: {reason}")
+
+
+class InvalidKeyError(InvalidInputError):
+    def __init__(self, namespace: str, key: str, reason: str) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.reason = reason
+        super().__init__(f"invalid key in namespace {namespace!r}: {key!r}: {reason}")
+
+
+class InvalidValueError(InvalidInputError):
+    """A value is outside the I-JSON domain (RFC 7493) or is not JSON at all."""
+
+    def __init__(self, namespace: str | None, key: str | None, path: str, reason: str) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.path = path
+        self.reason = reason
+        super().__init__(f"invalid value ({_where(namespace, key, path)}): {reason}")
+
+
+class InvalidPatchError(InvalidInputError):
+    """A JSON Patch (RFC 6902) is malformed or does not apply to the current value."""
+
+    def __init__(
+        self, namespace: str, key: str, op_index: int | None, path: str | None, reason: str
+    ) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.op_index = op_index
+        self.path = path
+        self.reason = reason
+        at = "" if op_index is None else f" op #{op_index}"
+        super().__init__(f"invalid patch ({_where(namespace, key, path)}){at}: {reason}")
+
+
+class InvalidCommandError(InvalidInputError):
+    def __init__(self, reason: str, *, namespace: str | None = None, key: str | None = None):
+        self.namespace = namespace
+        self.key = key
+        self.reason = reason
+        where = _where(namespace, key)
+        super().__init__(f"invalid command{f' ({where})' if where else ''}: {reason}")
+
+
+class ValueTooLargeError(InvalidInputError):
+    def __init__(self, namespace: str, key: str, size: int, limit: int) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"value too large ({_where(namespace, key)}): {size} canonical bytes, limit is {limit}"
+        )
+
+
+class CommandIdReusedError(InvalidInputError):
+    grpc_status = "ALREADY_EXISTS"
+
+    def __init__(self, command_id: str, committed_rev: int) -> None:
+        self.command_id = command_id
+        self.committed_rev = committed_rev
+        super().__init__(
+            f"command_id {command_id!r} was already committed at revision {committed_rev} "
+            "with different content; use a new command_id for a different command"
+        )
+
+
+class FutureRevisionError(InvalidInputError):
+    grpc_status = "OUT_OF_RANGE"
+
+    def __init__(self, requested_rev: int, head_rev: int) -> None:
+        self.requested_rev = requested_rev
+        self.head_rev = head_rev
+        super().__init__(f"revision {requested_rev} is after the head revision {head_rev}")
+
+
+@dataclass(frozen=True, slots=True)
+class FailedCompare:
+    """One compare that did not hold: what was expected and what is there now."""
+
+    namespace: str
+    key: str
+    expected: str  # "mod_rev == 7", "exists", "absent"
+    actual_mod_rev: int | None  # None: the key is absent
+
+
+class ConflictError(StatesyncError):
+    """A compare failed. Nothing was written and no revision was used."""
+
+    exit_code = 3
+    grpc_status = "ABORTED"
+
+    def __init__(self, failed: Sequence[FailedCompare]) -> None:
+        self.failed = tuple(failed)
+        detail = "; ".join(
+            f"{f.namespace}/{f.key}: expected {f.expected}, "
+            + ("key is absent" if f.actual_mod_rev is None else f"mod_rev is {f.actual_mod_rev}")
+            for f in self.failed
+        )
+        super().__init__(f"conflict: {detail}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "error": type(self).__name__,
+            "message": str(self),
+            "failed": [
+                {
+                    "namespace": f.namespace,
+                    "key": f.key,
+                    "expected": f.expected,
+                    "actual_mod_rev": f.actual_mod_rev,
+                }
+                for f in self.failed
+            ],
+        }
+
+
+class NotFoundError(StatesyncError):
+    exit_code = 1
+    grpc_status = "NOT_FOUND"
+
+    def __init__(self, namespace: str, key: str, rev: int | None = None) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.rev = rev
+        at = "" if rev is None else f" at revision {rev}"
+        super().__init__(f"not found: {_where(namespace, key)}{at}")
+
+
+class CompactedError(StatesyncError):
+    """History at the requested revision is gone; bootstrap from a snapshot instead."""
+
+    exit_code = 6
+    grpc_status = "OUT_OF_RANGE"
+
+    def __init__(self, requested_rev: int, compacted_rev: int) -> None:
+        self.requested_rev = requested_rev
+        self.compacted_rev = compacted_rev
+        super().__init__(
+            f"revision {requested_rev} is compacted (the oldest readable revision is "
+            f"{compacted_rev}); bootstrap from a snapshot and continue from its revision"
+        )
+
+
+class StoreError(StatesyncError):
+    """The storage backend failed; the cause is chained."""
+
+
+class StoreClosedError(StoreError):
+    exit_code = 5
+    grpc_status = "UNAVAILABLE"
+    retryable = True
+
+    def __init__(self, message: str = "the store is closed") -> None:
+        super().__init__(message)
+
+
+class StoreCorruptError(StoreError):
+    grpc_status = "DATA_LOSS"

@@ -1,0 +1,178 @@
+"""Group commit without I/O: a batch of prepared commands becomes one atomic write.
+
+The `Sequencer` owns the head: the head revision, the hash chain's last hash
+and every namespace's digest. `build` runs a batch of commands in order (each
+sees the effects of the ones before it), assigns revisions, stamps and chains
+the changes, and returns each command's outcome plus the `BatchWrite` a backend
+must persist in one transaction. After the write is durable the backend calls
+`confirm`; if it failed, `abort` puts the head back as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from statesync.core.commands import Committed, Limits, PreparedCommand
+from statesync.core.digest import NamespaceDigest, value_hash
+from statesync.core.engine import ReadKey, evaluate
+from statesync.core.errors import CommandIdReusedError, StatesyncError, StoreError
+from statesync.core.model import Change, KeyRecord, chain_hash, change_canonical_bytes
+
+__all__ = ["BatchWrite", "CommandRecord", "NamespaceRoot", "Outcome", "Sequencer"]
+
+Outcome = Committed | StatesyncError
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRecord:
+    """What idempotency remembers of a committed command."""
+
+    command_id: str
+    fingerprint: bytes
+    rev: int
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceRoot:
+    """A namespace's digest right after the command at `rev` touched it."""
+
+    namespace: str
+    rev: int
+    root: bytes
+    count: int
+
+
+@dataclass(slots=True)
+class BatchWrite:
+    """Everything one group commit persists, atomically."""
+
+    head_rev: int
+    chain_head: bytes
+    changes: list[Change] = field(default_factory=list)
+    commands: list[CommandRecord] = field(default_factory=list)
+    roots: list[NamespaceRoot] = field(default_factory=list)
+    state: dict[tuple[str, str], KeyRecord | None] = field(default_factory=dict)
+    """Final state of every key the batch touched (None: deleted)."""
+    _undo: list[tuple[str, str, bytes | None, bytes | None]] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.commands
+
+
+class Sequencer:
+    def __init__(
+        self,
+        *,
+        head_rev: int,
+        chain_head: bytes,
+        digests: dict[str, NamespaceDigest],
+        limits: Limits = Limits(),
+    ) -> None:
+        self.head_rev = head_rev
+        self.chain_head = chain_head
+        self.digests = digests
+        self.limits = limits
+
+    def digest(self, namespace: str) -> NamespaceDigest:
+        return self.digests.get(namespace) or NamespaceDigest()
+
+    def build(
+        self,
+        commands: Sequence[PreparedCommand],
+        *,
+        read: ReadKey,
+        lookup: Callable[[str], CommandRecord | None],
+        now_ms: int,
+    ) -> tuple[list[Outcome], BatchWrite]:
+        batch = BatchWrite(head_rev=self.head_rev, chain_head=self.chain_head)
+        seen: dict[str, CommandRecord] = {}
+
+        def read_through(ns: str, key: str) -> KeyRecord | None:
+            if (ns, key) in batch.state:
+                return batch.state[(ns, key)]
+            return read(ns, key)
+
+        outcomes: list[Outcome] = []
+        for command in commands:
+            prior = seen.get(command.command_id) or lookup(command.command_id)
+            if prior is not None:
+                if prior.fingerprint != command.fingerprint:
+                    outcomes.append(CommandIdReusedError(command.command_id, prior.rev))
+                else:
+                    outcomes.append(Committed(prior.rev, command.command_id, prior.ts_ms, True))
+                continue
+            rev = batch.head_rev + 1
+            try:
+                planned = evaluate(command, read_through, rev=rev, limits=self.limits)
+            except StatesyncError as exc:
+                outcomes.append(exc)
+                continue
+            except Exception as exc:  # a bug: fail this command loudly, keep the others
+                error = StoreError(f"command {command.command_id!r} failed: {exc!r}")
+                error.__cause__ = exc
+                outcomes.append(error)
+                continue
+            touched: dict[str, None] = {}
+            for seq, p in enumerate(planned):
+                before = read_through(p.namespace, p.key)
+                record = p.record
+                canonical = change_canonical_bytes(
+                    rev=rev,
+                    seq=seq,
+                    namespace=p.namespace,
+                    key=p.key,
+                    op=p.op,
+                    value=None if record is None else record.value,
+                    prev_mod_rev=p.prev_mod_rev,
+                    create_rev=0 if record is None else record.create_rev,
+                    version=0 if record is None else record.version,
+                    command_id=command.command_id,
+                    ts_ms=now_ms,
+                    trace=command.trace,
+                )
+                batch.chain_head = chain_hash(batch.chain_head, canonical)
+                batch.changes.append(
+                    Change(
+                        rev=rev,
+                        seq=seq,
+                        namespace=p.namespace,
+                        key=p.key,
+                        op=p.op,
+                        value=None if record is None else record.value,
+                        prev_mod_rev=p.prev_mod_rev,
+                        create_rev=0 if record is None else record.create_rev,
+                        version=0 if record is None else record.version,
+                        command_id=command.command_id,
+                        ts_ms=now_ms,
+                        trace=command.trace,
+                        hash=batch.chain_head,
+                    )
+                )
+                batch.state[(p.namespace, p.key)] = record
+                old = None if before is None else value_hash(before.value)
+                new = None if record is None else value_hash(record.value)
+                self.digests.setdefault(p.namespace, NamespaceDigest()).update(p.key, old, new)
+                batch._undo.append((p.namespace, p.key, old, new))
+                touched[p.namespace] = None
+            for ns in touched:
+                digest = self.digests[ns]
+                batch.roots.append(NamespaceRoot(ns, rev, digest.root(), digest.count))
+            record = CommandRecord(command.command_id, command.fingerprint, rev, now_ms)
+            batch.commands.append(record)
+            seen[command.command_id] = record
+            batch.head_rev = rev
+            outcomes.append(Committed(rev, command.command_id, now_ms))
+        return outcomes, batch
+
+    def confirm(self, batch: BatchWrite) -> None:
+        """The batch is durable: it is the new head."""
+        self.head_rev = batch.head_rev
+        self.chain_head = batch.chain_head
+
+    def abort(self, batch: BatchWrite) -> None:
+        """The batch was not written: undo its digest updates."""
+        for ns, key, old, new in reversed(batch._undo):
+            self.digests[ns].update(key, new, old)

@@ -1,0 +1,1 @@
+"""Storage backends behind the `Store` Protocol: sqlite (embedded default)."""

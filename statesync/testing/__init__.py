@@ -1,0 +1,1 @@
+"""Reusable test helpers, including the store conformance suite."""

@@ -32,7 +32,7 @@ __all__ = [
     "sha256",
 ]
 
-JSONValue: TypeAlias = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
+JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 MAX_SAFE_INTEGER = 2**53 - 1
 _FAST_KEY_LIMIT = "\ud800"

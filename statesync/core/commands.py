@@ -8,13 +8,14 @@ prepared command into changes against a view of the current state.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import jsonpointer
+import orjson
 
 from statesync.core.canonical import JSONValue, canonical_bytes, check_value, sha256
 from statesync.core.errors import (
@@ -108,7 +109,7 @@ class Compare:
 
 
 def _new_command_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,14 +196,16 @@ def _check_patch(namespace: str, key: str, patch: object) -> tuple[dict[str, Any
 
 
 def _fingerprint(ops: Sequence[PreparedOp], compares: Sequence[Compare]) -> bytes:
+    """What makes two commands "the same" for idempotency (not the id or trace)."""
     parts: list[bytes] = []
     for op in ops:
-        parts.append(canonical_bytes([op.kind, op.namespace, op.key]))
+        # Names and values are already checked: orjson gives their canonical form.
+        parts.append(orjson.dumps([op.kind, op.namespace, op.key]))
         parts.append(op.value or b"")
         if op.patch:
             parts.append(canonical_bytes(list(op.patch)))
     for c in compares:
-        parts.append(canonical_bytes([c.namespace, c.key, c.kind.value, c.mod_rev]))
+        parts.append(orjson.dumps([c.namespace, c.key, c.kind.value, c.mod_rev]))
     return sha256(b"\x1e".join(parts))
 
 

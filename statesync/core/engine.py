@@ -34,14 +34,18 @@ ReadKey = Callable[[str, str], KeyRecord | None]
 
 @dataclass(frozen=True, slots=True)
 class PlannedChange:
-    """A change before it is stamped with time and chained: `record` is the
-    key's new state, None for a delete."""
+    """A change before it is stamped with time and chained: `before` and
+    `record` are the key's state before and after (None: absent)."""
 
     namespace: str
     key: str
     op: ChangeOp
-    prev_mod_rev: int
+    before: KeyRecord | None
     record: KeyRecord | None
+
+    @property
+    def prev_mod_rev(self) -> int:
+        return 0 if self.before is None else self.before.mod_rev
 
 
 def _check_compares(command: PreparedCommand, read: ReadKey) -> None:
@@ -92,12 +96,9 @@ def evaluate(
     planned: list[PlannedChange] = []
     for op in command.ops:
         current = read(op.namespace, op.key)
-        prev_mod_rev = 0 if current is None else current.mod_rev
         if op.kind == "delete":
             if current is not None:
-                planned.append(
-                    PlannedChange(op.namespace, op.key, ChangeOp.DELETE, prev_mod_rev, None)
-                )
+                planned.append(PlannedChange(op.namespace, op.key, ChangeOp.DELETE, current, None))
             continue
         if op.kind == "patch":
             if current is None:
@@ -114,5 +115,5 @@ def evaluate(
             mod_rev=rev,
             version=1 if current is None else current.version + 1,
         )
-        planned.append(PlannedChange(op.namespace, op.key, ChangeOp.PUT, prev_mod_rev, record))
+        planned.append(PlannedChange(op.namespace, op.key, ChangeOp.PUT, current, record))
     return planned

@@ -19,7 +19,14 @@ from statesync.core.engine import ReadKey, evaluate
 from statesync.core.errors import CommandIdReusedError, StatesyncError, StoreError
 from statesync.core.model import Change, KeyRecord, chain_hash, change_canonical_bytes
 
-__all__ = ["BatchWrite", "CommandRecord", "NamespaceRoot", "Outcome", "Sequencer"]
+__all__ = [
+    "BatchWrite",
+    "CommandRecord",
+    "NamespaceRoot",
+    "Outcome",
+    "Sequencer",
+    "keys_read",
+]
 
 Outcome = Committed | StatesyncError
 
@@ -62,6 +69,13 @@ class BatchWrite:
         return not self.commands
 
 
+def keys_read(commands: Sequence[PreparedCommand]) -> set[tuple[str, str]]:
+    """Every (namespace, key) that building `commands` reads."""
+    keys = {(op.namespace, op.key) for c in commands for op in c.ops}
+    keys.update((cmp.namespace, cmp.key) for c in commands for cmp in c.compares)
+    return keys
+
+
 class Sequencer:
     def __init__(
         self,
@@ -87,6 +101,12 @@ class Sequencer:
         lookup: Callable[[str], CommandRecord | None],
         now_ms: int,
     ) -> tuple[list[Outcome], BatchWrite]:
+        """Run `commands` in order on top of the head.
+
+        `read` gives a key's record at the head, `lookup` a committed command's
+        record; a backend may answer both from a prefetch of the batch's keys
+        and ids (see `keys_read` and the command ids).
+        """
         batch = BatchWrite(head_rev=self.head_rev, chain_head=self.chain_head)
         seen: dict[str, CommandRecord] = {}
 
@@ -117,8 +137,7 @@ class Sequencer:
                 continue
             touched: dict[str, None] = {}
             for seq, p in enumerate(planned):
-                before = read_through(p.namespace, p.key)
-                record = p.record
+                before, record = p.before, p.record
                 canonical = change_canonical_bytes(
                     rev=rev,
                     seq=seq,
@@ -154,7 +173,10 @@ class Sequencer:
                 batch.state[(p.namespace, p.key)] = record
                 old = None if before is None else value_hash(before.value)
                 new = None if record is None else value_hash(record.value)
-                self.digests.setdefault(p.namespace, NamespaceDigest()).update(p.key, old, new)
+                digest = self.digests.get(p.namespace)
+                if digest is None:
+                    digest = self.digests[p.namespace] = NamespaceDigest()
+                digest.update(p.key, old, new)
                 batch._undo.append((p.namespace, p.key, old, new))
                 touched[p.namespace] = None
             for ns in touched:

@@ -48,7 +48,7 @@ from statesync.core.model import (
     check_key,
     check_namespace,
 )
-from statesync.core.sequencer import BatchWrite, CommandRecord, Outcome, Sequencer
+from statesync.core.sequencer import BatchWrite, CommandRecord, Outcome, Sequencer, keys_read
 from statesync.store.base import ChainReport, StoreSettings
 
 __all__ = ["SQLiteStore"]
@@ -58,6 +58,7 @@ log = logging.getLogger("statesync.store.sqlite")
 FORMAT_VERSION = 1
 EMPTY_ROOT = fingerprint(0, 0)
 _POS_BIAS = 1 << 63
+_PREFETCH = 400  # parameters per bulk query stay under SQLite's limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value) WITHOUT ROWID;
@@ -340,26 +341,44 @@ class SQLiteStore:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
-    def _read_for_commit(self, ns: str, key: str) -> KeyRecord | None:
-        row = self._conn.execute(
-            "SELECT value, create_rev, mod_rev, version FROM kv WHERE ns = ? AND key = ?",
-            (ns, key),
-        ).fetchone()
-        return None if row is None else KeyRecord(ns, key, *row)
+    def _prefetch_keys(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], KeyRecord]:
+        """The head records of `keys`, in as few primary-key queries as possible."""
+        by_ns: dict[str, list[str]] = {}
+        for ns, key in keys:
+            by_ns.setdefault(ns, []).append(key)
+        found: dict[tuple[str, str], KeyRecord] = {}
+        for ns, names in by_ns.items():
+            for i in range(0, len(names), _PREFETCH):
+                chunk = names[i : i + _PREFETCH]
+                for row in self._conn.execute(
+                    "SELECT ns, key, value, create_rev, mod_rev, version FROM kv "
+                    f"WHERE ns = ? AND key IN ({','.join('?' * len(chunk))})",
+                    [ns, *chunk],
+                ):
+                    found[(ns, row[1])] = KeyRecord(*row)
+        return found
 
-    def _lookup_command(self, command_id: str) -> CommandRecord | None:
-        row = self._conn.execute(
-            "SELECT fingerprint, rev, ts_ms FROM commands WHERE command_id = ?", (command_id,)
-        ).fetchone()
-        return None if row is None else CommandRecord(command_id, *row)
+    def _prefetch_commands(self, ids: list[str]) -> dict[str, CommandRecord]:
+        found: dict[str, CommandRecord] = {}
+        for i in range(0, len(ids), _PREFETCH):
+            chunk = ids[i : i + _PREFETCH]
+            for row in self._conn.execute(
+                "SELECT command_id, fingerprint, rev, ts_ms FROM commands "
+                f"WHERE command_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                found[row[0]] = CommandRecord(*row)
+        return found
 
     def _group_commit(self, jobs: list[_Job]) -> None:
         commands = [job.command for job in jobs if job.command is not None]
         with self._head_lock:
+            head = self._prefetch_keys(keys_read(commands))
+            known = self._prefetch_commands([c.command_id for c in commands])
             outcomes, batch = self._sequencer.build(
                 commands,
-                read=self._read_for_commit,
-                lookup=self._lookup_command,
+                read=lambda ns, key: head.get((ns, key)),
+                lookup=known.get,
                 now_ms=int(self._clock() * 1000),
             )
             if not batch.empty:

@@ -127,7 +127,7 @@ class _Pinned:
 @dataclass(slots=True)
 class _Job:
     future: Future[Any]
-    command: PreparedCommand | None = None
+    command: Command | None = None
     task: Callable[[sqlite3.Connection], Any] | None = None
 
 
@@ -267,9 +267,12 @@ class SQLiteStore:
 
     def submit(self, command: Command) -> Future[Committed]:
         """Queue a command for the next group commit; the future resolves when
-        it is durable (or fails with a statesync error)."""
-        prepared = prepare(command, self.settings.limits)
-        return self._submit(_Job(Future(), command=prepared))
+        it is durable (or fails with a statesync error).
+
+        The committer thread checks and prepares commands too: one thread doing
+        all the CPU work avoids handing the GIL back and forth with callers.
+        """
+        return self._submit(_Job(Future(), command=command))
 
     def commit(self, command: Command) -> Committed:
         return self.submit(command).result()
@@ -278,17 +281,9 @@ class SQLiteStore:
         return await asyncio.wrap_future(self.submit(command))
 
     def commit_many(self, commands: Sequence[Command]) -> list[Outcome]:
-        futures: list[Future[Committed] | StatesyncError] = []
-        for command in commands:
-            try:
-                futures.append(self.submit(command))
-            except InvalidInputError as exc:
-                futures.append(exc)
+        futures = [self.submit(command) for command in commands]
         outcomes: list[Outcome] = []
         for f in futures:
-            if isinstance(f, StatesyncError):
-                outcomes.append(f)
-                continue
             try:
                 outcomes.append(f.result())
             except StatesyncError as exc:
@@ -371,7 +366,19 @@ class SQLiteStore:
         return found
 
     def _group_commit(self, jobs: list[_Job]) -> None:
-        commands = [job.command for job in jobs if job.command is not None]
+        commands: list[PreparedCommand] = []
+        ready: list[_Job] = []
+        for job in jobs:
+            assert job.command is not None
+            try:
+                commands.append(prepare(job.command, self.settings.limits))
+            except InvalidInputError as exc:
+                job.future.set_exception(exc)
+            else:
+                ready.append(job)
+        if not ready:
+            return
+        jobs = ready
         with self._head_lock:
             head = self._prefetch_keys(keys_read(commands))
             known = self._prefetch_commands([c.command_id for c in commands])

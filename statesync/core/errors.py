@@ -19,6 +19,7 @@ can help, the gRPC status an adapter maps it to and the CLI exit code.
     ├── CompactedError               exit 6  OUT_OF_RANGE       (bootstrap from a snapshot)
     └── StoreError                   exit 7  INTERNAL
         ├── StoreClosedError         exit 5  UNAVAILABLE        (retryable elsewhere)
+        ├── StoreInUseError          exit 5  UNAVAILABLE        (another process has it open)
         └── StoreCorruptError        (integrity check failed: hash chain, schema)
 
 The core never imports gRPC, so statuses are carried by name.
@@ -46,6 +47,7 @@ __all__ = [
     "StoreClosedError",
     "StoreCorruptError",
     "StoreError",
+    "StoreInUseError",
     "ValueTooLargeError",
 ]
 
@@ -242,6 +244,17 @@ class StoreClosedError(StoreError):
 
     def __init__(self, message: str = "the store is closed") -> None:
         super().__init__(message)
+
+
+class StoreInUseError(StoreError):
+    exit_code = 5
+    grpc_status = "UNAVAILABLE"
+    retryable = True
+
+    def __init__(self, path: str, holder_pid: str) -> None:
+        self.path = path
+        self.holder_pid = holder_pid
+        super().__init__(f"{path} is in use by another process (pid {holder_pid}); stop it first")
 
 
 class StoreCorruptError(StoreError):

@@ -57,6 +57,8 @@ class Snapshot(Protocol):
     namespaces: tuple[str, ...]
     digests: dict[str, bytes]
     """Each namespace's digest root at `rev`."""
+    counts: dict[str, int]
+    """Each namespace's number of keys at `rev`."""
 
     def chunks(self) -> Iterator[list[KeyRecord]]: ...
 

@@ -38,6 +38,7 @@ from statesync.core.errors import (
     StoreClosedError,
     StoreCorruptError,
     StoreError,
+    StoreInUseError,
 )
 from statesync.core.model import (
     GENESIS_HASH,
@@ -142,9 +143,7 @@ class _LockedDataFile:
         except BlockingIOError:
             holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "?"
             os.close(self._fd)
-            raise StoreError(
-                f"{db_path} is in use by another process (pid {holder}); stop it first"
-            ) from None
+            raise StoreInUseError(str(db_path), holder) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, str(os.getpid()).encode(), 0)
 
@@ -703,15 +702,16 @@ class SQLiteStore:
     def digest(self, namespace: str, *, rev: int | None = None) -> bytes:
         check_namespace(namespace)
         with self._read_txn(rev) as txn:
-            return self._root_at(txn.conn, namespace, txn.rev)
+            return self._root_at(txn.conn, namespace, txn.rev)[0]
 
     @staticmethod
-    def _root_at(conn: sqlite3.Connection, namespace: str, rev: int) -> bytes:
+    def _root_at(conn: sqlite3.Connection, namespace: str, rev: int) -> tuple[bytes, int]:
+        """A namespace's digest root and key count at `rev`."""
         row = conn.execute(
-            "SELECT root FROM digests WHERE ns = ? AND rev <= ? ORDER BY rev DESC LIMIT 1",
+            "SELECT root, count FROM digests WHERE ns = ? AND rev <= ? ORDER BY rev DESC LIMIT 1",
             (namespace, rev),
         ).fetchone()
-        return EMPTY_ROOT if row is None else row[0]
+        return (EMPTY_ROOT, 0) if row is None else (row[0], row[1])
 
     def digest_node(self, namespace: str, prefix: str) -> Node:
         """The head digest trie's node at `prefix` (a string of hex nibbles)."""
@@ -805,6 +805,7 @@ class _SQLiteSnapshot:
         self.rev = 0
         self.namespaces: tuple[str, ...] = ()
         self.digests: dict[str, bytes] = {}
+        self.counts: dict[str, int] = {}
         self._head = 0
 
     def __enter__(self) -> _SQLiteSnapshot:
@@ -823,7 +824,9 @@ class _SQLiteSnapshot:
                 names = list(self._requested_ns)
             self.rev = rev
             self.namespaces = tuple(sorted(names))
-            self.digests = {ns: SQLiteStore._root_at(conn, ns, rev) for ns in self.namespaces}
+            roots = {ns: SQLiteStore._root_at(conn, ns, rev) for ns in self.namespaces}
+            self.digests = {ns: root for ns, (root, _) in roots.items()}
+            self.counts = {ns: count for ns, (_, count) in roots.items()}
         except BaseException:
             conn.close()
             raise

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from statesync.core.commands import Command, Committed, Limits
-from statesync.core.digest import NamespaceDigest
+from statesync.core.digest import Node
 from statesync.core.model import Change, KeyRecord
 from statesync.core.sequencer import Outcome
 
@@ -121,7 +121,9 @@ class Store(Protocol):
 
     def digest(self, namespace: str, *, rev: int | None = None) -> bytes: ...
 
-    def namespace_digest(self, namespace: str) -> NamespaceDigest: ...
+    def digest_node(self, namespace: str, prefix: str) -> Node:
+        """The head digest trie's node at `prefix` (hex nibbles; "" is the root)."""
+        ...
 
     def leaves(self, namespace: str, prefix: str) -> dict[str, bytes]:
         """(key -> value hash) of the head keys whose digest position starts with prefix."""

@@ -59,6 +59,47 @@ def _check_string(s: str, where: list[str | int], ns: str | None, key: str | Non
         ) from None
 
 
+def _is_fast(value: Any) -> bool | None:
+    """Walk `value` without tracking paths: True/False when it is I-JSON (fast
+    encoder usable or not), None when it is not I-JSON (find out where slowly)."""
+    fast = True
+    stack = [value]
+    pop, extend = stack.pop, stack.extend
+    while stack:
+        node = pop()
+        kind = type(node)
+        if kind is str:
+            if not node.isascii():
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    return None
+        elif kind is int:
+            if not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
+                return None
+        elif kind is dict:
+            for k in node:
+                if type(k) is not str:
+                    return None
+                if not k.isascii():
+                    try:
+                        k.encode("utf-8")
+                    except UnicodeEncodeError:
+                        return None
+                    if max(k) >= _FAST_KEY_LIMIT:
+                        fast = False
+            extend(node.values())
+        elif kind is list or kind is tuple:
+            extend(node)
+        elif kind is float:
+            if not math.isfinite(node):
+                return None
+            fast = False
+        elif not (kind is bool or node is None):
+            return None
+    return fast
+
+
 def check_value(value: Any, *, namespace: str | None = None, key: str | None = None) -> bool:
     """Raise `InvalidValueError` unless `value` is in the I-JSON domain.
 
@@ -66,7 +107,13 @@ def check_value(value: Any, *, namespace: str | None = None, key: str | None = N
     The error names the namespace, the key and the JSON Pointer of the first
     offending member.
     """
-    fast = True
+    fast = _is_fast(value)
+    if fast is None:
+        _raise_where_invalid(value, namespace, key)
+    return bool(fast)
+
+
+def _raise_where_invalid(value: Any, namespace: str | None, key: str | None) -> None:
     # Iterative walk: deep documents must not hit Python's recursion limit.
     stack: list[tuple[Any, list[str | int]]] = [(value, [])]
     while stack:
@@ -74,8 +121,6 @@ def check_value(value: Any, *, namespace: str | None = None, key: str | None = N
         kind = type(node)
         if kind is str:
             _check_string(node, where, namespace, key)
-        elif kind is bool or node is None:
-            pass
         elif kind is int:
             if not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
                 raise InvalidValueError(
@@ -89,7 +134,6 @@ def check_value(value: Any, *, namespace: str | None = None, key: str | None = N
                 raise InvalidValueError(
                     namespace, key, _path(where), f"number {node} is not finite"
                 )
-            fast = False
         elif kind is dict:
             for k, v in node.items():
                 if type(k) is not str:
@@ -97,16 +141,14 @@ def check_value(value: Any, *, namespace: str | None = None, key: str | None = N
                         namespace, key, _path(where), f"object key {k!r} is not a string"
                     )
                 _check_string(k, [*where, k], namespace, key)
-                if fast and k and max(k) >= _FAST_KEY_LIMIT:
-                    fast = False
                 stack.append((v, [*where, k]))
         elif kind is list or kind is tuple:
             stack.extend((v, [*where, i]) for i, v in enumerate(node))
-        else:
+        elif not (kind is bool or node is None):
             raise InvalidValueError(
                 namespace, key, _path(where), f"{kind.__name__} is not a JSON type"
             )
-    return fast
+    raise AssertionError("unreachable: _is_fast and _raise_where_invalid disagree")
 
 
 def canonical_bytes(value: Any, *, fast: bool | None = None) -> bytes:

@@ -8,6 +8,7 @@ prepared command into changes against a view of the current state.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -108,8 +109,22 @@ class Compare:
         return self.kind.value
 
 
+_id_prefix = os.urandom(8).hex()
+_id_counter = itertools.count(1)
+
+
+def _reseed_ids() -> None:
+    # A forked child must not repeat its parent's ids.
+    global _id_prefix
+    _id_prefix = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_reseed_ids)
+
+
 def _new_command_id() -> str:
-    return os.urandom(16).hex()
+    """Unique without a syscall per id: a random per-process prefix and a counter."""
+    return f"{_id_prefix}-{next(_id_counter)}"
 
 
 @dataclass(frozen=True, slots=True)

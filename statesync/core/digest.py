@@ -131,16 +131,17 @@ class NamespaceDigest:
             delta += leaf_value(key, new)
             dcount += 1
         top = int.from_bytes(position(key)[:2], "big")
-        for level in range(MATERIALIZED_LEVELS + 1):
-            idx = top >> (16 - 4 * level)
-            sums, counts = self._sums[level], self._counts[level]
+        shift = 16
+        # Sums are reduced modulo 2**256 only when read: Python ints do not overflow.
+        for sums, counts in zip(self._sums, self._counts, strict=True):
+            idx = top >> shift
+            shift -= 4
             count = counts.get(idx, 0) + dcount
             if count:
                 counts[idx] = count
-                sums[idx] = (sums.get(idx, 0) + delta) % _MOD
+                sums[idx] = sums.get(idx, 0) + delta
             else:
-                counts.pop(idx, None)
-                sums.pop(idx, None)
+                del counts[idx], sums[idx]
 
     @property
     def count(self) -> int:
@@ -153,7 +154,7 @@ class NamespaceDigest:
         level = len(prefix)
         if level <= MATERIALIZED_LEVELS:
             idx = int(prefix, 16) if prefix else 0
-            return Node(self._counts[level].get(idx, 0), self._sums[level].get(idx, 0))
+            return Node(self._counts[level].get(idx, 0), self._sums[level].get(idx, 0) % _MOD)
         if leaves is None:
             raise ValueError(f"prefix {prefix!r} is deeper than the materialized levels")
         total = count = 0

@@ -35,6 +35,9 @@ __all__ = [
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
 
 MAX_SAFE_INTEGER = 2**53 - 1
+# RFC 8785 prints a float below 1e21 with no exponent: an integral one of at
+# least 2**53 would become an integer literal outside the I-JSON range.
+_JCS_EXPONENT_FROM = 1e21
 _FAST_KEY_LIMIT = "\ud800"
 
 
@@ -57,6 +60,10 @@ def _check_string(s: str, where: list[str | int], ns: str | None, key: str | Non
         raise InvalidValueError(
             ns, key, _path(where), f"string holds a lone surrogate at index {exc.start}"
         ) from None
+
+
+def _integral_beyond_safe(number: float) -> bool:
+    return MAX_SAFE_INTEGER < abs(number) < _JCS_EXPONENT_FROM
 
 
 def _is_fast(value: Any) -> bool | None:
@@ -92,7 +99,7 @@ def _is_fast(value: Any) -> bool | None:
         elif kind is list or kind is tuple:
             extend(node)
         elif kind is float:
-            if not math.isfinite(node):
+            if not math.isfinite(node) or _integral_beyond_safe(node):
                 return None
             fast = False
         elif not (kind is bool or node is None):
@@ -134,6 +141,14 @@ def _raise_where_invalid(value: Any, namespace: str | None, key: str | None) -> 
                 raise InvalidValueError(
                     namespace, key, _path(where), f"number {node} is not finite"
                 )
+            if _integral_beyond_safe(node):
+                raise InvalidValueError(
+                    namespace,
+                    key,
+                    _path(where),
+                    f"number {node!r} is an integer outside the I-JSON range ±(2**53-1) "
+                    "in canonical form",
+                )
         elif kind is dict:
             for k, v in node.items():
                 if type(k) is not str:
@@ -164,21 +179,35 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise _DuplicateKey(k)
-            seen.add(k)
-    return obj
+class _DuplicateKeys(dict):  # type: ignore[type-arg]
+    """An object that had a duplicate key; parse_json finds where it is."""
+
+    duplicate: str = ""
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        self.key = key
-        super().__init__(f"duplicate object key {key!r}")
+def _mark_duplicates(pairs: list[tuple[str, Any]]) -> _DuplicateKeys:
+    marked = _DuplicateKeys(pairs)
+    seen: set[str] = set()
+    for k, _ in pairs:
+        if k in seen:
+            marked.duplicate = k
+            break
+        seen.add(k)
+    return marked
+
+
+def _find_duplicate(value: Any) -> tuple[str, str] | None:
+    """(JSON Pointer of the object, the duplicated key) of the first marked object."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, _DuplicateKeys):
+            return _path(where), node.duplicate
+        if isinstance(node, dict):
+            stack.extend((v, [*where, k]) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, [*where, i]) for i, v in enumerate(node))
+    return None
 
 
 def parse_json(
@@ -196,11 +225,23 @@ def parse_json(
             raise InvalidValueError(
                 namespace, key, "", f"not valid UTF-8 at byte {exc.start}"
             ) from None
+    saw_duplicate = False
+
+    def unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal saw_duplicate
+        obj = dict(pairs)
+        if len(obj) == len(pairs):
+            return obj
+        saw_duplicate = True
+        return _mark_duplicates(pairs)
+
     try:
-        value = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
-    except _DuplicateKey as exc:
-        raise InvalidValueError(namespace, key, "", str(exc)) from None
+        value = json.loads(text, object_pairs_hook=unique_object, parse_constant=_reject_constant)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise InvalidValueError(namespace, key, "", f"malformed JSON: {exc}") from None
+    duplicate = _find_duplicate(value) if saw_duplicate else None
+    if duplicate is not None:
+        path, name = duplicate
+        raise InvalidValueError(namespace, key, path, f"duplicate object key {name!r}")
     check_value(value, namespace=namespace, key=key)
     return value

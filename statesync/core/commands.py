@@ -22,6 +22,7 @@ from statesync.core.canonical import JSONValue, canonical_bytes, check_value, sh
 from statesync.core.errors import (
     InvalidCommandError,
     InvalidPatchError,
+    InvalidValueError,
     ValueTooLargeError,
 )
 from statesync.core.model import check_key, check_namespace
@@ -206,7 +207,16 @@ def _check_patch(namespace: str, key: str, patch: object) -> tuple[dict[str, Any
         if needed == "from":
             _check_pointer(namespace, key, index, "from", op["from"])
         if needed == "value":
-            check_value(op["value"], namespace=namespace, key=key)
+            try:
+                check_value(op["value"], namespace=namespace, key=key)
+            except InvalidValueError as exc:
+                raise InvalidPatchError(
+                    namespace,
+                    key,
+                    index,
+                    op["path"],
+                    f"bad 'value' (at {exc.path or 'its root'}): {exc.reason}",
+                ) from None
     return tuple(patch)
 
 
@@ -238,6 +248,8 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
     ops: list[PreparedOp] = []
     seen: set[tuple[str, str]] = set()
     for op in command.ops:
+        if not isinstance(op, Put | Patch | Delete):
+            raise InvalidCommandError(f"unknown op {op!r}: use Put, Patch or Delete")
         ns = check_namespace(op.namespace)
         key = check_key(ns, op.key)
         if (ns, key) in seen:
@@ -251,15 +263,22 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
             ops.append(PreparedOp("put", ns, key, value=value))
         elif isinstance(op, Patch):
             ops.append(PreparedOp("patch", ns, key, patch=_check_patch(ns, key, op.patch)))
-        elif isinstance(op, Delete):
-            ops.append(PreparedOp("delete", ns, key))
         else:
-            raise InvalidCommandError(f"unknown op {op!r}")
+            ops.append(PreparedOp("delete", ns, key))
     compares: list[Compare] = []
     for c in command.compares:
+        if not isinstance(c, Compare):
+            raise InvalidCommandError(f"unknown compare {c!r}: use Compare")
         ns = check_namespace(c.namespace)
         key = check_key(ns, c.key)
-        kind = CompareKind(c.kind)
+        try:
+            kind = CompareKind(c.kind)
+        except ValueError:
+            raise InvalidCommandError(
+                f"unknown compare kind {c.kind!r}: use mod_rev, exists or absent",
+                namespace=ns,
+                key=key,
+            ) from None
         if kind is CompareKind.MOD_REV and (type(c.mod_rev) is not int or c.mod_rev < 0):
             raise InvalidCommandError(
                 f"mod_rev compare needs a revision >= 0, got {c.mod_rev!r}", namespace=ns, key=key

@@ -66,15 +66,76 @@ def _check_compares(command: PreparedCommand, read: ReadKey) -> None:
         raise ConflictError(failed)
 
 
+def _json_equal(a: object, b: object) -> bool:
+    """JSON equality (RFC 6902 4.6): true is not 1, numbers compare by value."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def _resolve(doc: object, pointer: str, *, parent_only: bool) -> object:
+    """Follow an RFC 6901 pointer through objects and arrays only.
+
+    jsonpatch would index into strings; a pointer never can. Raises
+    JsonPointerException when a step leaves the containers.
+    """
+    node = doc
+    tokens = jsonpointer.JsonPointer(pointer).parts
+    for token in tokens[:-1] if parent_only else tokens:
+        if isinstance(node, dict):
+            if token not in node:
+                raise jsonpointer.JsonPointerException(f"member {token!r} not found")
+            node = node[token]
+        elif isinstance(node, list):
+            if not token.isdigit() or int(token) >= len(node) or token != str(int(token)):
+                raise jsonpointer.JsonPointerException(f"no array index {token!r}")
+            node = node[int(token)]
+        else:
+            raise jsonpointer.JsonPointerException(
+                f"cannot point inside a {type(node).__name__} at {token!r}"
+            )
+    if parent_only and tokens and not isinstance(node, dict | list):
+        raise jsonpointer.JsonPointerException(f"cannot point inside a {type(node).__name__}")
+    return node
+
+
+def _apply_op(doc: object, op: dict) -> object:
+    kind = op["op"]
+    if kind == "test":
+        try:
+            actual = _resolve(doc, op["path"], parent_only=False)
+        except jsonpointer.JsonPointerException as exc:
+            raise jsonpatch.JsonPatchTestFailed(str(exc)) from None
+        if not _json_equal(actual, op["value"]):
+            raise jsonpatch.JsonPatchTestFailed(f"value at {op['path']!r} is not {op['value']!r}")
+        return doc
+    _resolve(doc, op["path"], parent_only=True)
+    if kind in ("move", "copy"):
+        _resolve(doc, op["from"], parent_only=False)
+    return jsonpatch.JsonPatch([copy.deepcopy(op)]).apply(doc, in_place=True)
+
+
 def _apply_patch(ns: str, key: str, base: bytes, patch: tuple, limits: Limits) -> bytes:
     doc = orjson.loads(base)
     for index, op in enumerate(patch):
         try:
             # One op at a time so that the error can name the op that failed.
-            doc = jsonpatch.JsonPatch([copy.deepcopy(op)]).apply(doc, in_place=True)
+            doc = _apply_op(doc, op)
         except jsonpatch.JsonPatchTestFailed as exc:
             raise InvalidPatchError(ns, key, index, op.get("path"), f"test failed: {exc}") from None
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+        except (
+            jsonpatch.JsonPatchException,
+            jsonpointer.JsonPointerException,
+            TypeError,
+            KeyError,
+            IndexError,
+        ) as exc:
             raise InvalidPatchError(ns, key, index, op.get("path"), str(exc)) from None
     fast = check_value(doc, namespace=ns, key=key)
     value = canonical_bytes(doc, fast=fast)

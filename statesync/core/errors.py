@@ -12,15 +12,15 @@ can help, the gRPC status an adapter maps it to and the CLI exit code.
     │   ├── InvalidPatchError        (namespace, key, op index, JSON path)
     │   ├── InvalidCommandError      (malformed command: duplicate key, empty...)
     │   ├── ValueTooLargeError       (namespace, key, size, limit)
-    │   ├── CommandIdReusedError     (same command_id, different content)
-    │   └── FutureRevisionError      (asked for a revision after the head)
+    │   ├── CommandIdReusedError     exit 4  ALREADY_EXISTS     (same id, different content)
+    │   └── FutureRevisionError      exit 4  OUT_OF_RANGE       (a revision after the head)
     ├── ConflictError                exit 3  ABORTED            (retry after re-reading)
     ├── NotFoundError                exit 1  NOT_FOUND
     ├── CompactedError               exit 6  OUT_OF_RANGE       (bootstrap from a snapshot)
     └── StoreError                   exit 7  INTERNAL
         ├── StoreClosedError         exit 5  UNAVAILABLE        (retryable elsewhere)
         ├── StoreInUseError          exit 5  UNAVAILABLE        (another process has it open)
-        └── StoreCorruptError        (integrity check failed: hash chain, schema)
+        └── StoreCorruptError        exit 7  DATA_LOSS          (hash chain, digest, format)
 
 The core never imports gRPC, so statuses are carried by name.
 """
@@ -63,6 +63,12 @@ def _where(namespace: str | None, key: str | None, path: str | None = None) -> s
     return ", ".join(parts)
 
 
+def _encodable(value: object) -> object:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 class StatesyncError(Exception):
     """Base of every statesync error."""
 
@@ -71,9 +77,11 @@ class StatesyncError(Exception):
     retryable: bool = False
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready description: the error type, message and its fields."""
-        fields = {k: v for k, v in vars(self).items() if not k.startswith("_")}
-        return {"error": type(self).__name__, "message": str(self), **fields}
+        """A JSON-ready description: the error type, message and its fields.
+
+        Strings are made encodable: the bad input may hold lone surrogates."""
+        fields = {k: _encodable(v) for k, v in vars(self).items() if not k.startswith("_")}
+        return {"error": type(self).__name__, "message": _encodable(str(self)), **fields}
 
 
 class InvalidInputError(StatesyncError):

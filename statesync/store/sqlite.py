@@ -33,6 +33,7 @@ from statesync.core.digest import NamespaceDigest, Node, fingerprint, position, 
 from statesync.core.errors import (
     CompactedError,
     FutureRevisionError,
+    InvalidCommandError,
     InvalidInputError,
     StatesyncError,
     StoreClosedError,
@@ -371,8 +372,12 @@ class SQLiteStore:
             assert job.command is not None
             try:
                 commands.append(prepare(job.command, self.settings.limits))
-            except InvalidInputError as exc:
+            except StatesyncError as exc:
                 job.future.set_exception(exc)
+            except Exception as exc:  # a malformed object: fail this command, not the thread
+                error = InvalidCommandError(f"malformed command: {exc!r}")
+                error.__cause__ = exc
+                job.future.set_exception(error)
             else:
                 ready.append(job)
         if not ready:
@@ -540,10 +545,10 @@ class SQLiteStore:
     # -- reads -----------------------------------------------------------
 
     def _reader(self) -> sqlite3.Connection:
+        if self._closing:
+            raise StoreClosedError()
         conn = getattr(self._readers, "conn", None)
         if conn is None:
-            if self._closing:
-                raise StoreClosedError()
             conn = _connect(self.path, readonly=True)
             self._readers.conn = conn
             with self._readers_lock:
@@ -553,6 +558,8 @@ class SQLiteStore:
     @contextlib.contextmanager
     def _read_txn(self, rev: int | None) -> Iterator[_Pinned]:
         """A read transaction pinned at `rev` (None: the head), checked to be retained."""
+        if rev is not None and (type(rev) is not int or rev < 0):
+            raise InvalidInputError(f"a revision is an integer >= 0, got {rev!r}")
         conn = self._reader()
         try:
             conn.execute("BEGIN")
@@ -565,10 +572,13 @@ class SQLiteStore:
                 raise CompactedError(rev, compacted)
             yield _Pinned(conn, rev, head, compacted)
         except sqlite3.Error as exc:
+            if self._closing:
+                raise StoreClosedError() from exc
             raise StoreError(f"{self.path}: read failed: {exc}") from exc
         finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+            with contextlib.suppress(sqlite3.ProgrammingError):  # closed under us by close()
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
 
     @staticmethod
     def _pinned_revs(conn: sqlite3.Connection) -> tuple[int, int]:
@@ -657,6 +667,8 @@ class SQLiteStore:
     def changes(
         self, after_rev: int, *, limit: int = 1000, namespaces: Sequence[str] | None = None
     ) -> list[Change]:
+        if type(after_rev) is not int or after_rev < 0:
+            raise InvalidInputError(f"a revision is an integer >= 0, got {after_rev!r}")
         with self._read_txn(None) as txn:
             conn = txn.conn
             if after_rev < txn.compacted:

@@ -820,3 +820,19 @@ def test_to_dict_is_json_with_the_location(err: StatesyncError) -> None:
 
 def test_every_error_class_has_an_example() -> None:
     assert {type(e) for e in EXAMPLES} == set(ERROR_CLASSES) - {StatesyncError, InvalidInputError}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(Command([Put("app", "k", 1)], command_id="id-\ud800"), id="command-id"),
+        pytest.param(Command([Put("app", "k", 1)], trace="00-\udfff"), id="trace"),
+        pytest.param(Command([Put("app", "k", 1)], trace="t" * 1025), id="trace-too-long"),
+    ],
+)
+def test_unencodable_command_id_or_trace_is_refused_and_commits_continue(
+    store: SQLiteStore, command: Command
+) -> None:
+    with pytest.raises(InvalidCommandError):
+        store.commit(command)
+    assert store.commit(Command([Put("app", "after", 1)])).rev == store.head_rev

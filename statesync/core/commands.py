@@ -234,6 +234,17 @@ def _fingerprint(ops: Sequence[PreparedOp], compares: Sequence[Compare]) -> byte
     return sha256(b"\x1e".join(parts))
 
 
+MAX_TRACE_CHARS = 1024
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
     """Check a command completely and compute its canonical parts.
 
@@ -241,6 +252,8 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
     """
     if not isinstance(command.command_id, str) or not 1 <= len(command.command_id) <= 256:
         raise InvalidCommandError("command_id must be a string of 1 to 256 characters")
+    if not _is_unicode(command.command_id):
+        raise InvalidCommandError(f"command_id {command.command_id!r} is not valid Unicode")
     if not command.ops:
         raise InvalidCommandError("a command needs at least one op")
     if len(command.ops) > limits.max_ops or len(command.compares) > limits.max_ops:
@@ -286,6 +299,12 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
         compares.append(Compare(ns, key, kind, c.mod_rev))
     if command.trace is not None and not isinstance(command.trace, str):
         raise InvalidCommandError("trace must be a string (W3C traceparent)")
+    if command.trace is not None and (
+        len(command.trace) > MAX_TRACE_CHARS or not _is_unicode(command.trace)
+    ):
+        raise InvalidCommandError(
+            f"trace must be valid Unicode of at most {MAX_TRACE_CHARS} characters"
+        )
     return PreparedCommand(
         command_id=command.command_id,
         ops=tuple(ops),

@@ -384,14 +384,24 @@ class SQLiteStore:
             return
         jobs = ready
         with self._head_lock:
-            head = self._prefetch_keys(keys_read(commands))
-            known = self._prefetch_commands([c.command_id for c in commands])
-            outcomes, batch = self._sequencer.build(
-                commands,
-                read=lambda ns, key: head.get((ns, key)),
-                lookup=known.get,
-                now_ms=int(self._clock() * 1000),
-            )
+            try:
+                head = self._prefetch_keys(keys_read(commands))
+                known = self._prefetch_commands([c.command_id for c in commands])
+                outcomes, batch = self._sequencer.build(
+                    commands,
+                    read=lambda ns, key: head.get((ns, key)),
+                    lookup=known.get,
+                    now_ms=int(self._clock() * 1000),
+                )
+            except Exception as exc:  # a bug: fail this batch, keep the committer alive
+                log.exception("group commit of %d commands failed before writing", len(jobs))
+                # The in-memory head may be half-updated: take it from disk again.
+                self._sequencer = self._load_head()
+                error = StoreError(f"{self.path}: commit failed: {exc!r}")
+                error.__cause__ = exc
+                for job in jobs:
+                    job.future.set_exception(error)
+                return
             if not batch.empty:
                 try:
                     self._write(batch)

@@ -23,26 +23,17 @@ def run_demo(data: Path) -> int:
     with SQLiteStore(data / "statesync.sqlite") as store:
         say(f"[bold]statesync demo[/] on a fresh embedded store in {data}\n")
 
-        c = store.commit(
-            Command(
-                [
-                    Put("routes", "web", {"upstream": "10.0.0.1:8080", "weight": 5}),
-                    Put("routes", "api", {"upstream": "10.0.0.2:9090", "weight": 1}),
-                ],
-                command_id="deploy-1",
-            )
+        deploy = Command(
+            [
+                Put("routes", "web", {"upstream": "10.0.0.1:8080", "weight": 5}),
+                Put("routes", "api", {"upstream": "10.0.0.2:9090", "weight": 1}),
+            ],
+            command_id="deploy-1",
         )
+        c = store.commit(deploy)
         say(f"1. one command, two keys, committed durably at revision [bold]{c.rev}[/]")
 
-        again = store.commit(
-            Command(
-                [
-                    Put("routes", "web", {"upstream": "10.0.0.1:8080", "weight": 5}),
-                    Put("routes", "api", {"upstream": "10.0.0.2:9090", "weight": 1}),
-                ],
-                command_id="deploy-1",
-            )
-        )
+        again = store.commit(deploy)
         say(
             f"2. the same command_id again returns revision {again.rev} "
             f"(replayed={again.replayed}) and writes nothing"

@@ -138,38 +138,22 @@ class Sequencer:
             touched: dict[str, None] = {}
             for seq, p in enumerate(planned):
                 before, record = p.before, p.record
-                canonical = change_canonical_bytes(
-                    rev=rev,
-                    seq=seq,
-                    namespace=p.namespace,
-                    key=p.key,
-                    op=p.op,
-                    value=None if record is None else record.value,
-                    prev_mod_rev=p.prev_mod_rev,
-                    create_rev=0 if record is None else record.create_rev,
-                    version=0 if record is None else record.version,
-                    command_id=command.command_id,
-                    ts_ms=now_ms,
-                    trace=command.trace,
-                )
-                batch.chain_head = chain_hash(batch.chain_head, canonical)
-                batch.changes.append(
-                    Change(
-                        rev=rev,
-                        seq=seq,
-                        namespace=p.namespace,
-                        key=p.key,
-                        op=p.op,
-                        value=None if record is None else record.value,
-                        prev_mod_rev=p.prev_mod_rev,
-                        create_rev=0 if record is None else record.create_rev,
-                        version=0 if record is None else record.version,
-                        command_id=command.command_id,
-                        ts_ms=now_ms,
-                        trace=command.trace,
-                        hash=batch.chain_head,
-                    )
-                )
+                fields = {
+                    "rev": rev,
+                    "seq": seq,
+                    "namespace": p.namespace,
+                    "key": p.key,
+                    "op": p.op,
+                    "value": None if record is None else record.value,
+                    "prev_mod_rev": p.prev_mod_rev,
+                    "create_rev": 0 if record is None else record.create_rev,
+                    "version": 0 if record is None else record.version,
+                    "command_id": command.command_id,
+                    "ts_ms": now_ms,
+                    "trace": command.trace,
+                }
+                batch.chain_head = chain_hash(batch.chain_head, change_canonical_bytes(**fields))
+                batch.changes.append(Change(**fields, hash=batch.chain_head))
                 batch.state[(p.namespace, p.key)] = record
                 old = None if before is None else value_hash(before.value)
                 new = None if record is None else value_hash(record.value)

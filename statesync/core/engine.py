@@ -115,6 +115,12 @@ def _apply_op(doc: object, op: dict) -> object:
         if not _json_equal(actual, op["value"]):
             raise jsonpatch.JsonPatchTestFailed(f"value at {op['path']!r} is not {op['value']!r}")
         return doc
+    if op["path"] == "":  # the whole document (RFC 6902 4.1, 4.3)
+        if kind in ("add", "replace"):
+            return copy.deepcopy(op["value"])
+        if kind in ("move", "copy"):
+            return copy.deepcopy(_resolve(doc, op["from"], parent_only=False))
+        raise jsonpatch.JsonPatchConflict("cannot remove the whole document")
     _resolve(doc, op["path"], parent_only=True)
     if kind in ("move", "copy"):
         _resolve(doc, op["from"], parent_only=False)

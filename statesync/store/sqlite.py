@@ -97,6 +97,11 @@ def _pos(key: str) -> int:
     return int.from_bytes(position(key)[:8], "big") - _POS_BIAS
 
 
+def _check_limit(limit: int) -> None:
+    if type(limit) is not int or limit < 1:
+        raise InvalidInputError(f"limit is an integer >= 1, got {limit!r}")
+
+
 def _row_to_change(row: tuple[Any, ...]) -> Change:
     return Change(
         rev=row[0],
@@ -180,13 +185,18 @@ class SQLiteStore:
         self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = _LockedDataFile(self.path)
+        self._conn: sqlite3.Connection | None = None
         try:
             self._conn = _connect(self.path)
             self._init_schema()
             self._sequencer = self._load_head()
-        except sqlite3.Error as exc:
+        except BaseException as exc:
+            if self._conn is not None:
+                self._conn.close()
             self._lock_file.release()
-            raise StoreCorruptError(f"cannot open {self.path}: {exc}") from exc
+            if isinstance(exc, sqlite3.Error):
+                raise StoreCorruptError(f"cannot open {self.path}: {exc}") from exc
+            raise
         self._compacted_rev = int(self._meta("compacted_rev", 0))
         self._readers = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -257,13 +267,13 @@ class SQLiteStore:
 
     # -- writes ----------------------------------------------------------
 
-    def _submit(self, job: _Job) -> Future[Any]:
+    def _submit(self, *jobs: _Job) -> None:
+        """Queue jobs together: the committer sees all of them or none."""
         with self._cv:
             if self._closing:
                 raise StoreClosedError()
-            self._queue.append(job)
+            self._queue.extend(jobs)
             self._cv.notify()
-        return job.future
 
     def submit(self, command: Command) -> Future[Committed]:
         """Queue a command for the next group commit; the future resolves when
@@ -272,7 +282,9 @@ class SQLiteStore:
         The committer thread checks and prepares commands too: one thread doing
         all the CPU work avoids handing the GIL back and forth with callers.
         """
-        return self._submit(_Job(Future(), command=command))
+        job = _Job(Future(), command=command)
+        self._submit(job)
+        return job.future
 
     def commit(self, command: Command) -> Committed:
         return self.submit(command).result()
@@ -281,9 +293,11 @@ class SQLiteStore:
         return await asyncio.wrap_future(self.submit(command))
 
     def commit_many(self, commands: Sequence[Command]) -> list[Outcome]:
-        futures = [self.submit(command) for command in commands]
+        jobs = [_Job(Future(), command=command) for command in commands]
+        for i in range(0, len(jobs), self.settings.max_batch):
+            self._submit(*jobs[i : i + self.settings.max_batch])
         outcomes: list[Outcome] = []
-        for f in futures:
+        for f in (job.future for job in jobs):
             try:
                 outcomes.append(f.result())
             except StatesyncError as exc:
@@ -292,7 +306,9 @@ class SQLiteStore:
 
     def _run_task(self, task: Callable[[sqlite3.Connection], Any]) -> Any:
         """Run `task` on the committer thread, between group commits."""
-        return self._submit(_Job(Future(), task=task)).result()
+        job = _Job(Future(), task=task)
+        self._submit(job)
+        return job.future.result()
 
     # -- the committer thread ---------------------------------------------
 
@@ -626,6 +642,7 @@ class SQLiteStore:
         limit: int = 1000,
     ) -> list[KeyRecord]:
         check_namespace(namespace)
+        _check_limit(limit)
         start = prefix if start_after is None or start_after < prefix else start_after
         op = ">=" if start_after is None or start_after < prefix else ">"
         out: list[KeyRecord] = []
@@ -679,6 +696,7 @@ class SQLiteStore:
     ) -> list[Change]:
         if type(after_rev) is not int or after_rev < 0:
             raise InvalidInputError(f"a revision is an integer >= 0, got {after_rev!r}")
+        _check_limit(limit)
         with self._read_txn(None) as txn:
             conn = txn.conn
             if after_rev < txn.compacted:
@@ -713,8 +731,11 @@ class SQLiteStore:
         rev: int | None = None,
         chunk_size: int = 1000,
     ) -> _SQLiteSnapshot:
+        if self._closing:
+            raise StoreClosedError()
         if namespaces is not None:
             namespaces = tuple(check_namespace(ns) for ns in namespaces)
+        _check_limit(chunk_size)
         return _SQLiteSnapshot(self, namespaces, rev, chunk_size)
 
     def namespaces(self) -> list[str]:

@@ -123,7 +123,16 @@ def _apply_op(doc: object, op: dict) -> object:
         raise jsonpatch.JsonPatchConflict("cannot remove the whole document")
     _resolve(doc, op["path"], parent_only=True)
     if kind in ("move", "copy"):
-        _resolve(doc, op["from"], parent_only=False)
+        source = _resolve(doc, op["from"], parent_only=False)
+        if kind == "copy" and op["from"] == "":
+            op = {"op": "add", "path": op["path"], "value": source}
+        elif kind == "move":
+            frm = jsonpointer.JsonPointer(op["from"]).parts
+            to = jsonpointer.JsonPointer(op["path"]).parts
+            if len(to) > len(frm) and to[: len(frm)] == frm:
+                raise jsonpatch.JsonPatchConflict(
+                    f"cannot move {op['from']!r} into its own child {op['path']!r}"
+                )
     return jsonpatch.JsonPatch([copy.deepcopy(op)]).apply(doc, in_place=True)
 
 

@@ -243,8 +243,11 @@ class StoreSuite:
 
     def test_implements_store_protocol(self, store: Store) -> None:
         assert isinstance(store, Store)
-        put(store, "apps", "a", 1)
-        assert store.namespace_digest("apps").root() == store.digest("apps")
+        store.commit(Command([Put("apps", f"k{i}", i) for i in range(50)]))
+        root = store.digest_node("apps", "")
+        assert (root.fingerprint, root.count) == (store.digest("apps"), 50)
+        deep = position("k7").hex()[:6]
+        assert store.digest_node("apps", deep).count == 1
 
     def test_empty_store(self, store: Store) -> None:
         assert (store.head_rev, store.compacted_rev) == (0, 0)
@@ -1078,39 +1081,43 @@ class StoreSuite:
 
     # -- JSON Patch semantics (RFC 6902), shared by every backend -------------------
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG (core engine): an 'add' at the root of a non-object document raises "
-        "TypeError inside jsonpatch; engine._apply_patch lets it through and the "
-        "sequencer reports StoreError instead of replacing the document (RFC 6902 4.1)",
-    )
     @pytest.mark.parametrize("document", ["text", 5, [1, 2], None])
     def test_patch_add_at_root_replaces_any_document(self, store: Store, document: object) -> None:
         put(store, "apps", "k", document)
         store.commit(Command([Patch("apps", "k", [{"op": "add", "path": "", "value": {"a": 1}}])]))
         assert must_get(store, "apps", "k").json() == {"a": 1}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG (core engine): a root 'remove' of a scalar document raises TypeError "
-        "inside jsonpatch and becomes StoreError (INTERNAL) instead of InvalidPatchError",
-    )
-    def test_patch_remove_of_root_is_an_invalid_patch(self, store: Store) -> None:
-        put(store, "apps", "k", 5)
+    def test_patch_move_into_its_own_child_is_refused(self, store: Store) -> None:
+        put(store, "apps", "k", {"x": [{"a": 1}, {"b": 2}]})
+        move = [{"op": "move", "from": "/x/0", "path": "/x/0/y"}]
         with pytest.raises(InvalidPatchError):
-            store.commit(Command([Patch("apps", "k", [{"op": "remove", "path": ""}])]))
+            store.commit(Command([Patch("apps", "k", move)]))
+        assert must_get(store, "apps", "k").json() == {"x": [{"a": 1}, {"b": 2}]}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG (core engine): the 'test' op compares with Python ==, so true == 1 and "
-        "false == 0 pass; RFC 6902 4.6 says values of different JSON types are not equal",
+    @pytest.mark.parametrize(
+        ("document", "path", "result"),
+        [({"x": 1}, "/y", {"x": 1, "y": {"x": 1}}), ([1], "/-", [1, [1]])],
     )
+    def test_patch_copy_from_the_root(
+        self, store: Store, document: object, path: str, result: object
+    ) -> None:
+        put(store, "apps", "k", document)
+        store.commit(Command([Patch("apps", "k", [{"op": "copy", "from": "", "path": path}])]))
+        assert must_get(store, "apps", "k").json() == result
+
+    def test_patch_remove_of_root_is_an_invalid_patch(self, store: Store) -> None:
+        for document in (5, {"a": 1}):
+            put(store, "apps", "k", document)
+            with pytest.raises(InvalidPatchError):
+                store.commit(Command([Patch("apps", "k", [{"op": "remove", "path": ""}])]))
+
     @pytest.mark.parametrize(
         ("stored", "tested"), [(1, True), (0, False), ([1], [True]), ({"a": True}, {"a": 1})]
     )
     def test_patch_test_distinguishes_booleans_from_numbers(
         self, store: Store, stored: object, tested: object
     ) -> None:
+        """RFC 6902 4.6: values of different JSON types are never equal."""
         put(store, "apps", "k", {"v": stored})
         with pytest.raises(InvalidPatchError):
             store.commit(

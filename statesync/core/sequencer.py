@@ -62,6 +62,8 @@ class BatchWrite:
     roots: list[NamespaceRoot] = field(default_factory=list)
     state: dict[tuple[str, str], KeyRecord | None] = field(default_factory=dict)
     """Final state of every key the batch touched (None: deleted)."""
+    value_hashes: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    """SHA-256 of each final value in `state`, computed once for digest and storage."""
     _undo: list[tuple[str, str, bytes | None, bytes | None]] = field(default_factory=list)
 
     @property
@@ -157,6 +159,8 @@ class Sequencer:
                 batch.state[(p.namespace, p.key)] = record
                 old = None if before is None else value_hash(before.value)
                 new = None if record is None else value_hash(record.value)
+                if new is not None:
+                    batch.value_hashes[(p.namespace, p.key)] = new
                 digest = self.digests.get(p.namespace)
                 if digest is None:
                     digest = self.digests[p.namespace] = NamespaceDigest()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from statesync.core.commands import Command, Committed, PreparedCommand, prepare
-from statesync.core.digest import NamespaceDigest, Node, fingerprint, position, value_hash
+from statesync.core.digest import NamespaceDigest, Node, fingerprint, position
 from statesync.core.errors import (
     CompactedError,
     FutureRevisionError,
@@ -453,7 +453,7 @@ class SQLiteStore:
                         ns,
                         key,
                         record.value,
-                        value_hash(record.value),
+                        batch.value_hashes[(ns, key)],
                         record.create_rev,
                         record.mod_rev,
                         record.version,

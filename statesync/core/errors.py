@@ -17,6 +17,9 @@ can help, the gRPC status an adapter maps it to and the CLI exit code.
     ├── ConflictError                exit 3  ABORTED            (retry after re-reading)
     ├── NotFoundError                exit 1  NOT_FOUND
     ├── CompactedError               exit 6  OUT_OF_RANGE       (bootstrap from a snapshot)
+    ├── UnavailableError             exit 5  UNAVAILABLE        (server unreachable; retryable)
+    ├── ProtocolError                exit 7  FAILED_PRECONDITION (a peer broke the sync protocol)
+    ├── RemoteError                  (an error the server reported that this client does not know)
     └── StoreError                   exit 7  INTERNAL
         ├── StoreClosedError         exit 5  UNAVAILABLE        (retryable elsewhere)
         ├── StoreInUseError          exit 5  UNAVAILABLE        (another process has it open)
@@ -43,11 +46,14 @@ __all__ = [
     "InvalidPatchError",
     "InvalidValueError",
     "NotFoundError",
+    "ProtocolError",
+    "RemoteError",
     "StatesyncError",
     "StoreClosedError",
     "StoreCorruptError",
     "StoreError",
     "StoreInUseError",
+    "UnavailableError",
     "ValueTooLargeError",
 ]
 
@@ -239,6 +245,37 @@ class CompactedError(StatesyncError):
             f"revision {requested_rev} is compacted (the oldest readable revision is "
             f"{compacted_rev}); bootstrap from a snapshot and continue from its revision"
         )
+
+
+class UnavailableError(StatesyncError):
+    """The server could not be reached or went away; retrying may succeed."""
+
+    exit_code = 5
+    grpc_status = "UNAVAILABLE"
+    retryable = True
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address = address
+        self.reason = reason
+        super().__init__(f"server {address} is unavailable: {reason}")
+
+
+class ProtocolError(StatesyncError):
+    """A peer sent a message the sync protocol does not allow in this state."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class RemoteError(StatesyncError):
+    """A server-side error with a type this client does not know (a newer server)."""
+
+    def __init__(self, code: str, message: str, detail: dict[str, object]) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(message)
 
 
 class StoreError(StatesyncError):

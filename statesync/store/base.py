@@ -8,14 +8,14 @@ shared suite in `statesync.testing.store_suite` is the definition of
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from statesync.core.commands import Command, Committed, Limits
 from statesync.core.digest import Node
 from statesync.core.model import Change, KeyRecord
-from statesync.core.sequencer import Outcome
+from statesync.core.sequencer import BatchWrite, Outcome
 
 __all__ = ["ChainReport", "Snapshot", "Store", "StoreSettings"]
 
@@ -130,6 +130,11 @@ class Store(Protocol):
         ...
 
     def verify_chain(self) -> ChainReport: ...
+
+    def add_listener(self, listener: Callable[[BatchWrite], None]) -> None:
+        """Call `listener(batch)` after each durable group commit, before any
+        of its writers is answered. It runs on the commit path: keep it quick."""
+        ...
 
     def maintain(self) -> None:
         """Apply retention now: forget old command ids, auto-compact."""

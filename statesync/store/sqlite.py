@@ -206,6 +206,7 @@ class SQLiteStore:
         self._cv = threading.Condition()
         self._closing = False
         self._last_maintenance = self._clock()
+        self._listeners: list[Callable[[BatchWrite], None]] = []
         self._committer = threading.Thread(
             target=self._run_committer, name=f"statesync-committer:{self.path.name}", daemon=True
         )
@@ -433,11 +434,25 @@ class SQLiteStore:
                     ]
                 else:
                     self._sequencer.confirm(batch)
+                    self._notify(batch)
         for job, outcome in zip(jobs, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 job.future.set_exception(outcome)
             else:
                 job.future.set_result(outcome)
+
+    def add_listener(self, listener: Callable[[BatchWrite], None]) -> None:
+        """Call `listener(batch)` after each durable group commit,
+        on the committer thread, before any of its writers is answered (so a
+        writer's revision is always known to listeners). It must be quick."""
+        self._listeners.append(listener)
+
+    def _notify(self, batch: BatchWrite) -> None:
+        for listener in self._listeners:
+            try:
+                listener(batch)
+            except Exception:
+                log.exception("commit listener %r failed", listener)
 
     def _write(self, batch: BatchWrite) -> None:
         conn = self._conn

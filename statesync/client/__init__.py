@@ -1,0 +1,182 @@
+"""A blocking client for the controller's gRPC API (writers, readers, operators).
+
+Every failure is a statesync error: the server's own errors keep their type
+(`ConflictError`, `InvalidValueError`...), and a server that cannot be reached
+raises `UnavailableError`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from statesync.core.commands import Command, Committed, Compare, Delete, Op, Patch, Put
+from statesync.core.errors import StatesyncError
+from statesync.core.model import KeyRecord
+from statesync.v1 import statesync_pb2_grpc as pb_grpc
+from statesync.wire import (
+    command_to_pb,
+    committed_from_pb,
+    entry_from_pb,
+    error_from_pb,
+    error_from_rpc,
+    pb,
+)
+
+__all__ = ["DEFAULT_SERVER", "Client", "WaitResult", "default_server"]
+
+DEFAULT_SERVER = "127.0.0.1:7700"
+
+T = TypeVar("T")
+
+
+def default_server() -> str:
+    return os.environ.get("STATESYNC_SERVER") or DEFAULT_SERVER
+
+
+@dataclass(frozen=True, slots=True)
+class WaitResult:
+    applied: list[str]
+    pending: list[pb.WorkerStatus]
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+
+class Client:
+    """Use as a context manager, or call `close()`."""
+
+    def __init__(self, address: str | None = None, *, timeout: float = 30.0) -> None:
+        self.address = address or default_server()
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            self.address,
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+        )
+        self._stub = pb_grpc.StatesyncStub(self._channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return method(request, timeout=timeout or self.timeout, wait_for_ready=False)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+    def _stream(self, method: Any, request: Any) -> Iterator[Any]:
+        try:
+            yield from method(request, timeout=None)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc, self.address) from None
+
+    # ------------------------------------------------------------ writes
+
+    def commit(self, command: Command) -> Committed:
+        return committed_from_pb(self._call(self._stub.Commit, command_to_pb(command)))
+
+    def _write(self, op: Op, expect_rev: int | None, command_id: str | None) -> Committed:
+        compares = (
+            [] if expect_rev is None else [Compare.mod_rev_is(op.namespace, op.key, expect_rev)]
+        )
+        if command_id:
+            return self.commit(Command([op], compares, command_id=command_id))
+        return self.commit(Command([op], compares))
+
+    def put(
+        self,
+        ns: str,
+        key: str,
+        value: Any,
+        *,
+        expect_rev: int | None = None,
+        command_id: str | None = None,
+    ) -> Committed:
+        return self._write(Put(ns, key, value), expect_rev, command_id)
+
+    def patch(
+        self,
+        ns: str,
+        key: str,
+        patch: Sequence[dict[str, Any]],
+        *,
+        expect_rev: int | None = None,
+        command_id: str | None = None,
+    ) -> Committed:
+        return self._write(Patch(ns, key, patch), expect_rev, command_id)
+
+    def delete(
+        self, ns: str, key: str, *, expect_rev: int | None = None, command_id: str | None = None
+    ) -> Committed:
+        return self._write(Delete(ns, key), expect_rev, command_id)
+
+    def commit_stream(self, commands: Iterator[Command]) -> Iterator[Committed | StatesyncError]:
+        """Pipeline commands over one stream; yields each outcome in order."""
+        requests = (command_to_pb(c, tag=i) for i, c in enumerate(commands))
+        for reply in self._stream(self._stub.CommitStream, requests):
+            yield (
+                error_from_pb(reply.error) if reply.HasField("error") else committed_from_pb(reply)
+            )
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, ns: str, key: str, *, rev: int | None = None) -> KeyRecord | None:
+        reply = self._call(self._stub.Get, pb.GetRequest(ns=ns, key=key, rev=rev or 0))
+        return entry_from_pb(reply.entry) if reply.HasField("entry") else None
+
+    def range(
+        self, ns: str, *, prefix: str = "", rev: int | None = None, page_size: int = 1000
+    ) -> Iterator[KeyRecord]:
+        request = pb.RangeRequest(ns=ns, prefix=prefix, rev=rev or 0, page_size=page_size)
+        for page in self._stream(self._stub.Range, request):
+            yield from (entry_from_pb(e) for e in page.entries)
+
+    def snapshot(
+        self, namespaces: Sequence[str] = (), *, rev: int | None = None, chunk_size: int = 1000
+    ) -> Iterator[pb.SnapshotChunk]:
+        request = pb.SnapshotRequest(namespaces=namespaces, rev=rev or 0, chunk_size=chunk_size)
+        return self._stream(self._stub.Snapshot, request)
+
+    def compact(self, rev: int) -> int:
+        return self._call(self._stub.Compact, pb.CompactRequest(rev=rev)).compacted_rev
+
+    def status(self) -> pb.StatusReply:
+        return self._call(self._stub.Status, pb.StatusRequest())
+
+    def wait_applied(
+        self,
+        rev: int,
+        *,
+        namespaces: Sequence[str] = (),
+        workers: Sequence[str] = (),
+        timeout: float = 30.0,
+    ) -> WaitResult:
+        """Block until every connected worker subscribed to one of `namespaces`
+        (or each of `workers`) has ACKed `rev`, or `timeout` passes."""
+        request = pb.WaitAppliedRequest(
+            rev=rev, namespaces=namespaces, workers=workers, timeout_s=timeout
+        )
+        reply = self._call(self._stub.WaitApplied, request, timeout=timeout + 10)
+        return WaitResult(list(reply.applied), list(reply.pending))
+
+    def watch(self, namespaces: Sequence[str], *, from_rev: int = 0) -> Iterator[pb.SyncReply]:
+        """Every change to `namespaces` after `from_rev`, as the sync stream sends them
+        (batches, progress notices; a resync and snapshot when from_rev is compacted)."""
+        hello = pb.SyncRequest(
+            hello=pb.Hello(namespaces=namespaces, from_rev=from_rev, observer=True)
+        )
+        return self._stream(self._stub.Sync, iter([hello]))

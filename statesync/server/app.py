@@ -1,0 +1,233 @@
+"""The controller process: the store, the gRPC service, the HTTP endpoints.
+
+`Controller` owns every task it starts. Shutdown (SIGTERM/SIGINT or `stop`)
+goes: not ready → close sync streams cleanly → stop accepting RPCs and let
+in-flight ones finish (grace period) → drain and close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from statesync.core.sync import SyncSettings
+from statesync.server.feed import ChangeFeed
+from statesync.server.metrics import Metrics
+from statesync.server.service import StatesyncService
+from statesync.server.sync import SyncHub
+from statesync.store.base import StoreSettings
+from statesync.store.sqlite import SQLiteStore
+from statesync.v1 import statesync_pb2_grpc as pb_grpc
+
+__all__ = ["DB_FILE", "Controller", "ServerSettings", "split_address"]
+
+log = logging.getLogger("statesync.server")
+
+DB_FILE = "statesync.sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    data: Path = Path("statesync-data")
+    listen: str = "127.0.0.1:7700"
+    """gRPC address; port 0 picks a free port."""
+    http: str | None = "127.0.0.1:7701"
+    """/healthz, /readyz and /metrics; None: no HTTP."""
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    feed_revisions: int = 100_000
+    """Revisions kept in memory for sync streams; a worker further behind resyncs."""
+    feed_bytes: int = 64 * 1024 * 1024
+    bootstrap_slots: int = 4
+    """Snapshots streamed at once; more bootstrapping workers wait their turn."""
+    grace_s: float = 5.0
+    """On shutdown, how long in-flight calls may take to finish."""
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+class Controller:
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.port = 0
+        self.http_port = 0
+        self._ready = False
+        self._stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        self.store = SQLiteStore(settings.data / DB_FILE, settings=settings.store)
+        self.feed = ChangeFeed(
+            loop,
+            head_rev=self.store.head_rev,
+            max_revisions=settings.feed_revisions,
+            max_bytes=settings.feed_bytes,
+        )
+        self.store.add_listener(self.feed.on_commit)
+        self.hub = SyncHub(
+            self.store, self.feed, settings.sync, bootstrap_slots=settings.bootstrap_slots
+        )
+        self.metrics = Metrics()
+        self.metrics.watch(self._collect)
+        self.service = StatesyncService(
+            self.store, self.hub, self.metrics, data=str(settings.data.resolve())
+        )
+        self.grpc = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 20_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ]
+        )
+        pb_grpc.add_StatesyncServicer_to_server(self.service, self.grpc)
+        self.port = self.grpc.add_insecure_port(settings.listen)
+        if not self.port:
+            self.store.close()
+            raise OSError(f"cannot listen on {settings.listen}")
+        await self.grpc.start()
+        self._http: asyncio.Server | None = None
+        if settings.http:
+            host, port = split_address(settings.http)
+            self._http = await asyncio.start_server(self._serve_http, host, port)
+            self.http_port = self._http.sockets[0].getsockname()[1]
+        self._ready = True
+        host = split_address(settings.listen)[0]
+        log.info(
+            "serving %s at revision %d: gRPC on %s:%d%s",
+            settings.data,
+            self.store.head_rev,
+            host,
+            self.port,
+            f", HTTP on {split_address(settings.http)[0]}:{self.http_port}" if self._http else "",
+        )
+
+    async def stop(self) -> None:
+        if not self._ready:
+            return
+        self._ready = False
+        log.info("shutting down: closing sync streams, finishing in-flight calls")
+        self.hub.close()
+        await self.grpc.stop(self.settings.grace_s)
+        if self._http is not None:
+            self._http.close()
+            await self._http.wait_closed()
+        await asyncio.to_thread(self.store.close)
+        log.info("stopped at revision %d", self.store.head_rev)
+        self._stopped.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    # ------------------------------------------------------------ HTTP
+
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            parts = head.split(b"\r\n", 1)[0].split()
+            path = parts[1].decode("latin-1").split("?", 1)[0] if len(parts) > 1 else ""
+            status, content_type, body = self._http_response(path)
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        writer.close()
+
+    def _http_response(self, path: str) -> tuple[str, str, bytes]:
+        text = "text/plain; charset=utf-8"
+        if path == "/healthz":
+            return "200 OK", text, b"ok\n"
+        if path == "/readyz":
+            if self._ready:
+                return "200 OK", text, f"ready at revision {self.store.head_rev}\n".encode()
+            return "503 Service Unavailable", text, b"not ready\n"
+        if path == "/metrics":
+            return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.metrics.registry)
+        return "404 Not Found", text, b"try /healthz, /readyz or /metrics\n"
+
+    def _collect(self) -> Iterator[Metric]:
+        head = self.store.head_rev
+        yield GaugeMetricFamily("statesync_head_revision", "The newest revision.", value=head)
+        yield GaugeMetricFamily(
+            "statesync_compacted_revision",
+            "History is compacted through this revision.",
+            value=self.store.compacted_rev,
+        )
+        yield GaugeMetricFamily(
+            "statesync_feed_revisions",
+            "Revisions in the sync buffer.",
+            value=self.feed.size_revisions,
+        )
+        yield GaugeMetricFamily(
+            "statesync_feed_bytes", "Bytes in the sync buffer.", value=self.feed.size_bytes
+        )
+        labels = ["worker"]
+        applied = GaugeMetricFamily(
+            "statesync_worker_applied_revision", "Revision each worker ACKed.", labels=labels
+        )
+        lag = GaugeMetricFamily(
+            "statesync_worker_lag_revisions",
+            "Head minus the worker's ACKed revision.",
+            labels=labels,
+        )
+        lag_s = GaugeMetricFamily(
+            "statesync_worker_lag_seconds",
+            "Age of the oldest revision the worker has not ACKed.",
+            labels=labels,
+        )
+        connected = GaugeMetricFamily(
+            "statesync_worker_connected", "1 while the worker's stream is open.", labels=labels
+        )
+        buffered = GaugeMetricFamily(
+            "statesync_worker_buffered_changes",
+            "Changes sent to the worker and not yet ACKed.",
+            labels=labels,
+        )
+        nacks = CounterMetricFamily("statesync_worker_nacks", "NACKs per worker.", labels=labels)
+        resyncs = CounterMetricFamily(
+            "statesync_worker_resyncs", "Snapshot resyncs per worker.", labels=labels
+        )
+        for record in list(self.hub.workers.values()):
+            status = self.service.worker_status(record)
+            worker = [status.worker_id]
+            applied.add_metric(worker, status.applied_rev)
+            lag.add_metric(worker, status.lag_revisions)
+            lag_s.add_metric(worker, max(0.0, status.lag_seconds))
+            connected.add_metric(worker, 1 if status.connected else 0)
+            buffered.add_metric(worker, status.buffered)
+            nacks.add_metric(worker, status.nacks)
+            resyncs.add_metric(worker, status.resyncs)
+        yield from (applied, lag, lag_s, connected, buffered, nacks, resyncs)
+
+    @property
+    def uptime_s(self) -> float:
+        return time.time() - self.service.started

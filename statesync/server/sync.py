@@ -1,0 +1,337 @@
+"""The sync stream adapter: one asyncio loop per worker around `WorkerSession`.
+
+The session (in the core) decides; this module moves messages. A stream
+starts with a snapshot or at the worker's revision, catches up from the
+store's log while it is older than the shared feed, then tails the feed.
+Bootstraps are streamed chunk by chunk under a small semaphore, so many
+workers reconnecting at once cost bounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from statesync.core.errors import CompactedError, ProtocolError, StatesyncError
+from statesync.core.sync import HeldKey, StreamState, SyncSettings, WorkerSession
+from statesync.server.feed import ChangeFeed, Slice, revisions_to_pb
+from statesync.store.base import Store
+from statesync.wire import entry_to_pb, held_from_pb, pb
+
+__all__ = ["SyncHub", "WorkerRecord"]
+
+log = logging.getLogger("statesync.sync")
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    """What `status` shows about a worker, kept after it disconnects."""
+
+    session: WorkerSession
+    peer: str
+    connected: bool = True
+    digest: str = "unknown"
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SyncHub:
+    """Every sync stream of one controller, and the state `status` reports."""
+
+    def __init__(
+        self,
+        store: Store,
+        feed: ChangeFeed,
+        settings: SyncSettings,
+        *,
+        bootstrap_slots: int = 4,
+        catch_up_slots: int = 4,
+        chunk_size: int = 2000,
+    ) -> None:
+        self.store = store
+        self.feed = feed
+        self.settings = settings
+        self.workers: dict[str, WorkerRecord] = {}
+        self.observers = 0
+        self._bootstraps = asyncio.Semaphore(bootstrap_slots)
+        self._catch_ups = asyncio.Semaphore(catch_up_slots)
+        self._chunk_size = chunk_size
+        self._acked = asyncio.Event()
+        self._closing = False
+        self.nacks_total = 0
+        self.resyncs_total: dict[str, int] = {}
+
+    # ------------------------------------------------------------ the stream
+
+    async def serve(
+        self, requests: AsyncIterator[pb.SyncRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SyncReply]:
+        now = time.monotonic()
+        session = WorkerSession(self.settings, now=now)
+        try:
+            first = await asyncio.wait_for(anext(requests), self.settings.silence_s)
+        except (StopAsyncIteration, TimeoutError):
+            return
+        if first.WhichOneof("msg") != "hello":
+            raise ProtocolError(f"the first message must be a hello, got {first.WhichOneof('msg')}")
+        hello = first.hello
+        needs_snapshot = session.hello(
+            worker_id=hello.worker_id,
+            namespaces=hello.namespaces,
+            from_rev=hello.from_rev,
+            observer=hello.observer,
+            held=[held_from_pb(h) for h in hello.held],
+            head_rev=self.feed.head_rev,
+            compacted_rev=self.store.compacted_rev,
+            now=now,
+        )
+        record = WorkerRecord(session, context.peer())
+        self._register(record)
+        if needs_snapshot:
+            log.info("worker %s: %s", session.worker_id or "(watch)", session.resync_reason)
+        receiver = asyncio.create_task(
+            self._receive(record, requests), name=f"sync-receive:{session.worker_id}"
+        )
+        self.feed.subscribe(record.wake)
+        try:
+            async for reply in self._send(record, receiver):
+                yield reply
+        finally:
+            self.feed.unsubscribe(record.wake)
+            receiver.cancel()
+            session.close()
+            record.connected = False
+            if record.session.observer:
+                self.observers -= 1
+            log.info(
+                "worker %s disconnected at revision %d",
+                session.worker_id or "(watch)",
+                session.acked_rev,
+            )
+
+    def _register(self, record: WorkerRecord) -> None:
+        session = record.session
+        if session.observer:
+            self.observers += 1
+            return
+        old = self.workers.get(session.worker_id)
+        if old is not None and old.connected:
+            log.warning("worker %s connected again: closing its older stream", session.worker_id)
+            old.connected = False
+            old.wake.set()
+        if old is not None:
+            session.nacks += old.session.nacks
+            session.resyncs += old.session.resyncs
+        self.workers[session.worker_id] = record
+        log.info(
+            "worker %s connected from %s: namespaces %s, from revision %d",
+            session.worker_id,
+            record.peer,
+            ",".join(sorted(session.namespaces)),
+            session.acked_rev,
+        )
+
+    async def _send(
+        self, record: WorkerRecord, receiver: asyncio.Task[None]
+    ) -> AsyncIterator[pb.SyncReply]:
+        session = record.session
+        fed = False  # served from the feed at least once on this stream
+        while record.connected and not self._closing:
+            if receiver.done():
+                receiver.result()  # raises the worker's protocol error, if any
+                return
+            now = time.monotonic()
+            if session.silent(now) and not session.observer:
+                log.warning(
+                    "worker %s: nothing heard for %.1f s: marking it disconnected",
+                    session.worker_id,
+                    now - session.last_heard,
+                )
+                return
+            if session.state is StreamState.SNAPSHOTTING:
+                async for reply in self._snapshot(session):
+                    yield reply
+                fed = False
+                continue
+            room = session.room()
+            chunk: Slice | None = None
+            if room > 0 and session.cursor < self.feed.head_rev:
+                chunk = self.feed.read(session.cursor, session.namespaces, room)
+                if chunk is None and fed:
+                    session.fell_behind(
+                        f"fell behind the sync buffer ({self.feed.size_revisions} revisions): "
+                        f"at revision {session.cursor}, head {self.feed.head_rev}"
+                    )
+                    log.warning("worker %s %s", session.worker_id, session.resync_reason)
+                    continue
+                if chunk is None:
+                    try:
+                        chunk = await self._catch_up(session, room)
+                    except CompactedError as exc:
+                        session.fell_behind(str(exc))
+                        continue
+                else:
+                    fed = True
+            if chunk is not None and chunk.revisions:
+                batch = pb.ChangeBatch(prev_rev=session.sent_rev, rev=chunk.rev)
+                batch.revisions.extend(chunk.revisions)
+                session.sent(
+                    prev_rev=session.sent_rev, rev=chunk.rev, changes=chunk.changes, now=now
+                )
+                yield pb.SyncReply(batch=batch)
+                continue
+            if chunk is not None:
+                session.skip(chunk.rev)
+            if session.progress_due(now):
+                rev = session.progress_sent(now)
+                yield pb.SyncReply(progress=pb.Progress(rev=rev, head_rev=self.feed.head_rev))
+            if session.cursor >= self.feed.head_rev or session.room() == 0:
+                record.wake.clear()
+                try:
+                    await asyncio.wait_for(record.wake.wait(), self.settings.heartbeat_s)
+                except TimeoutError:
+                    pass
+
+    async def _catch_up(self, session: WorkerSession, room: int) -> Slice:
+        """Read the log after the cursor from the store (older than the feed)."""
+        async with self._catch_ups:
+            head = self.store.head_rev
+            changes = await asyncio.to_thread(
+                self.store.changes,
+                session.cursor,
+                limit=max(1, room),
+                namespaces=sorted(session.namespaces),
+            )
+        changes = [c for c in changes if c.rev <= head]
+        revisions = revisions_to_pb(changes)
+        full = len(changes) >= room
+        rev = revisions[-1].rev if full and revisions else head
+        return Slice(session.cursor, max(rev, session.cursor), revisions, len(changes))
+
+    async def _snapshot(self, session: WorkerSession) -> AsyncIterator[pb.SyncReply]:
+        """Stream a bootstrap: Resync (reason, revision, digests), then chunks."""
+        async with self._bootstraps:
+            snap = await asyncio.to_thread(
+                self.store.snapshot, sorted(session.namespaces), chunk_size=self._chunk_size
+            )
+            await asyncio.to_thread(snap.__enter__)
+            try:
+                digests = [
+                    pb.NamespaceDigest(ns=ns, root=snap.digests[ns], count=snap.counts[ns])
+                    for ns in snap.namespaces
+                ]
+                yield pb.SyncReply(
+                    resync=pb.Resync(reason=session.resync_reason, rev=snap.rev, digests=digests)
+                )
+                chunks = snap.chunks()
+                while True:
+                    records = await asyncio.to_thread(next, chunks, None)
+                    if records is None:
+                        break
+                    yield pb.SyncReply(
+                        chunk=pb.SnapshotChunk(
+                            rev=snap.rev, entries=[entry_to_pb(r) for r in records]
+                        )
+                    )
+                yield pb.SyncReply(chunk=pb.SnapshotChunk(rev=snap.rev, digests=digests, last=True))
+            finally:
+                await asyncio.to_thread(snap.__exit__, None, None, None)
+        session.snapshot_sent(snap.rev, time.monotonic())
+        self.resyncs_total[session.worker_id] = self.resyncs_total.get(session.worker_id, 0) + 1
+        log.info(
+            "worker %s: snapshot at revision %d sent (%s)",
+            session.worker_id or "(watch)",
+            snap.rev,
+            ", ".join(f"{d.ns}: {d.count} keys" for d in digests) or "no keys",
+        )
+
+    async def _receive(self, record: WorkerRecord, requests: AsyncIterator[pb.SyncRequest]) -> None:
+        session = record.session
+        async for request in requests:
+            now = time.monotonic()
+            kind = request.WhichOneof("msg")
+            if kind == "ack":
+                ack = request.ack
+                session.ack(ack.rev, {d.ns: (d.root, d.count) for d in ack.digests}, now)
+                session.set_held(held_from_pb(h) for h in ack.held)
+                record.digest = await self._agreement(session)
+                record.wake.set()
+                self._acked.set()
+                self._acked = asyncio.Event()
+            elif kind == "nack":
+                nack = request.nack
+                session.nack(HeldKey(nack.ns, nack.key, nack.rev, nack.reason), now)
+                self.nacks_total += 1
+                log.warning(
+                    "worker %s NACKed revision %d (%s/%s): %s",
+                    session.worker_id,
+                    nack.rev,
+                    nack.ns,
+                    nack.key,
+                    nack.reason,
+                )
+            elif kind == "heartbeat":
+                session.heard(now)
+            else:
+                raise ProtocolError(f"unexpected {kind} from worker {session.worker_id}")
+        if not session.observer:  # a watcher half-closes after its hello and keeps reading
+            record.connected = False
+            record.wake.set()
+
+    async def _agreement(self, session: WorkerSession) -> str:
+        """Compare the worker's digests with ours at the revision it applied."""
+        if not session.acked_digests:
+            return "unknown"
+        for ns, (root, _count) in session.acked_digests.items():
+            ours = self.feed.root_at(ns, session.acked_rev)
+            if ours is None:
+                try:
+                    ours = await asyncio.to_thread(self.store.digest, ns, rev=session.acked_rev)
+                except StatesyncError:
+                    return "unknown"
+            if ours != root:
+                return "differ"
+        return "agree"
+
+    # ------------------------------------------------------------ queries
+
+    async def wait_applied(
+        self, rev: int, namespaces: set[str], workers: set[str], timeout: float
+    ) -> tuple[list[str], list[str]]:
+        """Wait until every wanted worker ACKed `rev`: the named `workers`, or
+        else every connected worker subscribed to one of `namespaces`.
+        Returns (applied, pending) worker ids."""
+        deadline = time.monotonic() + timeout
+        while True:
+            applied: list[str] = []
+            pending = sorted(workers - self.workers.keys())
+            for worker_id, record in self.workers.items():
+                wanted = (
+                    worker_id in workers
+                    if workers
+                    else (record.connected and not record.session.namespaces.isdisjoint(namespaces))
+                )
+                if not wanted:
+                    continue
+                if record.connected and record.session.acked_rev >= rev:
+                    applied.append(worker_id)
+                else:
+                    pending.append(worker_id)
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                return sorted(applied), sorted(pending)
+            acked = self._acked
+            try:
+                await asyncio.wait_for(acked.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def close(self) -> None:
+        self._closing = True
+        for record in self.workers.values():
+            record.wake.set()

@@ -1,0 +1,239 @@
+"""Conversions between the core's types and the wire contract (proto/statesync/v1).
+
+Everything that crosses the network passes through here: commands, results,
+entries, changes and errors. Values are canonical JSON bytes on the wire; a
+value or patch that is not strict I-JSON is refused with an error naming the
+namespace, key and JSON path. Errors travel as a `statesync.v1.Error` in the
+trailing metadata key `statesync-error-bin`, mapped to the gRPC status named
+in `statesync.core.errors`, so a client rebuilds the same error type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+import orjson
+
+from statesync.core import errors
+from statesync.core.canonical import parse_json
+from statesync.core.commands import Command, Committed, Compare, Delete, Op, Patch, Put
+from statesync.core.errors import (
+    FailedCompare,
+    InvalidCommandError,
+    InvalidPatchError,
+    RemoteError,
+    StatesyncError,
+    UnavailableError,
+)
+from statesync.core.model import Change, ChangeOp, KeyRecord
+from statesync.core.sync import HeldKey
+from statesync.v1 import statesync_pb2 as pb
+
+__all__ = [
+    "ERROR_METADATA_KEY",
+    "change_to_pb",
+    "command_from_pb",
+    "command_to_pb",
+    "committed_from_pb",
+    "committed_to_pb",
+    "entry_from_pb",
+    "entry_to_pb",
+    "error_from_pb",
+    "error_from_rpc",
+    "error_to_pb",
+    "held_from_pb",
+    "held_to_pb",
+    "pb",
+    "status_code",
+]
+
+ERROR_METADATA_KEY = "statesync-error-bin"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def command_to_pb(command: Command, *, tag: int = 0) -> pb.CommandRequest:
+    request = pb.CommandRequest(command_id=command.command_id, trace=command.trace or "", tag=tag)
+    for op in command.ops:
+        if isinstance(op, Put):
+            request.ops.add(put=pb.PutOp(ns=op.namespace, key=op.key, value=orjson.dumps(op.value)))
+        elif isinstance(op, Patch):
+            request.ops.add(
+                patch=pb.PatchOp(ns=op.namespace, key=op.key, patch=orjson.dumps(list(op.patch)))
+            )
+        else:
+            request.ops.add(delete=pb.DeleteOp(ns=op.namespace, key=op.key))
+    for compare in command.compares:
+        if compare.kind == "mod_rev":
+            request.compares.add(ns=compare.namespace, key=compare.key, mod_rev=compare.mod_rev)
+        else:
+            request.compares.add(
+                ns=compare.namespace, key=compare.key, exists=compare.kind == "exists"
+            )
+    return request
+
+
+def _op_from_pb(index: int, op: pb.Op) -> Op:
+    kind = op.WhichOneof("op")
+    if kind == "put":
+        value = parse_json(op.put.value, namespace=op.put.ns, key=op.put.key)
+        return Put(op.put.ns, op.put.key, value)
+    if kind == "patch":
+        patch = parse_json(op.patch.patch, namespace=op.patch.ns, key=op.patch.key)
+        if not isinstance(patch, list):
+            raise InvalidPatchError(
+                op.patch.ns, op.patch.key, None, "", "a JSON Patch is an array of operations"
+            )
+        return Patch(op.patch.ns, op.patch.key, patch)
+    if kind == "delete":
+        return Delete(op.delete.ns, op.delete.key)
+    raise InvalidCommandError(f"op {index} has no put, patch or delete")
+
+
+def command_from_pb(request: pb.CommandRequest) -> Command:
+    ops = [_op_from_pb(i, op) for i, op in enumerate(request.ops)]
+    compares = []
+    for c in request.compares:
+        target = c.WhichOneof("target")
+        if target == "mod_rev":
+            compares.append(Compare.mod_rev_is(c.ns, c.key, c.mod_rev))
+        elif target == "exists":
+            compares.append(
+                Compare.exists(c.ns, c.key) if c.exists else Compare.absent(c.ns, c.key)
+            )
+        else:
+            raise InvalidCommandError(f"compare on {c.ns}/{c.key} has no mod_rev or exists")
+    if request.command_id:
+        return Command(ops, compares, command_id=request.command_id, trace=request.trace or None)
+    return Command(ops, compares, trace=request.trace or None)
+
+
+def committed_to_pb(committed: Committed, *, tag: int = 0) -> pb.CommandReply:
+    return pb.CommandReply(
+        rev=committed.rev,
+        command_id=committed.command_id,
+        ts_ms=committed.ts_ms,
+        replayed=committed.replayed,
+        tag=tag,
+    )
+
+
+def committed_from_pb(reply: pb.CommandReply) -> Committed:
+    return Committed(reply.rev, reply.command_id, reply.ts_ms, reply.replayed)
+
+
+# ---------------------------------------------------------------- data
+
+
+def entry_to_pb(record: KeyRecord) -> pb.Entry:
+    return pb.Entry(
+        ns=record.namespace,
+        key=record.key,
+        value=record.value,
+        create_rev=record.create_rev,
+        mod_rev=record.mod_rev,
+        version=record.version,
+    )
+
+
+def entry_from_pb(entry: pb.Entry) -> KeyRecord:
+    return KeyRecord(
+        entry.ns, entry.key, entry.value, entry.create_rev, entry.mod_rev, entry.version
+    )
+
+
+def change_to_pb(change: Change, value_hash: bytes) -> pb.Change:
+    if change.op is ChangeOp.DELETE:
+        return pb.Change(
+            ns=change.namespace,
+            key=change.key,
+            kind=pb.Change.DELETE,
+            prev_mod_rev=change.prev_mod_rev,
+        )
+    return pb.Change(
+        ns=change.namespace,
+        key=change.key,
+        kind=pb.Change.PUT,
+        value=change.value,
+        value_hash=value_hash,
+        prev_mod_rev=change.prev_mod_rev,
+        create_rev=change.create_rev,
+        version=change.version,
+    )
+
+
+def held_to_pb(held: HeldKey) -> pb.HeldKey:
+    return pb.HeldKey(
+        ns=held.namespace, key=held.key, rev=held.rev, reason=held.reason, held_hash=held.held_hash
+    )
+
+
+def held_from_pb(held: pb.HeldKey) -> HeldKey:
+    return HeldKey(held.ns, held.key, held.rev, held.reason, held.held_hash)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def status_code(error: StatesyncError) -> grpc.StatusCode:
+    return grpc.StatusCode[error.grpc_status]
+
+
+def error_to_pb(error: StatesyncError) -> pb.Error:
+    detail = error.to_dict()
+    return pb.Error(
+        code=type(error).__name__,
+        message=str(error),
+        detail=orjson.dumps(detail, default=str),
+        retryable=error.retryable,
+    )
+
+
+def _error_class(code: str) -> type[StatesyncError] | None:
+    cls = getattr(errors, code, None) if code in errors.__all__ else None
+    if isinstance(cls, type) and issubclass(cls, StatesyncError):
+        return cls
+    return None
+
+
+def error_from_pb(error: pb.Error) -> StatesyncError:
+    """Rebuild the server's error: same type, message and fields."""
+    try:
+        detail: dict[str, Any] = orjson.loads(error.detail) if error.detail else {}
+    except orjson.JSONDecodeError:
+        detail = {}
+    cls = _error_class(error.code)
+    if cls is None:
+        return RemoteError(error.code, error.message, detail)
+    rebuilt = cls.__new__(cls)
+    Exception.__init__(rebuilt, error.message)
+    for name, value in detail.items():
+        if name not in ("error", "message"):
+            setattr(rebuilt, name, value)
+    if isinstance(rebuilt, errors.ConflictError):
+        rebuilt.failed = tuple(FailedCompare(**f) for f in detail.get("failed", ()))
+    return rebuilt
+
+
+def error_from_rpc(exc: grpc.RpcError, address: str) -> StatesyncError:
+    """The statesync error behind a failed call, or UnavailableError for transport failures."""
+    for key, value in _trailing(exc):
+        if key == ERROR_METADATA_KEY:
+            return error_from_pb(pb.Error.FromString(value))
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
+        return UnavailableError(address, details or "no response")
+    if code == grpc.StatusCode.CANCELLED:
+        return UnavailableError(address, f"call cancelled: {details}")
+    return RemoteError(code.name, f"{code.name}: {details}", {})
+
+
+def _trailing(exc: grpc.RpcError) -> Iterable[tuple[str, Any]]:
+    metadata: Sequence[tuple[str, Any]] | None = None
+    if hasattr(exc, "trailing_metadata"):
+        metadata = exc.trailing_metadata()
+    return metadata or ()

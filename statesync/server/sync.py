@@ -10,6 +10,7 @@ workers reconnecting at once cost bounded memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -192,10 +193,8 @@ class SyncHub:
                 yield pb.SyncReply(progress=pb.Progress(rev=rev, head_rev=self.feed.head_rev))
             if session.cursor >= self.feed.head_rev or session.room() == 0:
                 record.wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(record.wake.wait(), self.settings.heartbeat_s)
-                except TimeoutError:
-                    pass
 
     async def _catch_up(self, session: WorkerSession, room: int) -> Slice:
         """Read the log after the cursor from the store (older than the feed)."""
@@ -326,10 +325,8 @@ class SyncHub:
             if not pending or remaining <= 0:
                 return sorted(applied), sorted(pending)
             acked = self._acked
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(acked.wait(), remaining)
-            except TimeoutError:
-                pass
 
     def close(self) -> None:
         self._closing = True

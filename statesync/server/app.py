@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,10 +131,12 @@ class Controller:
         log.info("stopped at revision %d", self.store.head_rev)
         self._stopped.set()
 
-    async def run(self) -> None:
+    async def run(self, on_ready: Callable[[Controller], None] | None = None) -> None:
         """Serve until SIGTERM or SIGINT, then shut down gracefully."""
         loop = asyncio.get_running_loop()
         await self.start()
+        if on_ready is not None:
+            on_ready(self)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -227,7 +228,3 @@ class Controller:
             nacks.add_metric(worker, status.nacks)
             resyncs.add_metric(worker, status.resyncs)
         yield from (applied, lag, lag_s, connected, buffered, nacks, resyncs)
-
-    @property
-    def uptime_s(self) -> float:
-        return time.time() - self.service.started

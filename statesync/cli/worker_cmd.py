@@ -3,9 +3,153 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+
+from statesync.client import default_server
+from statesync.worker import ChangeEvent, Reject, Worker, WorkerSettings, read_offline
 
 __all__ = ["add_parsers"]
 
+log = logging.getLogger("statesync.worker")
+
+EXIT_REJECT = 65
+"""An --exec command that exits 65 (EX_DATAERR) refuses the change: NACK, keep the last value."""
+
+_WORKER_EPILOG = """\
+examples:
+  statesync worker --id w1 --ns routes --state-dir ./w1
+  statesync worker --id w2 --ns routes,flags --state-dir ./w2 --exec './apply.sh'
+
+With --exec, CMD runs (through /bin/sh) once per applied change, with the change
+as JSON on stdin and these variables set: STATESYNC_COMMAND_ID (an idempotency
+key for side effects), STATESYNC_REV, STATESYNC_NS, STATESYNC_KEY, STATESYNC_OP
+(put|delete), STATESYNC_WORKER_ID, and TRACEPARENT when the writer sent one.
+The change is committed to the replica only after CMD succeeds: a failing CMD
+is retried with backoff and logged, never skipped. Exit 65 refuses the change
+(the worker NACKs it and keeps the key's last good value).
+"""
+
+
+def _exec_handler(command: str, worker_id: str):  # type: ignore[no-untyped-def]
+    async def run(event: ChangeEvent) -> None:
+        env = dict(
+            os.environ,
+            STATESYNC_COMMAND_ID=event.command_id,
+            STATESYNC_REV=str(event.rev),
+            STATESYNC_NS=event.ns,
+            STATESYNC_KEY=event.key,
+            STATESYNC_OP=event.op,
+            STATESYNC_WORKER_ID=worker_id,
+        )
+        if event.trace:
+            env["TRACEPARENT"] = event.trace
+        process = await asyncio.create_subprocess_shell(
+            command, stdin=asyncio.subprocess.PIPE, env=env
+        )
+        await process.communicate(orjson.dumps(event.to_json()) + b"\n")
+        if process.returncode == EXIT_REJECT:
+            raise Reject(f"--exec command refused the change (exit {EXIT_REJECT})")
+        if process.returncode != 0:
+            raise RuntimeError(f"--exec command exited with status {process.returncode}")
+
+    return run
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    namespaces = [ns for part in args.ns for ns in part.split(",") if ns]
+    worker = Worker(
+        args.server or default_server(),
+        worker_id=args.id,
+        namespaces=namespaces,
+        state_dir=args.state_dir,
+        handler=_exec_handler(args.exec, args.id) if args.exec else None,
+        settings=WorkerSettings(heartbeat_s=args.heartbeat, stale_after_s=args.stale_after),
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop_soon)
+        await worker.run()
+
+    log.info(
+        "worker %s: namespaces %s, state in %s, applied revision %d",
+        args.id,
+        ",".join(namespaces),
+        args.state_dir,
+        worker.applied_rev,
+    )
+    asyncio.run(main())
+    return 0
+
+
+def cmd_replica_dump(args: argparse.Namespace) -> int:
+    dump = read_offline(Path(args.state_dir))
+    namespaces = dump["namespaces"]
+    assert isinstance(namespaces, dict)
+    dump["namespaces"] = {
+        ns: {key: orjson.loads(value) for key, value in keyed.items()}
+        for ns, keyed in namespaces.items()
+    }
+    sys.stdout.write(orjson.dumps(dump).decode() + "\n")
+    return 0
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register the worker-side commands (filled in with the worker SDK)."""
+    p = sub.add_parser(
+        "worker",
+        help="run a worker replica until SIGTERM",
+        description="Keep a local replica of namespaces in step with the controller; "
+        "optionally run a command for each applied change.",
+        epilog=_WORKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--id", required=True, help="worker id, stable across restarts")
+    p.add_argument(
+        "--ns", required=True, action="append", help="namespaces, comma-separated (repeatable)"
+    )
+    p.add_argument("--state-dir", required=True, type=Path, help="where the replica is persisted")
+    p.add_argument("--exec", metavar="CMD", help="run CMD for each applied change")
+    p.add_argument(
+        "--server", help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)"
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between heartbeats (default 1)",
+    )
+    p.add_argument(
+        "--stale-after",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="reconnect when nothing is heard for S seconds (default 5)",
+    )
+    p.set_defaults(func=cmd_worker)
+
+    replica = sub.add_parser(
+        "replica",
+        help="inspect a worker's replica offline",
+        description="Read a worker's state directory without the worker or the controller.",
+    )
+    replica_sub = replica.add_subparsers(dest="replica_command", required=True)
+    dump = replica_sub.add_parser(
+        "dump",
+        help="print the replica as JSON",
+        description='Print {"worker_id", "applied_rev", "namespaces": {NS: {KEY: VALUE}}, '
+        '"held": [...]} read from --state-dir.',
+    )
+    dump.add_argument("--state-dir", required=True, type=Path)
+    dump.set_defaults(func=cmd_replica_dump)

@@ -237,10 +237,11 @@ class SyncHub:
                             rev=snap.rev, entries=[entry_to_pb(r) for r in records]
                         )
                     )
+                # Before the last chunk goes out: the worker may ACK it at once.
+                session.snapshot_sent(snap.rev, time.monotonic())
                 yield pb.SyncReply(chunk=pb.SnapshotChunk(rev=snap.rev, digests=digests, last=True))
             finally:
                 await asyncio.to_thread(snap.__exit__, None, None, None)
-        session.snapshot_sent(snap.rev, time.monotonic())
         self.resyncs_total[session.worker_id] = self.resyncs_total.get(session.worker_id, 0) + 1
         log.info(
             "worker %s: snapshot at revision %d sent (%s)",

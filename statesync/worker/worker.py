@@ -1,0 +1,564 @@
+"""The worker: a sync stream to the controller around a persisted replica.
+
+`Worker.run()` is the asyncio entry point; `Worker.start()` / `stop()` run the
+same loop on a background thread for plain scripts. The worker applies
+batches strictly in revision order (`ReplicaCursor` says apply, replay or
+gap), validates each change (canonical hash, then the user's validator) and
+NACKs the ones it refuses while keeping that key's last good value, ACKs with
+its digests, sends heartbeats, and reconnects with jittered backoff, resuming
+from its applied revision.
+
+A handler sees each applied change with its `command_id` (the idempotency key
+for external effects). The replica commits a revision only after the handler
+returned; a handler that raises is retried with backoff, never skipped. Raise
+`Reject` to refuse a change instead (NACK).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import logging
+import random
+import shutil
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+
+from statesync.core.canonical import parse_json
+from statesync.core.digest import NamespaceDigest
+from statesync.core.errors import ProtocolError, StatesyncError
+from statesync.core.sync import BatchVerdict, HeldKey, ReplicaCursor
+from statesync.v1 import statesync_pb2_grpc as pb_grpc
+from statesync.wire import held_to_pb, pb
+from statesync.worker.replica import Entry, Replica, ReplicaCorruptError
+
+__all__ = ["ChangeEvent", "Reject", "Worker", "WorkerSettings"]
+
+log = logging.getLogger("statesync.worker")
+
+
+class Reject(Exception):
+    """Raised by a validator or handler: refuse this change (NACK), keep the last good value."""
+
+
+class _Stale(Exception):
+    pass
+
+
+class _Resync(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One applied change, as handlers and callbacks see it."""
+
+    rev: int
+    ns: str
+    key: str
+    op: str  # "put" or "delete"
+    value: Any  # the decoded JSON value (None for a delete)
+    command_id: str  # idempotency key for external side effects ("" for a snapshot)
+    trace: str
+    create_rev: int = 0
+    version: int = 0
+    snapshot: bool = False  # True: produced by a resync, not by a command
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "rev": self.rev,
+            "ns": self.ns,
+            "key": self.key,
+            "op": self.op,
+            "command_id": self.command_id,
+        }
+        if self.op == "put":
+            out |= {"value": self.value, "create_rev": self.create_rev, "version": self.version}
+        if self.snapshot:
+            out["snapshot"] = True
+        if self.trace:
+            out["trace"] = self.trace
+        return out
+
+
+Handler = Callable[[ChangeEvent], Awaitable[None] | None]
+Validator = Callable[[str, str, Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    heartbeat_s: float = 1.0
+    """How often the worker tells the controller it is alive."""
+    stale_after_s: float = 5.0
+    """Nothing from the controller for this long: the stream is stale, reconnect."""
+    backoff_base_s: float = 0.2
+    backoff_cap_s: float = 10.0
+    """Reconnect delay: uniformly random in [0, min(cap, base * 2**attempt)] (full jitter)."""
+    handler_retry_cap_s: float = 30.0
+
+
+class Worker:
+    def __init__(
+        self,
+        server: str,
+        *,
+        worker_id: str,
+        namespaces: Sequence[str],
+        state_dir: Path | str | None = None,
+        handler: Handler | None = None,
+        validator: Validator | None = None,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        if not worker_id:
+            raise ValueError("a worker needs a worker_id")
+        if not namespaces:
+            raise ValueError("a worker subscribes to at least one namespace")
+        self.server = server
+        self.worker_id = worker_id
+        self.namespaces = tuple(sorted(set(namespaces)))
+        self.settings = settings or WorkerSettings()
+        self.handler = handler
+        self.validator = validator
+        self.state_dir = None if state_dir is None else Path(state_dir)
+        self.replica = self._open_replica()
+        self.cursor = ReplicaCursor(self.replica.applied_rev)
+        self._callbacks: list[Callable[[ChangeEvent], None]] = []
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._applied = threading.Condition()
+        self.connected = False
+        self._force_snapshot = False
+        self.reconnects = 0
+        self.resyncs = 0
+
+    def _open_replica(self) -> Replica:
+        try:
+            return Replica(self.state_dir, worker_id=self.worker_id)
+        except ReplicaCorruptError as exc:
+            assert self.state_dir is not None
+            aside = self.state_dir.with_name(f"{self.state_dir.name}.corrupt-{int(time.time())}")
+            log.error("%s; moved it to %s and starting empty (full resync)", exc, aside)
+            shutil.move(str(self.state_dir), aside)
+            return Replica(self.state_dir, worker_id=self.worker_id)
+
+    # ------------------------------------------------------------ local reads
+
+    @property
+    def applied_rev(self) -> int:
+        return self.replica.applied_rev
+
+    def get(self, ns: str, key: str) -> Any:
+        entry = self.replica.get(ns, key)
+        return None if entry is None else orjson.loads(entry.value)
+
+    def list(self, ns: str, prefix: str = "") -> dict[str, Any]:
+        return {k: orjson.loads(e.value) for k, e in self.replica.items(ns, prefix)}
+
+    def on_change(self, callback: Callable[[ChangeEvent], None]) -> None:
+        """Call `callback(event)` after each change is applied (on the worker's loop)."""
+        self._callbacks.append(callback)
+
+    def wait_for(self, rev: int, timeout: float | None = None) -> bool:
+        """Block (from another thread) until the replica has applied `rev`."""
+        with self._applied:
+            return self._applied.wait_for(lambda: self.applied_rev >= rev, timeout)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> Worker:
+        """Run the worker on a background thread (for plain scripts)."""
+        started = threading.Event()
+
+        def main() -> None:
+            async def body() -> None:
+                started.set()
+                await self.run()
+
+            asyncio.run(body())
+
+        self._thread = threading.Thread(target=main, name=f"statesync-worker:{self.worker_id}")
+        self._thread.start()
+        started.wait()
+        return self
+
+    def stop_soon(self) -> None:
+        """Ask `run()` to finish (call on the worker's own loop, e.g. from a signal handler)."""
+        self._stopping.set()
+
+    def stop(self) -> None:
+        """Stop the worker (from any thread) and close its replica."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def run(self) -> None:
+        """Sync until `stop()`: reconnect with jittered backoff after any failure."""
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        attempt = 0
+        try:
+            while not self._stopping.is_set():
+                established = False
+                try:
+                    established = await self._session()
+                except _Stale as exc:
+                    log.warning(
+                        "worker %s: stream is stale (%s); reconnecting", self.worker_id, exc
+                    )
+                except _Resync as exc:
+                    log.warning("worker %s: %s; reconnecting to resync", self.worker_id, exc)
+                except grpc.aio.AioRpcError as exc:
+                    log.warning(
+                        "worker %s: controller %s: %s %s",
+                        self.worker_id,
+                        self.server,
+                        exc.code().name,
+                        exc.details(),
+                    )
+                finally:
+                    self.connected = False
+                if self._stopping.is_set():
+                    break
+                attempt = 1 if established else attempt + 1
+                self.reconnects += 1
+                delay = random.uniform(
+                    0, min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2**attempt)
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+        finally:
+            self.replica.close()
+            log.info("worker %s stopped at revision %d", self.worker_id, self.applied_rev)
+
+    # ------------------------------------------------------------ one stream
+
+    async def _session(self) -> bool:
+        outgoing: asyncio.Queue[pb.SyncRequest | None] = asyncio.Queue()
+        outgoing.put_nowait(
+            pb.SyncRequest(
+                hello=pb.Hello(
+                    worker_id=self.worker_id,
+                    namespaces=self.namespaces,
+                    from_rev=0 if self._force_snapshot else self.applied_rev,
+                    heartbeat_s=self.settings.heartbeat_s,
+                    held=[held_to_pb(h) for h in self.replica.held.values()],
+                )
+            )
+        )
+
+        async def requests() -> Any:
+            while (item := await outgoing.get()) is not None:
+                yield item
+
+        async def heartbeats() -> None:
+            while True:
+                await asyncio.sleep(self.settings.heartbeat_s)
+                outgoing.put_nowait(pb.SyncRequest(heartbeat=pb.Heartbeat(sent_unix=time.time())))
+
+        established = False
+        async with grpc.aio.insecure_channel(
+            self.server, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        ) as channel:
+            call = pb_grpc.StatesyncStub(channel).Sync(requests())
+            beating = asyncio.create_task(heartbeats(), name=f"heartbeats:{self.worker_id}")
+            stopping = asyncio.create_task(self._stopping.wait())
+            self.cursor = ReplicaCursor(self.applied_rev)
+            snapshot: _Snapshot | None = None
+            try:
+                while True:
+                    read = asyncio.ensure_future(call.read())
+                    done, _ = await asyncio.wait(
+                        {read, stopping},
+                        timeout=self.settings.stale_after_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    if stopping in done:
+                        read.cancel()
+                        outgoing.put_nowait(None)
+                        return established
+                    if not done:
+                        read.cancel()
+                        raise _Stale(
+                            f"nothing from the controller for {self.settings.stale_after_s:.1f} s"
+                        )
+                    reply = read.result()
+                    if reply is grpc.aio.EOF:
+                        log.info("worker %s: the controller closed the stream", self.worker_id)
+                        return established
+                    if not established:
+                        established = self.connected = True
+                        log.info(
+                            "worker %s: connected to %s at revision %d",
+                            self.worker_id,
+                            self.server,
+                            self.applied_rev,
+                        )
+                    snapshot = await self._handle(reply, snapshot, outgoing)
+            finally:
+                beating.cancel()
+                stopping.cancel()
+                call.cancel()
+
+    async def _handle(
+        self,
+        reply: pb.SyncReply,
+        snapshot: _Snapshot | None,
+        outgoing: asyncio.Queue[pb.SyncRequest | None],
+    ) -> _Snapshot | None:
+        kind = reply.WhichOneof("msg")
+        if kind == "batch":
+            if snapshot is not None:
+                raise ProtocolError("a change batch arrived in the middle of a snapshot")
+            verdict = self.cursor.check(reply.batch.prev_rev, reply.batch.rev)
+            if verdict is BatchVerdict.GAP:
+                raise _Resync(
+                    f"gap: batch follows revision {reply.batch.prev_rev}, "
+                    f"but revision {self.applied_rev} is the last applied"
+                )
+            if verdict is BatchVerdict.APPLY:
+                for revision in reply.batch.revisions:
+                    if revision.rev > self.applied_rev:
+                        await self._apply_revision(revision, outgoing)
+                self._advance(reply.batch.rev)
+            self._ack(outgoing)
+        elif kind == "progress":
+            if snapshot is None:
+                self._advance(reply.progress.rev)
+                self._ack(outgoing)
+        elif kind == "resync":
+            log.info(
+                "worker %s: resync at revision %d: %s",
+                self.worker_id,
+                reply.resync.rev,
+                reply.resync.reason,
+            )
+            return _Snapshot(reply.resync)
+        elif kind == "chunk":
+            if snapshot is None:
+                raise ProtocolError("a snapshot chunk arrived without a resync")
+            snapshot.add(reply.chunk)
+            if reply.chunk.last:
+                await self._apply_snapshot(snapshot)
+                self._ack(outgoing)
+                return None
+        return snapshot
+
+    def _advance(self, rev: int) -> None:
+        self.replica.advance(rev)
+        self.cursor.advance(max(rev, self.cursor.applied_rev))
+        self._notify_applied()
+
+    def _notify_applied(self) -> None:
+        with self._applied:
+            self._applied.notify_all()
+
+    def _ack(self, outgoing: asyncio.Queue[pb.SyncRequest | None]) -> None:
+        ack = pb.Ack(rev=self.applied_rev)
+        for ns in self.namespaces:
+            digest = self.replica.digest(ns)
+            ack.digests.add(ns=ns, root=digest.root(), count=digest.count)
+        ack.held.extend(held_to_pb(h) for h in self.replica.held.values())
+        outgoing.put_nowait(pb.SyncRequest(ack=ack))
+
+    # ------------------------------------------------------------ applying
+
+    def _check(self, change: pb.Change) -> Any:
+        """Decode and validate one change; raise Reject when it cannot be applied."""
+        if change.kind == pb.Change.DELETE:
+            if self.validator is not None:
+                self.validator(change.ns, change.key, None)
+            return None
+        if hashlib.sha256(change.value).digest() != change.value_hash:
+            raise Reject("the value does not match its hash")
+        try:
+            value = parse_json(change.value, namespace=change.ns, key=change.key)
+        except StatesyncError as exc:
+            raise Reject(str(exc)) from None
+        if self.validator is not None:
+            self.validator(change.ns, change.key, value)
+        return value
+
+    async def _apply_revision(
+        self, revision: pb.Revision, outgoing: asyncio.Queue[pb.SyncRequest | None]
+    ) -> None:
+        puts: list[tuple[str, str, Entry]] = []
+        deletes: list[tuple[str, str]] = []
+        rejected: list[tuple[HeldKey, bytes]] = []
+        events: list[ChangeEvent] = []
+        for change in revision.changes:
+            try:
+                value = self._check(change)
+                op = "delete" if change.kind == pb.Change.DELETE else "put"
+                event = ChangeEvent(
+                    revision.rev,
+                    change.ns,
+                    change.key,
+                    op,
+                    value,
+                    revision.command_id,
+                    revision.trace,
+                    change.create_rev,
+                    change.version,
+                )
+                await self._run_handler(event)
+            except Reject as exc:
+                rejected.append(
+                    (self._nack(revision.rev, change, str(exc), outgoing), change.value_hash)
+                )
+                continue
+            if op == "delete":
+                deletes.append((change.ns, change.key))
+            else:
+                entry = Entry(
+                    change.value, change.create_rev, revision.rev, change.version, change.value_hash
+                )
+                puts.append((change.ns, change.key, entry))
+            events.append(event)
+        self.replica.apply(revision.rev, puts, deletes, rejected)
+        self.cursor.advance(revision.rev)
+        self._notify_applied()
+        for event in events:
+            for callback in self._callbacks:
+                callback(event)
+
+    def _nack(
+        self,
+        rev: int,
+        change: pb.Change,
+        reason: str,
+        outgoing: asyncio.Queue[pb.SyncRequest | None],
+    ) -> HeldKey:
+        log.warning(
+            "worker %s: NACK revision %d %s/%s: %s",
+            self.worker_id,
+            rev,
+            change.ns,
+            change.key,
+            reason,
+        )
+        outgoing.put_nowait(
+            pb.SyncRequest(nack=pb.Nack(rev=rev, ns=change.ns, key=change.key, reason=reason))
+        )
+        return HeldKey(change.ns, change.key, rev, reason)
+
+    async def _run_handler(self, event: ChangeEvent) -> None:
+        if self.handler is None:
+            return
+        attempt = 0
+        while True:
+            try:
+                if inspect.iscoroutinefunction(self.handler):
+                    await self.handler(event)
+                else:
+                    await asyncio.to_thread(self.handler, event)
+                return
+            except Reject:
+                raise
+            except Exception as exc:
+                attempt += 1
+                delay = min(self.settings.handler_retry_cap_s, 0.1 * 2**attempt)
+                log.error(
+                    "worker %s: handler failed on revision %d %s/%s (attempt %d): %s; "
+                    "retrying in %.1f s",
+                    self.worker_id,
+                    event.rev,
+                    event.ns,
+                    event.key,
+                    attempt,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    raise asyncio.CancelledError from exc
+
+    async def _apply_snapshot(self, snapshot: _Snapshot) -> None:
+        entries = snapshot.entries
+        for d in snapshot.resync.digests:
+            got = self._digest_of(entries.get(d.ns, {}))
+            if got != d.root:
+                self._force_snapshot = True
+                raise _Resync(f"snapshot of namespace {d.ns!r} does not match its digest")
+        rev = snapshot.resync.rev
+        if self.handler is not None or self._callbacks:
+            events = list(self._snapshot_events(entries, rev))
+            for event in events:
+                await self._run_handler(event)
+        else:
+            events = []
+        self.replica.replace(rev, entries)
+        self.cursor = ReplicaCursor(rev)
+        self._force_snapshot = False
+        self.resyncs += 1
+        self._notify_applied()
+        log.info(
+            "worker %s: replica replaced by the snapshot at revision %d (%d keys)",
+            self.worker_id,
+            rev,
+            sum(len(v) for v in entries.values()),
+        )
+        for event in events:
+            for callback in self._callbacks:
+                callback(event)
+
+    @staticmethod
+    def _digest_of(entries: dict[str, Entry]) -> bytes:
+        return NamespaceDigest.from_items((k, e.vhash) for k, e in entries.items()).root()
+
+    def _snapshot_events(self, entries: dict[str, dict[str, Entry]], rev: int) -> Any:
+        """What a snapshot changes, as events: puts of new or different values, deletes."""
+        for ns in self.namespaces:
+            old = self.replica.data.get(ns, {})
+            new = entries.get(ns, {})
+            for key, entry in new.items():
+                before = old.get(key)
+                if before is None or before.vhash != entry.vhash:
+                    yield ChangeEvent(
+                        rev,
+                        ns,
+                        key,
+                        "put",
+                        orjson.loads(entry.value),
+                        "",
+                        "",
+                        entry.create_rev,
+                        entry.version,
+                        snapshot=True,
+                    )
+            for key in old.keys() - new.keys():
+                yield ChangeEvent(rev, ns, key, "delete", None, "", "", snapshot=True)
+
+
+class _Snapshot:
+    """A bootstrap being received: the resync notice and the entries so far."""
+
+    def __init__(self, resync: pb.Resync) -> None:
+        self.resync = resync
+        self.entries: dict[str, dict[str, Entry]] = {}
+
+    def add(self, chunk: pb.SnapshotChunk) -> None:
+        for e in chunk.entries:
+            self.entries.setdefault(e.ns, {})[e.key] = Entry(
+                e.value, e.create_rev, e.mod_rev, e.version, hashlib.sha256(e.value).digest()
+            )

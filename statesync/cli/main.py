@@ -1,12 +1,14 @@
-"""The `statesync` command.
+"""The `statesync` command: the controller (`serve`) and its clients.
 
-Data commands print JSON on stdout (one document, or JSON lines for lists);
-messages go to stderr. Exit codes come from the error table in
-`statesync.core.errors`: 0 ok, 1 not found, 2 usage, 3 conflict, 4 invalid
-input, 5 unavailable, 6 revision compacted, 7 internal/storage error.
+Every data command talks to a running controller over gRPC, at `--server`
+(accepted before or after the command), else $STATESYNC_SERVER, else
+127.0.0.1:7700. Data commands print JSON on stdout (one document, or JSON
+lines for lists and streams); messages go to stderr as one line
+`statesync: error: <message>`. Exit codes come from the error table in
+`statesync.core.errors`, plus 2 for usage and 8 for `--wait-applied`.
 
-Every command here works on the embedded store in `--data DIR` (default
-./statesync-data, or $STATESYNC_DATA), opened for the duration of the command.
+`log show` and `log verify` read the embedded store in `--data DIR` offline,
+while the controller is stopped.
 """
 
 from __future__ import annotations
@@ -14,49 +16,102 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
+from statesync.cli import worker_cmd
 from statesync.core.canonical import parse_json
-from statesync.core.commands import Command, Compare, Delete, Patch, Put
-from statesync.core.errors import InvalidInputError, StatesyncError
-from statesync.core.model import KeyRecord
-from statesync.store.sqlite import SQLiteStore
+from statesync.core.commands import Command, Compare, Delete, Op, Patch, Put, prepare
+from statesync.core.errors import (
+    InvalidInputError,
+    InvalidPatchError,
+    NotFoundError,
+    StatesyncError,
+    UnavailableError,
+)
+from statesync.core.model import KeyRecord, check_namespace
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from statesync.client import Client
+    from statesync.v1 import statesync_pb2 as pb
 
-DB_FILE = "statesync.sqlite"
+__all__ = ["build_parser", "main"]
+
 SNAPSHOT_FORMAT = "statesync.snapshot.v1"
-EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
+DEFAULT_DATA = "statesync-data"
+DEFAULT_LISTEN = "127.0.0.1:7700"
+DEFAULT_HTTP = "127.0.0.1:7701"
+DEFAULT_TIMEOUT_S = 30.0
+MAX_BATCH = 10_000  # Limits.max_ops
 
-_EPILOG = """\
-examples:
-  statesync put routes web '{"upstream": "10.0.0.1:8080", "weight": 5}'
-  statesync patch routes web '[{"op": "replace", "path": "/weight", "value": 7}]'
-  statesync put routes web '{"weight": 9}' --expect-rev 2     # compare-and-swap
-  statesync get routes web --rev 1                             # read history
-  statesync list routes --prefix w
-  statesync log show --after 0 --ns routes                     # the change log
-  statesync snapshot --out routes.jsonl --ns routes && statesync load routes.jsonl
-  statesync status
-  statesync demo                                               # a guided tour
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 5
+EXIT_INCOMPLETE = 8
 
-exit codes: 0 ok, 1 not found, 2 usage, 3 conflict, 4 invalid input,
-            5 unavailable, 6 revision compacted, 7 storage error
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_EXIT_CODES = """\
+exit codes:
+  0  ok
+  1  not found
+  2  usage: bad flags or arguments
+  3  conflict: a compare (--expect-rev) failed; nothing was written
+  4  invalid input: JSON, namespace, key, value, patch, size, reused --id
+  5  unavailable: the server cannot be reached (the message names the address);
+     for serve and log: the address or the data directory is in use
+  6  revision compacted: bootstrap from a snapshot
+  7  storage or internal error
+  8  written, but not every worker applied it before the timeout (--wait-applied)
 """
 
+_EPILOG = (
+    """\
+examples:
+  statesync serve --data ./statesync-data          # run the controller (gRPC :7700, HTTP :7701)
+  statesync put routes web '{"upstream": "10.0.0.1:8080", "weight": 5}'
+  statesync patch routes web '[{"op": "replace", "path": "/weight", "value": 7}]'
+  statesync put routes web '{"weight": 9}' --expect-rev 2      # compare-and-swap
+  statesync put routes web '{"weight": 9}' --wait-applied      # until every worker has it
+  statesync get routes web --rev 1                             # read history
+  statesync list routes --prefix w
+  statesync watch routes                                       # follow changes as JSON lines
+  statesync status                                             # revisions and every worker
+  statesync snapshot --out routes.jsonl --ns routes
+  statesync --server 10.0.0.5:7700 load routes.jsonl
+  statesync log verify --data ./statesync-data                 # offline, controller stopped
+  statesync demo                                               # a guided tour
 
-def _dump(obj: Any, out: TextIO = sys.stdout) -> None:
-    out.write(orjson.dumps(obj).decode() + "\n")
+The controller address is --server HOST:PORT (before or after the command),
+else $STATESYNC_SERVER, else 127.0.0.1:7700.
+
+"""
+    + _EXIT_CODES
+)
+
+
+# ---------------------------------------------------------------- output
+
+
+def _dump(obj: Any) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+
+
+def _error_line(message: str) -> None:
+    print(f"statesync: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 def _record_json(record: KeyRecord) -> dict[str, Any]:
     return {
-        "ns": record.namespace,
         "key": record.key,
         "value": record.json(),
         "create_rev": record.create_rev,
@@ -65,101 +120,8 @@ def _record_json(record: KeyRecord) -> dict[str, Any]:
     }
 
 
-def _open(args: argparse.Namespace) -> SQLiteStore:
-    return SQLiteStore(Path(args.data) / DB_FILE)
-
-
-def _write_command(args: argparse.Namespace, op: Put | Patch | Delete) -> Command:
-    compares = []
-    if args.expect_rev is not None:
-        compares.append(Compare.mod_rev_is(op.namespace, op.key, args.expect_rev))
-    if args.id:
-        return Command([op], compares, command_id=args.id)
-    return Command([op], compares)
-
-
-def _commit_one(args: argparse.Namespace, op: Put | Patch | Delete) -> int:
-    with _open(args) as store:
-        committed = store.commit(_write_command(args, op))
-    _dump(
-        {"rev": committed.rev, "command_id": committed.command_id, "replayed": committed.replayed}
-    )
-    return EXIT_OK
-
-
-def cmd_put(args: argparse.Namespace) -> int:
-    value = parse_json(args.value, namespace=args.ns, key=args.key)
-    return _commit_one(args, Put(args.ns, args.key, value))
-
-
-def cmd_patch(args: argparse.Namespace) -> int:
-    patch = parse_json(args.patch, namespace=args.ns, key=args.key)
-    return _commit_one(args, Patch(args.ns, args.key, patch))  # type: ignore[arg-type]
-
-
-def cmd_del(args: argparse.Namespace) -> int:
-    return _commit_one(args, Delete(args.ns, args.key))
-
-
-def cmd_get(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        record = store.get(args.ns, args.key, rev=args.rev)
-    if record is None:
-        at = "" if args.rev is None else f" at revision {args.rev}"
-        print(f"statesync: not found: namespace {args.ns!r}, key {args.key!r}{at}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    _dump({k: v for k, v in _record_json(record).items() if k != "ns"})
-    return EXIT_OK
-
-
-def _iter_range(store: SQLiteStore, ns: str, prefix: str, rev: int) -> Iterator[KeyRecord]:
-    after = None
-    while page := store.range(ns, prefix=prefix, rev=rev, start_after=after, limit=1000):
-        yield from page
-        after = page[-1].key
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        rev = store.head_rev if args.rev is None else args.rev
-        for record in _iter_range(store, args.ns, args.prefix, rev):
-            _dump({k: v for k, v in _record_json(record).items() if k != "ns"})
-    return EXIT_OK
-
-
-def cmd_log_show(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        after = store.compacted_rev if args.after is None else args.after
-        while changes := store.changes(after, limit=1000, namespaces=args.ns):
-            for change in changes:
-                _dump(change.to_json())
-            after = changes[-1].rev
-    return EXIT_OK
-
-
-def cmd_log_verify(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        report = store.verify_chain()
-    _dump(
-        {
-            "ok": True,
-            "from_rev": report.from_rev,
-            "to_rev": report.to_rev,
-            "changes_verified": report.changes,
-            "head_hash": report.head_hash.hex(),
-        }
-    )
-    return EXIT_OK
-
-
-def cmd_compact(args: argparse.Namespace) -> int:
-    with _open(args) as store:
-        store.compact(args.rev)
-        _dump({"compacted_rev": store.compacted_rev, "head_rev": store.head_rev})
-    return EXIT_OK
-
-
-def _progress(description: str, total: int | None):
+def _progress(description: str):  # type: ignore[no-untyped-def]
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -173,72 +135,305 @@ def _progress(description: str, total: int | None):
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_stderr_console(),
+        console=Console(stderr=True),
         disable=not sys.stderr.isatty(),
-        transient=False,
     )
 
 
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+# ---------------------------------------------------------------- settings
 
 
-def cmd_snapshot(args: argparse.Namespace) -> int:
-    out_path = Path(args.out)
-    tmp = out_path.with_name(out_path.name + ".partial")
-    with _open(args) as store:
-        namespaces = args.ns or store.namespaces()
-        with store.snapshot(namespaces, rev=args.rev) as snap, tmp.open("wb") as out:
-            total = sum(snap.counts.values())
-            out.write(
-                orjson.dumps(
-                    {
-                        "format": SNAPSHOT_FORMAT,
-                        "rev": snap.rev,
-                        "namespaces": list(snap.namespaces),
-                        "digests": {ns: d.hex() for ns, d in snap.digests.items()},
-                    }
-                )
-                + b"\n"
-            )
-            count = 0
-            with _progress("snapshot", total) as progress:
-                task = progress.add_task("snapshot", total=total)
-                for chunk in snap.chunks():
-                    for r in chunk:
-                        out.write(
-                            orjson.dumps({"op": "put", "ns": r.namespace, "key": r.key})[:-1]
-                            + b',"value":'
-                            + r.value
-                            + b"}\n"
-                        )
-                    count += len(chunk)
-                    progress.update(task, advance=len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, out_path)
-        _dump(
-            {
-                "rev": snap.rev,
-                "keys": count,
-                "out": str(out_path),
-                "digests": {ns: d.hex() for ns, d in snap.digests.items()},
-            }
+def _server(args: argparse.Namespace) -> str:
+    from statesync.client import default_server
+
+    return getattr(args, "server", None) or default_server()
+
+
+def _data(args: argparse.Namespace) -> Path:
+    return Path(getattr(args, "data", None) or os.environ.get("STATESYNC_DATA") or DEFAULT_DATA)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from statesync.client import Client
+
+    return Client(_server(args), timeout=getattr(args, "timeout", None) or DEFAULT_TIMEOUT_S)
+
+
+def _json_arg(text: str) -> str | bytes:
+    """VALUE_JSON / JSON_PATCH: JSON text, `-` for stdin, `@FILE` for a file's contents."""
+    if text == "-":
+        return sys.stdin.buffer.read()
+    if text.startswith("@"):
+        try:
+            return Path(text[1:]).read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read {text[1:]}: {exc.strerror}") from None
+    return text
+
+
+# ---------------------------------------------------------------- writes
+
+
+def _write(args: argparse.Namespace, op: Op) -> int:
+    with _client(args) as client:
+        committed = client.commit(
+            Command([op], _compares(op, args.expect_rev), command_id=args.id)
+            if args.id
+            else Command([op], _compares(op, args.expect_rev))
         )
+        out: dict[str, Any] = {
+            "rev": committed.rev,
+            "command_id": committed.command_id,
+            "replayed": committed.replayed,
+        }
+        if not args.wait_applied:
+            _dump(out)
+            return EXIT_OK
+        result = client.wait_applied(committed.rev, namespaces=[op.namespace], timeout=args.timeout)
+    out["applied"] = result.applied
+    out["pending"] = [
+        {
+            "worker_id": w.worker_id,
+            "connected": w.connected,
+            "applied_rev": w.applied_rev,
+            "state": w.state,
+        }
+        for w in result.pending
+    ]
+    _dump(out)
+    if result.pending:
+        _error_line(
+            f"revision {committed.rev} is written, but {len(result.pending)} worker(s) had not "
+            f"applied it after {args.timeout:g} s: "
+            + ", ".join(f"{w.worker_id} (at {w.applied_rev}, {w.state})" for w in result.pending)
+        )
+        return EXIT_INCOMPLETE
     return EXIT_OK
 
 
-def _parse_op_line(line: bytes, lineno: int, source: str) -> Put | Patch | Delete | None:
-    where = f"{source}:{lineno}"
+def _compares(op: Op, expect_rev: int | None) -> list[Compare]:
+    if expect_rev is None:
+        return []
+    return [Compare.mod_rev_is(op.namespace, op.key, expect_rev)]
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    value = parse_json(_json_arg(args.value), namespace=args.ns, key=args.key)
+    return _write(args, Put(args.ns, args.key, value))
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    patch = parse_json(_json_arg(args.patch), namespace=args.ns, key=args.key)
+    if not isinstance(patch, list):
+        raise InvalidPatchError(args.ns, args.key, None, None, "a JSON Patch is an array of ops")
+    return _write(args, Patch(args.ns, args.key, patch))  # type: ignore[arg-type]
+
+
+def cmd_del(args: argparse.Namespace) -> int:
+    return _write(args, Delete(args.ns, args.key))
+
+
+# ---------------------------------------------------------------- reads
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        record = client.get(args.ns, args.key, rev=args.rev)
+    if record is None:
+        raise NotFoundError(args.ns, args.key, args.rev)
+    _dump(_record_json(record))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for record in client.range(args.ns, prefix=args.prefix, rev=args.rev):
+            _dump(_record_json(record))
+    return EXIT_OK
+
+
+class _Stopped(Exception):
+    """SIGTERM while watching."""
+
+
+def _raise_stopped(signum: int, frame: object) -> NoReturn:
+    raise _Stopped
+
+
+def _change_lines(batch: pb.ChangeBatch) -> Iterator[dict[str, Any]]:
+    from statesync.v1 import statesync_pb2 as pb
+
+    for revision in batch.revisions:
+        for change in revision.changes:
+            line: dict[str, Any] = {"rev": revision.rev, "ns": change.ns, "key": change.key}
+            if change.kind == pb.Change.DELETE:
+                line["op"] = "delete"
+                line["create_rev"] = line["version"] = None
+            else:
+                line["op"] = "put"
+                line["value"] = orjson.loads(change.value)
+                line["create_rev"] = change.create_rev
+                line["version"] = change.version
+            line["command_id"] = revision.command_id
+            line["ts_ms"] = revision.ts_ms
+            yield line
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    for ns in args.ns:
+        check_namespace(ns)
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    out = sys.stdout
     try:
-        doc = parse_json(line)
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"{where}: {exc}") from None
+        with _client(args) as client:
+            from_rev = args.from_rev
+            if from_rev is None:
+                from_rev = client.status().head_rev
+            for reply in client.watch(args.ns, from_rev=from_rev):
+                kind = reply.WhichOneof("msg")
+                if kind == "batch":
+                    for line in _change_lines(reply.batch):
+                        out.write(orjson.dumps(line).decode() + "\n")
+                elif kind == "resync":
+                    print(
+                        f"statesync: resync: {reply.resync.reason}; the state at revision "
+                        f"{reply.resync.rev} follows as snapshot lines",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                elif kind == "chunk":
+                    for e in reply.chunk.entries:
+                        line = {
+                            "rev": reply.chunk.rev,
+                            "ns": e.ns,
+                            "key": e.key,
+                            "op": "put",
+                            "value": orjson.loads(e.value),
+                            "command_id": None,
+                            "create_rev": e.create_rev,
+                            "mod_rev": e.mod_rev,
+                            "version": e.version,
+                            "ts_ms": None,
+                            "snapshot": True,
+                        }
+                        out.write(orjson.dumps(line).decode() + "\n")
+                out.flush()
+            raise UnavailableError(client.address, "the server closed the watch stream")
+    except (KeyboardInterrupt, _Stopped):
+        return EXIT_OK
+
+
+def _worker_json(w: pb.WorkerStatus, now: float) -> dict[str, Any]:
+    return {
+        "worker_id": w.worker_id,
+        "connected": w.connected,
+        "state": w.state,
+        "namespaces": list(w.namespaces),
+        "applied_rev": w.applied_rev,
+        "lag_revisions": w.lag_revisions,
+        "lag_seconds": round(w.lag_seconds, 3) if w.lag_seconds >= 0 else None,
+        "last_ack_age_s": round(max(0.0, now - w.last_ack_unix), 3) if w.last_ack_unix else None,
+        "digest": w.digest,
+        "nacks": w.nacks,
+        "resyncs": w.resyncs,
+        "buffered": w.buffered,
+        "peer": w.peer,
+        "held": [{"ns": h.ns, "key": h.key, "rev": h.rev, "reason": h.reason} for h in w.held],
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        reply = client.status()
+        address = client.address
+    now = time.time()
+    status = {
+        "server": address,
+        "data": reply.data,
+        "head_rev": reply.head_rev,
+        "compacted_rev": reply.compacted_rev,
+        "uptime_s": round(max(0.0, now - reply.started_unix), 3),
+        "namespaces": [{"ns": n.ns, "digest": n.root.hex()} for n in reply.namespaces],
+        "workers": [_worker_json(w, now) for w in reply.workers],
+    }
+    if args.json:
+        _dump(status)
+        return EXIT_OK
+    _print_status(status)
+    return EXIT_OK
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{status['server']}[/]  data {status['data']}  head revision "
+        f"[bold]{status['head_rev']}[/]  compacted at {status['compacted_rev']}  "
+        f"up {_age(status['uptime_s'])}"
+    )
+    if status["namespaces"]:
+        table = Table("namespace", "digest", title="namespaces", title_justify="left")
+        for n in status["namespaces"]:
+            table.add_row(n["ns"], n["digest"][:16] + "…")
+        console.print(table)
+    if not status["workers"]:
+        console.print("no worker has connected since the controller started")
+        return
+    table = Table(
+        "worker",
+        "connected",
+        "state",
+        "applied",
+        "lag (revs)",
+        "lag",
+        "last ack",
+        "digest",
+        "nacks",
+        "held keys",
+        title="workers",
+        title_justify="left",
+    )
+    colors = {"agree": "green", "differ": "red"}
+    for w in status["workers"]:
+        held = "\n".join(f"{h['ns']}/{h['key']}: {h['reason']}" for h in w["held"]) or "-"
+        digest = w["digest"]
+        table.add_row(
+            w["worker_id"],
+            "yes" if w["connected"] else "[red]no[/]",
+            w["state"],
+            str(w["applied_rev"]),
+            str(w["lag_revisions"]),
+            _age(w["lag_seconds"]),
+            _age(w["last_ack_age_s"]),
+            f"[{colors[digest]}]{digest}[/]" if digest in colors else digest,
+            str(w["nacks"]),
+            held,
+        )
+    console.print(table)
+
+
+# ---------------------------------------------------------------- bulk
+
+
+def _parse_op_line(line: bytes) -> Op | None:
+    doc = parse_json(line)
     if not isinstance(doc, dict):
-        raise InvalidInputError(f"{where}: each line is a JSON object")
-    if doc.get("format") == SNAPSHOT_FORMAT:
+        raise InvalidInputError("each line is a JSON object")
+    if "format" in doc:
+        if doc["format"] != SNAPSHOT_FORMAT:
+            raise InvalidInputError(f"unknown snapshot format {doc['format']!r}")
         return None  # a snapshot's header line
     op, ns, key = doc.get("op"), doc.get("ns"), doc.get("key")
     if op == "put" and "value" in doc:
@@ -248,216 +443,668 @@ def _parse_op_line(line: bytes, lineno: int, source: str) -> Put | Patch | Delet
     if op in ("del", "delete"):
         return Delete(ns, key)  # type: ignore[arg-type]
     raise InvalidInputError(
-        f'{where}: expected {{"op": "put"|"patch"|"del", "ns", "key", '
-        f'"value"|"patch"}}, got {line[:80]!r}'
+        'expected {"op": "put"|"patch"|"del", "ns", "key", "value"|"patch"}, '
+        f"got {line[:80].decode('utf-8', 'replace').strip()!r}"
     )
 
 
-def _read_ops(lines: Iterator[bytes], source: str) -> list[Put | Patch | Delete]:
+def _read_ops(lines: Iterable[bytes], source: str) -> list[tuple[int, Op]]:
+    """Every line is checked completely (names, values, patch shape, size)
+    before anything is sent: a bad line refuses the whole file."""
     ops = []
     for lineno, line in enumerate(lines, 1):
-        if line.strip():
-            op = _parse_op_line(line, lineno, source)
+        if not line.strip():
+            continue
+        try:
+            op = _parse_op_line(line)
             if op is not None:
-                ops.append(op)
+                prepare(Command([op]))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{source}:{lineno}: {exc}") from None
+        if op is not None:
+            ops.append((lineno, op))
     return ops
 
 
+def _batches(ops: list[tuple[int, Op]], size: int) -> list[list[tuple[int, Op]]]:
+    """Consecutive ops, at most `size` per batch and each key at most once."""
+    batches: list[list[tuple[int, Op]]] = []
+    batch: list[tuple[int, Op]] = []
+    keys: set[tuple[str, str]] = set()
+    for lineno, op in ops:
+        k = (op.namespace, op.key)
+        if len(batch) >= size or k in keys:
+            batches.append(batch)
+            batch, keys = [], set()
+        batch.append((lineno, op))
+        keys.add(k)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 def cmd_load(args: argparse.Namespace) -> int:
-    """Check every line first, so that a malformed file changes nothing; then
-    commit in batches of --batch ops, one command (one revision) per batch."""
     source = "<stdin>" if args.file == "-" else args.file
     try:
         stream = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     except OSError as exc:
         raise InvalidInputError(f"cannot read {source}: {exc.strerror}") from None
     with stream:
-        ops = _read_ops(iter(stream), source)
-    last_rev = None
-    with _open(args) as store, _progress("load", len(ops)) as progress:
-        task = progress.add_task("load", total=len(ops))
-        batch: list[Put | Patch | Delete] = []
-        keys: set[tuple[str, str]] = set()
-        for op in [*ops, None]:
-            full = op is None or len(batch) >= args.batch or (op.namespace, op.key) in keys
-            if full and batch:
-                last_rev = store.commit(Command(batch)).rev
-                progress.update(task, advance=len(batch))
-                batch, keys = [], set()
-            if op is not None:
-                batch.append(op)
-                keys.add((op.namespace, op.key))
+        ops = _read_ops(stream, source)
+    batches = _batches(ops, args.batch)
+    stop = threading.Event()
+
+    def commands() -> Iterator[Command]:
+        for batch in batches:
+            if stop.is_set():
+                return
+            yield Command([op for _, op in batch])
+
+    last_rev: int | None = None
+    done = 0
+    failure: tuple[int, StatesyncError] | None = None
+    if batches:
+        with _client(args) as client, _progress("load") as progress:
+            task = progress.add_task("load", total=len(ops))
+            for i, result in enumerate(client.commit_stream(commands())):
+                if isinstance(result, StatesyncError):
+                    if failure is None:
+                        failure = (i, result)
+                        stop.set()
+                    continue
+                last_rev = max(last_rev or 0, result.rev)
+                done += len(batches[i])
+                progress.update(task, advance=len(batches[i]))
+    if failure is not None:
+        i, exc = failure
+        first, last = batches[i][0][0], batches[i][-1][0]
+        _error_line(
+            f"{source}:{first}-{last}: {exc} (this batch was not written; "
+            f"{done} of {len(ops)} ops were committed"
+            + (f", the last at revision {last_rev})" if last_rev else ")")
+        )
+        return exc.exit_code
     _dump({"rev": last_rev, "ops": len(ops)})
     return EXIT_OK
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    with _open(args) as store, store.snapshot() as snap:
-        namespaces = [
-            {"ns": ns, "keys": snap.counts[ns], "digest": snap.digests[ns].hex()}
-            for ns in snap.namespaces
-            if snap.counts[ns]
-        ]
-        status = {
-            "data": str(store.path),
-            "head_rev": snap.rev,
-            "compacted_rev": store.compacted_rev,
-            "namespaces": namespaces,
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    out_path = Path(args.out)
+    body_path = out_path.with_name(out_path.name + ".body.partial")
+    tmp_path = out_path.with_name(out_path.name + ".partial")
+    count = 0
+    last: pb.SnapshotChunk | None = None
+    try:
+        with _client(args) as client, body_path.open("wb") as body, _progress("snapshot") as bar:
+            task = bar.add_task("snapshot", total=None)
+            for chunk in client.snapshot(args.ns or (), rev=args.rev):
+                for e in chunk.entries:
+                    body.write(
+                        b'{"op":"put","ns":'
+                        + orjson.dumps(e.ns)
+                        + b',"key":'
+                        + orjson.dumps(e.key)
+                        + b',"value":'
+                        + e.value
+                        + b"}\n"
+                    )
+                count += len(chunk.entries)
+                bar.update(task, advance=len(chunk.entries))
+                if chunk.last:
+                    last = chunk
+            if last is None:
+                raise UnavailableError(client.address, "the snapshot stream ended early")
+        header = {
+            "format": SNAPSHOT_FORMAT,
+            "rev": last.rev,
+            "namespaces": [d.ns for d in last.digests],
+            "digests": {d.ns: d.root.hex() for d in last.digests},
+            "counts": {d.ns: d.count for d in last.digests},
         }
-    if args.json:
-        _dump(status)
-        return EXIT_OK
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(
-        f"[bold]{status['data']}[/]  head revision [bold]{status['head_rev']}[/]"
-        f"  compacted at {status['compacted_rev']}"
+        with tmp_path.open("wb") as out, body_path.open("rb") as body:
+            out.write(orjson.dumps(header) + b"\n")
+            shutil.copyfileobj(body, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_path, out_path)
+    finally:
+        body_path.unlink(missing_ok=True)
+        tmp_path.unlink(missing_ok=True)
+    _dump(
+        {
+            "rev": header["rev"],
+            "keys": count,
+            "out": str(out_path),
+            "digests": header["digests"],
+            "counts": header["counts"],
+        }
     )
-    table = Table("namespace", "keys", "digest")
-    for n in namespaces:
-        table.add_row(n["ns"], str(n["keys"]), n["digest"][:16] + "…")
-    console.print(table)
     return EXIT_OK
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _dump({"compacted_rev": client.compact(args.rev)})
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- offline log
+
+
+def _offline_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from statesync.server.app import DB_FILE
+    from statesync.store.sqlite import SQLiteStore
+
+    path = _data(args) / DB_FILE
+    if not path.exists():
+        raise InvalidInputError(f"no statesync store in {_data(args)} (looked for {path})")
+    return SQLiteStore(path)
+
+
+def cmd_log_show(args: argparse.Namespace) -> int:
+    with _offline_store(args) as store:
+        after = store.compacted_rev if args.after is None else args.after
+        while changes := store.changes(after, limit=1000, namespaces=args.ns):
+            for change in changes:
+                _dump(change.to_json())
+            after = changes[-1].rev
+    return EXIT_OK
+
+
+def cmd_log_verify(args: argparse.Namespace) -> int:
+    with _offline_store(args) as store:
+        report = store.verify_chain()
+    _dump(
+        {
+            "ok": True,
+            "from_rev": report.from_rev,
+            "to_rev": report.to_rev,
+            "changes_verified": report.changes,
+            "head_hash": report.head_hash.hex(),
+        }
+    )
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- serve
+
+
+def _write_ready_file(path: Path, info: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps(info) + b"\n")
+    os.replace(tmp, path)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from statesync.server.app import Controller, ServerSettings
+
+    logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    settings = ServerSettings(
+        data=_data(args),
+        listen=args.listen,
+        http=args.http,
+        feed_revisions=args.feed_revisions,
+    )
+    controller = Controller(settings)
+    ready = False
+    ready_file = Path(args.ready_file) if args.ready_file else None
+
+    def on_ready(c: Controller) -> None:
+        nonlocal ready
+        ready = True
+        if ready_file is not None:
+            _write_ready_file(
+                ready_file, {"grpc": c.port, "http": c.http_port or None, "pid": os.getpid()}
+            )
+
+    try:
+        asyncio.run(controller.run(on_ready=on_ready))
+    except (OSError, RuntimeError) as exc:
+        if ready:
+            raise
+        store = getattr(controller, "store", None)
+        if store is not None:
+            store.close()
+        where = f"--listen {args.listen}" + (f" / --http {args.http}" if args.http else "")
+        _error_line(f"cannot serve on {where}: {exc} (is the address in use?)")
+        return EXIT_UNAVAILABLE
+    finally:
+        if ready_file is not None and ready:
+            ready_file.unlink(missing_ok=True)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- demo
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from statesync.cli.demo import run_demo
 
-    return run_demo(Path(args.data))
+    return run_demo()
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 on usage errors, as we do
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"statesync: usage error: {message}\n")
+# ---------------------------------------------------------------- parser
+
+
+def _address(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def _http_address(text: str) -> str | None:
+    return None if text.lower() == "none" else _address(text)
+
+
+def _revision(text: str) -> int:
+    try:
+        rev = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a revision is an integer >= 0, got {text!r}") from None
+    if rev < 0:
+        raise argparse.ArgumentTypeError(f"a revision is an integer >= 0, got {text!r}")
+    return rev
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _batch_size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"expected 1 to {MAX_BATCH} ops, got {text!r}")
+    return size
+
+
+_SERVER_HELP = "controller address HOST:PORT (default: $STATESYNC_SERVER, else 127.0.0.1:7700)"
+_DATA_HELP = "data directory (default: $STATESYNC_DATA, else ./statesync-data)"
+
+
+def _command(
+    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    name: str,
+    help: str,
+    description: str,
+    examples: Sequence[str],
+    *,
+    server: bool = True,
+    data: bool = False,
+) -> argparse.ArgumentParser:
+    epilog = "examples:\n" + "".join(f"  {e}\n" for e in examples)
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # SUPPRESS: an option given before the command is kept when this one is absent.
+    if server:
+        p.add_argument(
+            "--server", metavar="HOST:PORT", default=argparse.SUPPRESS, help=_SERVER_HELP
+        )
+    if data:
+        p.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS, help=_DATA_HELP)
+    return p
 
 
 def _add_write_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ns", metavar="NS", help="namespace, e.g. routes")
+    p.add_argument("key", metavar="KEY")
     p.add_argument(
         "--expect-rev",
-        type=int,
+        type=_revision,
         metavar="N",
         help="write only if the key's mod_rev is N (0: only if absent); else exit 3",
     )
     p.add_argument(
         "--id",
         metavar="CMD_ID",
-        help="command id for idempotent retries (default: a new random id)",
+        help="command id for idempotent retries: the same id and content again returns "
+        'the first revision with "replayed": true (default: a new random id)',
     )
+    p.add_argument(
+        "--wait-applied",
+        action="store_true",
+        help="after writing, wait until every connected worker subscribed to NS has applied "
+        "the revision; exit 8 if some have not within --timeout",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for the server and for --wait-applied (default 30)",
+    )
+
+
+_WRITE_OUTPUT = (
+    'Prints {"rev": N, "command_id": ID, "replayed": BOOL}; with --wait-applied also '
+    '"applied" (worker ids) and "pending" ([{"worker_id", "connected", "applied_rev", '
+    '"state"}]).'
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = argparse.ArgumentParser(
         prog="statesync",
-        description="Durable, versioned state for a fleet of workers: write commands, "
-        "read any retained revision, snapshot, compact and verify the hash-chained log.",
+        description="Keep a fleet of workers exactly in step with a controller. `serve` runs "
+        "the controller; the other commands write, read, watch and inspect it over gRPC.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--data",
-        default=os.environ.get("STATESYNC_DATA", "statesync-data"),
-        help="data directory of the embedded store (default: ./statesync-data, or $STATESYNC_DATA)",
+    parser.add_argument("--server", metavar="HOST:PORT", help=_SERVER_HELP)
+    parser.add_argument("--data", metavar="DIR", help=_DATA_HELP + " (serve, log)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(
+        sub,
+        "serve",
+        "run the controller until SIGTERM or SIGINT",
+        "Run the controller: the durable store in --data, the gRPC API on --listen, and "
+        "/healthz, /readyz and /metrics on --http. Logs go to stderr. SIGTERM or SIGINT "
+        "shuts down gracefully: sync streams close, in-flight calls finish, the store is "
+        "closed. A data directory or address already in use exits 5.",
+        [
+            "statesync serve",
+            "statesync serve --data /var/lib/statesync --listen 0.0.0.0:7700 --http none",
+            "statesync serve --listen 127.0.0.1:0 --http 127.0.0.1:0 --ready-file ready.json",
+        ],
+        server=False,
+        data=True,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the store does")
-    sub = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
-    )
-
-    p = sub.add_parser("put", help="set a key to a JSON value")
-    p.add_argument("ns", help="namespace, e.g. routes")
-    p.add_argument("key")
-    p.add_argument("value", help="the value as JSON text, e.g. '{\"weight\": 5}'")
-    _add_write_options(p)
-    p.set_defaults(run=cmd_put)
-
-    p = sub.add_parser("patch", help="apply an RFC 6902 JSON Patch to a key")
-    p.add_argument("ns")
-    p.add_argument("key")
-    p.add_argument("patch", help='JSON Patch text, e.g. \'[{"op":"add","path":"/a","value":1}]\'')
-    _add_write_options(p)
-    p.set_defaults(run=cmd_patch)
-
-    p = sub.add_parser("del", help="delete a key")
-    p.add_argument("ns")
-    p.add_argument("key")
-    _add_write_options(p)
-    p.set_defaults(run=cmd_del)
-
-    p = sub.add_parser("get", help="read a key (exit 1 if absent)")
-    p.add_argument("ns")
-    p.add_argument("key")
-    p.add_argument("--rev", type=int, metavar="N", help="read at revision N (default: head)")
-    p.set_defaults(run=cmd_get)
-
-    p = sub.add_parser("list", help="list a namespace's keys as JSON lines")
-    p.add_argument("ns")
-    p.add_argument("--prefix", default="", help="only keys starting with this")
-    p.add_argument("--rev", type=int, metavar="N", help="list at revision N (default: head)")
-    p.set_defaults(run=cmd_list)
-
-    p = sub.add_parser("log", help="show or verify the hash-chained change log")
-    log_sub = p.add_subparsers(
-        dest="log_command", required=True, metavar="ACTION", parser_class=_Parser
-    )
-    q = log_sub.add_parser("show", help="changes after a revision, as JSON lines")
-    q.add_argument(
-        "--after",
-        type=int,
-        metavar="REV",
-        help="start after this revision (default: the oldest retained)",
-    )
-    q.add_argument("--ns", action="append", help="only this namespace (repeatable)")
-    q.set_defaults(run=cmd_log_show)
-    q = log_sub.add_parser("verify", help="recompute the hash chain; exit 7 if it was altered")
-    q.set_defaults(run=cmd_log_verify)
-
-    p = sub.add_parser("compact", help="drop history at or below a revision")
-    p.add_argument("rev", type=int, metavar="REV")
-    p.set_defaults(run=cmd_compact)
-
-    p = sub.add_parser("snapshot", help="write a consistent snapshot as JSON lines")
-    p.add_argument("--out", required=True, metavar="FILE")
-    p.add_argument("--ns", action="append", help="namespace to include (repeatable; default: all)")
-    p.add_argument("--rev", type=int, metavar="N", help="snapshot at revision N (default: head)")
-    p.set_defaults(run=cmd_snapshot)
-
-    p = sub.add_parser("load", help="commit JSON lines of ops (or a snapshot file) in batches")
     p.add_argument(
-        "file",
-        metavar="FILE|-",
-        help='lines like {"op":"put","ns":..,"key":..,'
-        '"value":..}, {"op":"patch",..,"patch":[..]}, {"op":"del",..}',
+        "--listen",
+        type=_address,
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help="gRPC address (default 127.0.0.1:7700; port 0 picks a free port)",
     )
-    p.add_argument("--batch", type=int, default=1000, help="ops per command (default 1000)")
-    p.set_defaults(run=cmd_load)
+    p.add_argument(
+        "--http",
+        type=_http_address,
+        default=DEFAULT_HTTP,
+        metavar="HOST:PORT|none",
+        help="HTTP address for /healthz, /readyz, /metrics (default 127.0.0.1:7701; none: no HTTP)",
+    )
+    p.add_argument(
+        "--feed-revisions",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="revisions kept in memory for sync streams; a worker further behind resyncs "
+        "from a snapshot (default 100000)",
+    )
+    p.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help='once serving, write {"grpc": PORT, "http": PORT, "pid": PID} to PATH '
+        "(atomically; removed on shutdown)",
+    )
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default INFO",
+    )
+    p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("status", help="head and compacted revisions, namespaces, digests")
-    p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    p.set_defaults(run=cmd_status)
+    p = _command(
+        sub,
+        "put",
+        "set a key to a JSON value",
+        "Set KEY in namespace NS to a JSON value, at one new revision. The value must be "
+        "I-JSON: no duplicate keys, integers within ±(2^53-1), at most 1 MiB canonical. "
+        + _WRITE_OUTPUT,
+        [
+            """statesync put routes web '{"upstream": "10.0.0.1:8080", "weight": 5}'""",
+            """statesync put routes web '{"weight": 9}' --expect-rev 2   # compare-and-swap""",
+            """statesync put routes api '{"w": 1}' --id deploy-42          # safe to retry""",
+            """statesync put routes web @web.json --wait-applied --timeout 10""",
+            """generate-config | statesync put routes web -""",
+        ],
+    )
+    _add_write_options(p)
+    p.add_argument(
+        "value",
+        metavar="VALUE_JSON",
+        help="the value as JSON text; - reads it from stdin, @FILE from a file",
+    )
+    p.set_defaults(func=cmd_put)
 
-    p = sub.add_parser("demo", help="a guided tour of the core on a fresh store")
-    p.set_defaults(run=cmd_demo)
+    p = _command(
+        sub,
+        "patch",
+        "apply an RFC 6902 JSON Patch to a key",
+        "Apply a JSON Patch (RFC 6902) to KEY's current value, at one new revision. A key "
+        "that does not exist exits 1; a patch that does not apply exits 4 naming the op "
+        "and its JSON path. " + _WRITE_OUTPUT,
+        [
+            """statesync patch routes web '[{"op": "replace", "path": "/weight", "value": 7}]'""",
+            """statesync patch routes web '[{"op": "add", "path": "/tls", "value": true}]' """
+            """--expect-rev 3""",
+        ],
+    )
+    _add_write_options(p)
+    p.add_argument(
+        "patch",
+        metavar="JSON_PATCH",
+        help="the patch as JSON text (an array of ops); - reads stdin, @FILE a file",
+    )
+    p.set_defaults(func=cmd_patch)
+
+    p = _command(
+        sub,
+        "del",
+        "delete a key",
+        "Delete KEY from namespace NS (deleting an absent key is allowed). " + _WRITE_OUTPUT,
+        ["statesync del routes web", "statesync del routes web --expect-rev 7 --wait-applied"],
+    )
+    _add_write_options(p)
+    p.set_defaults(func=cmd_del)
+
+    p = _command(
+        sub,
+        "get",
+        "read a key (exit 1 if absent)",
+        'Print {"key", "value", "create_rev", "mod_rev", "version"} for KEY, at the head or '
+        "at any retained revision. Absent: exit 1. Compacted revision: exit 6.",
+        ["statesync get routes web", "statesync get routes web --rev 1"],
+    )
+    p.add_argument("ns", metavar="NS")
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("--rev", type=_revision, metavar="N", help="read at revision N (default: head)")
+    p.set_defaults(func=cmd_get)
+
+    p = _command(
+        sub,
+        "list",
+        "list a namespace's keys as JSON lines",
+        'Print one {"key", "value", "create_rev", "mod_rev", "version"} line per key, in key '
+        "order, consistent at one revision.",
+        ["statesync list routes", "statesync list routes --prefix w --rev 12"],
+    )
+    p.add_argument("ns", metavar="NS")
+    p.add_argument("--prefix", default="", help="only keys starting with this")
+    p.add_argument("--rev", type=_revision, metavar="N", help="list at revision N (default: head)")
+    p.set_defaults(func=cmd_list)
+
+    p = _command(
+        sub,
+        "watch",
+        "print changes to namespaces as JSON lines until interrupted",
+        'Print one line per change: {"rev", "ns", "key", "op": "put"|"delete", "value" (put), '
+        '"command_id", "create_rev", "version", "ts_ms"}. If --from-rev is compacted, the '
+        'current state is printed first as {"op": "put", ..., "snapshot": true} lines, then '
+        "changes continue. Runs until SIGINT, SIGTERM or a closed pipe (exit 0).",
+        [
+            "statesync watch routes",
+            "statesync watch routes flags --from-rev 0      # all retained history, then follow",
+            "statesync watch routes | jq -c 'select(.key == \"web\")'",
+        ],
+    )
+    p.add_argument("ns", metavar="NS", nargs="+", help="namespaces to follow")
+    p.add_argument(
+        "--from-rev",
+        type=_revision,
+        metavar="N",
+        help="print changes after revision N (default: the head, i.e. only new changes)",
+    )
+    p.set_defaults(func=cmd_watch)
+
+    p = _command(
+        sub,
+        "status",
+        "head and compacted revisions, namespaces, and every worker",
+        "Show the controller's head and compacted revisions, each namespace's digest and "
+        "every worker seen since it started: connected, state, applied revision, lag in "
+        "revisions and seconds, last ACK age, digest agreement, NACKs and held keys.",
+        [
+            "statesync status",
+            "statesync status --json | jq '.workers[] | select(.lag_revisions > 0)'",
+        ],
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    p.set_defaults(func=cmd_status)
+
+    p = _command(
+        sub,
+        "load",
+        "commit JSON lines of ops (or a snapshot file) in batches",
+        'Commit lines like {"op": "put", "ns", "key", "value"}, {"op": "patch", "ns", "key", '
+        '"patch": [...]} or {"op": "del", "ns", "key"}, one command (one revision) per batch '
+        "of ops, pipelined. Every line is checked first: one bad line refuses the whole file, "
+        "naming FILE:LINE, and nothing is written. A snapshot file loads as is (its header "
+        'line is skipped). Prints {"rev": LAST, "ops": N}.',
+        [
+            "statesync load ops.jsonl",
+            "statesync --server 10.0.0.5:7700 load routes.jsonl",
+            "zcat big.jsonl.gz | statesync load - --batch 2000",
+        ],
+    )
+    p.add_argument("file", metavar="FILE|-", help="JSON lines file, or - for stdin")
+    p.add_argument(
+        "--batch",
+        type=_batch_size,
+        default=500,
+        metavar="N",
+        help="ops per command (default 500; a key appears at most once per command)",
+    )
+    p.set_defaults(func=cmd_load)
+
+    p = _command(
+        sub,
+        "snapshot",
+        "write a consistent snapshot as JSON lines",
+        'Write a snapshot consistent at one revision: a header line {"format": '
+        f'"{SNAPSHOT_FORMAT}", "rev", "namespaces", "digests", "counts"}} then one '
+        '{"op": "put", "ns", "key", "value"} line per key. `statesync load FILE` restores it '
+        "into an empty controller with equal digests. The file is replaced atomically.",
+        [
+            "statesync snapshot --out all.jsonl",
+            "statesync snapshot --out routes.jsonl --ns routes --ns flags",
+        ],
+    )
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument(
+        "--ns", action="append", metavar="NS", help="namespace to include (repeatable; default all)"
+    )
+    p.add_argument("--rev", type=_revision, metavar="N", help="at revision N (default: head)")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = _command(
+        sub,
+        "compact",
+        "drop history at or below a revision",
+        "Drop history at or below REV. Reads at REV and later keep working; older reads exit "
+        '6. Prints {"compacted_rev": N}.',
+        ["statesync compact 1000"],
+    )
+    p.add_argument("rev", type=_revision, metavar="REV")
+    p.set_defaults(func=cmd_compact)
+
+    p = sub.add_parser(
+        "log",
+        help="show or verify the hash-chained change log (offline)",
+        description="Read the change log of the store in --data directly. The controller "
+        "must be stopped: while it has the store open, these commands exit 5 (store in use).",
+    )
+    log_sub = p.add_subparsers(dest="log_command", required=True, metavar="ACTION")
+    q = _command(
+        log_sub,
+        "show",
+        "changes after a revision, as JSON lines (offline)",
+        "Print the change log of the store in --data, one JSON line per change. Offline: "
+        "stop the controller first, else exit 5 (store in use).",
+        ["statesync log show --data ./statesync-data --ns routes --after 10"],
+        server=False,
+        data=True,
+    )
+    q.add_argument(
+        "--after", type=_revision, metavar="REV", help="start after REV (default: oldest retained)"
+    )
+    q.add_argument("--ns", action="append", metavar="NS", help="only this namespace (repeatable)")
+    q.set_defaults(func=cmd_log_show)
+    q = _command(
+        log_sub,
+        "verify",
+        "recompute the hash chain; exit 7 if it was altered (offline)",
+        "Recompute the hash chain of the store in --data and name the first altered "
+        "revision (exit 7). Offline: stop the controller first, else exit 5 (store in use).",
+        ["statesync log verify --data ./statesync-data"],
+        server=False,
+        data=True,
+    )
+    q.set_defaults(func=cmd_log_verify)
+
+    p = _command(
+        sub,
+        "demo",
+        "a guided tour: a controller in-process on a temporary store",
+        "Start a controller in this process on free ports and a temporary data directory, "
+        "write, read and conflict through the gRPC client, show the status, and stop.",
+        ["statesync demo"],
+        server=False,
+    )
+    p.set_defaults(func=cmd_demo)
+
+    worker_cmd.add_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, stream=sys.stderr)
     try:
-        return args.run(args)
+        code = args.func(args)
+        sys.stdout.flush()
+        return code
     except StatesyncError as exc:
-        print(f"statesync: {exc}", file=sys.stderr)
+        _error_line(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        # Whoever read our output stopped (| head): not an error. Keep the
+        # interpreter from complaining while it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
 
 

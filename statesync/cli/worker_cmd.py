@@ -74,6 +74,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         handler=_exec_handler(args.exec, args.id) if args.exec else None,
         settings=WorkerSettings(heartbeat_s=args.heartbeat, stale_after_s=args.stale_after),
+        deltas=args.deltas,
     )
 
     async def main() -> None:
@@ -136,6 +137,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         default=5.0,
         metavar="S",
         help="reconnect when nothing is heard for S seconds (default 5)",
+    )
+    p.add_argument(
+        "--deltas",
+        action="store_true",
+        help="receive updates as JSON Patch deltas where smaller (checked by hash)",
     )
     p.set_defaults(func=cmd_worker)
 

@@ -27,7 +27,7 @@ from statesync.core.errors import (
 )
 from statesync.core.model import ChangeOp, KeyRecord
 
-__all__ = ["PlannedChange", "ReadKey", "evaluate"]
+__all__ = ["PlannedChange", "ReadKey", "apply_patch", "evaluate"]
 
 ReadKey = Callable[[str, str], KeyRecord | None]
 
@@ -136,7 +136,8 @@ def _apply_op(doc: object, op: dict) -> object:
     return jsonpatch.JsonPatch([copy.deepcopy(op)]).apply(doc, in_place=True)
 
 
-def _apply_patch(ns: str, key: str, base: bytes, patch: tuple, limits: Limits) -> bytes:
+def apply_patch(ns: str, key: str, base: bytes, patch: tuple, limits: Limits) -> bytes:
+    """Apply an RFC 6902 patch strictly to canonical `base`; the result is canonical."""
     doc = orjson.loads(base)
     for index, op in enumerate(patch):
         try:
@@ -179,7 +180,7 @@ def evaluate(
         if op.kind == "patch":
             if current is None:
                 raise NotFoundError(op.namespace, op.key)
-            value = _apply_patch(op.namespace, op.key, current.value, op.patch, limits)
+            value = apply_patch(op.namespace, op.key, current.value, op.patch, limits)
         else:
             assert op.value is not None
             value = op.value

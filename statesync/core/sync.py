@@ -91,6 +91,7 @@ class WorkerSession:
     worker_id: str = ""
     namespaces: frozenset[str] = frozenset()
     observer: bool = False
+    deltas: bool = False
     sent_rev: int = 0
     """The worker was told everything through this revision (batches, progress)."""
     cursor: int = 0
@@ -129,6 +130,7 @@ class WorkerSession:
         head_rev: int,
         compacted_rev: int,
         now: float,
+        deltas: bool = False,
     ) -> bool:
         """Start the stream. Returns True when the worker needs a snapshot first."""
         if self.state is not StreamState.AWAITING_HELLO:
@@ -140,6 +142,7 @@ class WorkerSession:
         self.worker_id = worker_id
         self.namespaces = frozenset(namespaces)
         self.observer = observer
+        self.deltas = deltas
         self.held = {(h.namespace, h.key): h for h in held}
         self.last_heard = now
         reason = ""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from statesync.core.delta import make_delta
 from statesync.core.errors import CompactedError, ProtocolError, StatesyncError
 from statesync.core.sync import HeldKey, StreamState, SyncSettings, WorkerSession
 from statesync.server.feed import ChangeFeed, Slice, revisions_to_pb
@@ -65,6 +66,7 @@ class SyncHub:
         self._acked = asyncio.Event()
         self._closing = False
         self.nacks_total = 0
+        self._deltas: dict[tuple[int, str, str], bytes | None] = {}
         self.resyncs_total: dict[str, int] = {}
 
     # ------------------------------------------------------------ the stream
@@ -90,6 +92,7 @@ class SyncHub:
             head_rev=self.feed.head_rev,
             compacted_rev=self.store.compacted_rev,
             now=now,
+            deltas=hello.deltas,
         )
         record = WorkerRecord(session, context.peer())
         self._register(record)
@@ -180,7 +183,10 @@ class SyncHub:
                     fed = True
             if chunk is not None and chunk.revisions:
                 batch = pb.ChangeBatch(prev_rev=session.sent_rev, rev=chunk.rev)
-                batch.revisions.extend(chunk.revisions)
+                if session.deltas:
+                    batch.revisions.extend(self._with_deltas(r) for r in chunk.revisions)
+                else:
+                    batch.revisions.extend(chunk.revisions)
                 session.sent(
                     prev_rev=session.sent_rev, rev=chunk.rev, changes=chunk.changes, now=now
                 )
@@ -195,6 +201,38 @@ class SyncHub:
                 record.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(record.wake.wait(), self.settings.heartbeat_s)
+
+    def _with_deltas(self, revision: pb.Revision) -> pb.Revision:
+        """The revision with each update sent as a patch where that is smaller."""
+        out: pb.Revision | None = None
+        for i, change in enumerate(revision.changes):
+            if change.kind != pb.Change.PUT or change.prev_mod_rev == 0:
+                continue
+            delta = self._delta(revision.rev, change)
+            if delta is None:
+                continue
+            if out is None:
+                out = pb.Revision()
+                out.CopyFrom(revision)
+            out.changes[i].ClearField("value")
+            out.changes[i].patch = delta
+        return revision if out is None else out
+
+    def _delta(self, rev: int, change: pb.Change) -> bytes | None:
+        cache_key = (rev, change.ns, change.key)
+        if cache_key in self._deltas:
+            return self._deltas[cache_key]
+        try:
+            base = self.store.get(change.ns, change.key, rev=change.prev_mod_rev)
+        except StatesyncError:  # compacted: the full value it is
+            base = None
+        delta = (
+            None if base is None else make_delta(change.ns, change.key, base.value, change.value)
+        )
+        if len(self._deltas) >= 50_000:
+            self._deltas.clear()
+        self._deltas[cache_key] = delta
+        return delta
 
     async def _catch_up(self, session: WorkerSession, room: int) -> Slice:
         """Read the log after the cursor from the store (older than the feed)."""

@@ -34,6 +34,7 @@ import grpc
 import orjson
 
 from statesync.core.canonical import parse_json
+from statesync.core.delta import DeltaMismatchError, apply_delta
 from statesync.core.digest import NamespaceDigest
 from statesync.core.errors import ProtocolError, StatesyncError
 from statesync.core.sync import BatchVerdict, HeldKey, ReplicaCursor
@@ -117,6 +118,7 @@ class Worker:
         handler: Handler | None = None,
         validator: Validator | None = None,
         settings: WorkerSettings | None = None,
+        deltas: bool = False,
     ) -> None:
         if not worker_id:
             raise ValueError("a worker needs a worker_id")
@@ -128,6 +130,7 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.handler = handler
         self.validator = validator
+        self.deltas = deltas
         self.state_dir = None if state_dir is None else Path(state_dir)
         self.replica = self._open_replica()
         self.cursor = ReplicaCursor(self.replica.applied_rev)
@@ -261,6 +264,7 @@ class Worker:
                     namespaces=self.namespaces,
                     from_rev=0 if self._force_snapshot else self.applied_rev,
                     heartbeat_s=self.settings.heartbeat_s,
+                    deltas=self.deltas,
                     held=[held_to_pb(h) for h in self.replica.held.values()],
                 )
             )
@@ -388,6 +392,8 @@ class Worker:
             if self.validator is not None:
                 self.validator(change.ns, change.key, None)
             return None
+        if change.patch:
+            change.value = self._resolve_delta(change)
         if hashlib.sha256(change.value).digest() != change.value_hash:
             raise Reject("the value does not match its hash")
         try:
@@ -397,6 +403,22 @@ class Worker:
         if self.validator is not None:
             self.validator(change.ns, change.key, value)
         return value
+
+    def _resolve_delta(self, change: pb.Change) -> bytes:
+        """The full value of a delta; a wrong base means this replica drifted: resync."""
+        base = self.replica.get(change.ns, change.key)
+        if base is None or base.mod_rev != change.prev_mod_rev:
+            self._force_snapshot = True
+            have = "no value" if base is None else f"mod_rev {base.mod_rev}"
+            raise _Resync(
+                f"delta for {change.ns}/{change.key} is based on mod_rev "
+                f"{change.prev_mod_rev}, the replica has {have}"
+            )
+        try:
+            return apply_delta(change.ns, change.key, base.value, change.patch, change.value_hash)
+        except DeltaMismatchError as exc:
+            self._force_snapshot = True
+            raise _Resync(str(exc)) from None
 
     async def _apply_revision(
         self, revision: pb.Revision, outgoing: asyncio.Queue[pb.SyncRequest | None]

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -635,6 +636,33 @@ def _write_ready_file(path: Path, info: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _check_free(address: str) -> None:
+    """Refuse an address something already listens on.
+
+    gRPC binds with SO_REUSEPORT, so a second controller on a busy port would
+    silently share it with the first; a plain bind here fails instead."""
+    host, _, port = address.rpartition(":")
+    if int(port) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except OSError:
+        return  # let the server report the bad host
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise _AddressInUse(address, exc.strerror or str(exc)) from None
+
+
+class _AddressInUse(Exception):
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"cannot listen on {address}: {reason}")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -647,6 +675,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=args.http,
         feed_revisions=args.feed_revisions,
     )
+    try:
+        for address in (args.listen, args.http):
+            if address:
+                _check_free(address)
+    except _AddressInUse as exc:
+        _error_line(f"{exc} (is another controller running? choose another address)")
+        return EXIT_UNAVAILABLE
     controller = Controller(settings)
     ready = False
     ready_file = Path(args.ready_file) if args.ready_file else None

@@ -276,8 +276,15 @@ class Replica:
                 self._write_meta(conn, rev, ())
             self.applied_rev = rev
 
-    def replace(self, rev: int, entries: dict[str, dict[str, Entry]]) -> None:
-        """Replace the replica with a snapshot at `rev` (held keys are dropped)."""
+    def replace(
+        self,
+        rev: int,
+        entries: dict[str, dict[str, Entry]],
+        rejected: list[tuple[HeldKey, bytes]] = (),  # type: ignore[assignment]
+    ) -> None:
+        """Replace the replica with a snapshot at `rev`. Earlier held keys are
+        dropped; `rejected` are the snapshot's own refused keys (already left
+        at their last good value in `entries`), with the refused value's hash."""
         with self._transaction() as conn:
             if conn is not None:
                 conn.execute("DELETE FROM kv")
@@ -291,9 +298,13 @@ class Replica:
                         for k, e in keyed.items()
                     ),
                 )
+                conn.executemany(
+                    "INSERT INTO held VALUES (?, ?, ?, ?, ?)",
+                    [(h.namespace, h.key, h.rev, h.reason, a) for h, a in rejected],
+                )
             self.data = entries
-            self.held = {}
-            self._auth = {}
+            self.held = {(h.namespace, h.key): h for h, _ in rejected}
+            self._auth = {(h.namespace, h.key): a for h, a in rejected}
             self._rebuild_digests()
             if conn is not None:
                 self._write_meta(conn, rev, entries.keys())

@@ -238,6 +238,8 @@ class Worker:
                         exc.code().name,
                         exc.details(),
                     )
+                except Exception:  # a bug or a protocol violation: log it loudly, start over
+                    log.exception("worker %s: sync stream failed; reconnecting", self.worker_id)
                 finally:
                     self.connected = False
                 if self._stopping.is_set():
@@ -362,7 +364,7 @@ class Worker:
                 raise ProtocolError("a snapshot chunk arrived without a resync")
             snapshot.add(reply.chunk)
             if reply.chunk.last:
-                await self._apply_snapshot(snapshot)
+                await self._apply_snapshot(snapshot, outgoing)
                 self._ack(outgoing)
                 return None
         return snapshot
@@ -515,7 +517,9 @@ class Worker:
                 if self._stopping.is_set():
                     raise asyncio.CancelledError from exc
 
-    async def _apply_snapshot(self, snapshot: _Snapshot) -> None:
+    async def _apply_snapshot(
+        self, snapshot: _Snapshot, outgoing: asyncio.Queue[pb.SyncRequest | None]
+    ) -> None:
         entries = snapshot.entries
         for d in snapshot.resync.digests:
             got = self._digest_of(entries.get(d.ns, {}))
@@ -523,13 +527,25 @@ class Worker:
                 self._force_snapshot = True
                 raise _Resync(f"snapshot of namespace {d.ns!r} does not match its digest")
         rev = snapshot.resync.rev
-        if self.handler is not None or self._callbacks:
-            events = list(self._snapshot_events(entries, rev))
-            for event in events:
-                await self._run_handler(event)
-        else:
-            events = []
-        self.replica.replace(rev, entries)
+        events: list[ChangeEvent] = []
+        rejected: list[tuple[HeldKey, bytes]] = []
+        if self.handler is not None or self._callbacks or self.validator is not None:
+            for event in list(self._snapshot_events(entries, rev)):
+                try:
+                    if self.validator is not None:
+                        self.validator(event.ns, event.key, event.value)
+                    await self._run_handler(event)
+                except Reject as exc:
+                    refused = entries[event.ns].pop(event.key, None)
+                    kept = self.replica.get(event.ns, event.key)
+                    if kept is not None:
+                        entries.setdefault(event.ns, {})[event.key] = kept
+                    change = pb.Change(ns=event.ns, key=event.key)
+                    held = self._nack(rev, change, str(exc), outgoing)
+                    rejected.append((held, b"" if refused is None else refused.vhash))
+                    continue
+                events.append(event)
+        self.replica.replace(rev, entries, rejected)
         self.cursor = ReplicaCursor(rev)
         self._force_snapshot = False
         self.resyncs += 1

@@ -313,10 +313,10 @@ class SyncHub:
                     nack.key,
                     nack.reason,
                 )
-            elif kind == "heartbeat":
+            elif kind == "hello":
+                raise ProtocolError(f"a second hello from worker {session.worker_id}")
+            else:  # a heartbeat, or a message kind from a newer worker: it is alive
                 session.heard(now)
-            else:
-                raise ProtocolError(f"unexpected {kind} from worker {session.worker_id}")
         if not session.observer:  # a watcher half-closes after its hello and keeps reading
             record.connected = False
             record.wake.set()

@@ -1,170 +1,290 @@
-"""The CLI as a user runs it: real processes, exit codes, stdout JSON, stderr messages."""
+"""The CLI as a user runs it: real processes, exit codes, stdout JSON, stderr messages.
+
+This module also holds the helpers the other CLI test modules share: starting
+`statesync serve` as a subprocess on free ports and running CLI commands
+against it. Here: help, the controller's lifecycle (ready file, graceful
+shutdown, store or address in use), the server address options, the offline
+log commands and the demo.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from statesync.cli.main import build_parser
 
-def run(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+CLI = [sys.executable, "-m", "statesync.cli.main"]
+ENV = {k: v for k, v in os.environ.items() if k not in ("STATESYNC_SERVER", "STATESYNC_DATA")} | {
+    "PYTHONUNBUFFERED": "1",
+    "COLUMNS": "200",
+}
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Server:
+    """A `statesync serve` subprocess on free ports."""
+
+    process: subprocess.Popen[bytes]
+    data: Path
+    stderr_path: Path
+    ready_file: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.info['grpc']}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.info['http']}"
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self) -> str:
+        """SIGTERM; the server must exit 0 after a graceful shutdown. Returns its log."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            pytest.fail(f"the server ignored SIGTERM for 30 s:\n{self.stderr()}")
+        log = self.stderr()
+        assert code == 0, log
+        assert "shutting down" in log and "stopped at revision" in log, log
+        return log
+
+
+def spawn_server(data: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    data.mkdir(parents=True, exist_ok=True)
+    ready = data.parent / f"{data.name}.ready.json"
+    stderr_path = data.parent / f"{data.name}.stderr.log"
+    args = [
+        *CLI,
+        "serve",
+        "--data",
+        str(data),
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+        "--ready-file",
+        str(ready),
+        *extra,
+    ]
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV)
+    return process, ready, stderr_path
+
+
+def start_server(data: Path, *extra: str) -> Server:
+    """Start `statesync serve` and wait (polling, with a deadline) for its ready file."""
+    process, ready, stderr_path = spawn_server(data, *extra)
+    server = Server(process, data, stderr_path, ready)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not ready.exists():
+        if process.poll() is not None:
+            pytest.fail(f"statesync serve exited {process.returncode}:\n{server.stderr()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=10)
+            pytest.fail(f"statesync serve not ready after {START_TIMEOUT_S} s:\n{server.stderr()}")
+        time.sleep(0.02)
+    server.info = json.loads(ready.read_text())
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = start_server(tmp_path_factory.mktemp("server") / "data")
+    yield s
+    s.stop()
+
+
+def cli(
+    address: str | None,
+    *args: str,
+    stdin: str | bytes | None = None,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `statesync ARGS` with $STATESYNC_SERVER set to `address`."""
+    run_env = dict(ENV if env is None else env)
+    if address is not None:
+        run_env["STATESYNC_SERVER"] = address
     return subprocess.run(
-        [sys.executable, "-m", "statesync.cli.main", "--data", str(data), *args],
+        [*CLI, *args],
+        input=stdin.decode() if isinstance(stdin, bytes) else stdin,
         capture_output=True,
         text=True,
-        input=stdin,
-        timeout=60,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        timeout=timeout,
+        env=run_env,
     )
 
 
-def ok(data: Path, *args: str, stdin: str | None = None) -> str:
-    result = run(data, *args, stdin=stdin)
-    assert result.returncode == 0, result.stderr
+def ok(address: str | None, *args: str, stdin: str | None = None) -> str:
+    result = cli(address, *args, stdin=stdin)
+    assert result.returncode == 0, f"statesync {' '.join(args)}: {result.stderr}"
     return result.stdout
 
 
-def head(data: Path) -> int:
-    return json.loads(ok(data, "status", "--json"))["head_rev"]
+def ok_json(address: str | None, *args: str, stdin: str | None = None) -> Any:
+    return json.loads(ok(address, *args, stdin=stdin))
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> Path:
-    d = tmp_path / "data"
-    ok(d, "put", "routes", "web", '{"upstream": "10.0.0.1:8080", "weight": 5}')
-    return d
-
-
-def test_write_read_and_history(data: Path) -> None:
-    out = json.loads(
-        ok(data, "patch", "routes", "web", '[{"op":"replace","path":"/weight","value":7}]')
-    )
-    assert out["rev"] == 2 and not out["replayed"]
-    got = json.loads(ok(data, "get", "routes", "web"))
-    assert got == {
-        "key": "web",
-        "value": {"upstream": "10.0.0.1:8080", "weight": 7},
-        "create_rev": 1,
-        "mod_rev": 2,
-        "version": 2,
-    }
-    assert json.loads(ok(data, "get", "routes", "web", "--rev", "1"))["value"]["weight"] == 5
-    ok(data, "put", "routes", "api", "1")
-    lines = [json.loads(line) for line in ok(data, "list", "routes").splitlines()]
-    assert [x["key"] for x in lines] == ["api", "web"]
-    assert [json.loads(x)["rev"] for x in ok(data, "log", "show").splitlines()] == [1, 2, 3]
-    assert json.loads(ok(data, "log", "verify"))["changes_verified"] == 3
-
-
-def test_idempotent_retry_with_id(data: Path) -> None:
-    first = json.loads(ok(data, "put", "routes", "x", "1", "--id", "op-1"))
-    again = json.loads(ok(data, "put", "routes", "x", "1", "--id", "op-1"))
-    assert again == {**first, "replayed": True}
-    reused = run(data, "put", "routes", "x", "2", "--id", "op-1")
-    assert reused.returncode == 4 and "op-1" in reused.stderr
-
-
-@pytest.mark.parametrize(
-    ("args", "code", "message"),
-    [
-        (("put", "routes", "k", "{bad json"), 4, "malformed JSON"),
-        (("put", "routes", "k", '{"a": 1, "a": 2}'), 4, "duplicate object key 'a'"),
-        (("put", "Routes", "k", "1"), 4, "invalid namespace 'Routes'"),
-        (("put", "routes", "", "1"), 4, "invalid key"),
-        (("put", "routes", "k", '{"n": [9007199254740992]}'), 4, "'/n/0'"),
-        (("put", "routes", "k", "NaN"), 4, "NaN"),
-        (("patch", "routes", "web", '[{"op":"replace","path":"/nope/x","value":1}]'), 4, "/nope/x"),
-        (("patch", "routes", "web", '[{"op":"frobnicate","path":"/a"}]'), 4, "frobnicate"),
-        (("patch", "routes", "absent", '[{"op":"add","path":"/a","value":1}]'), 1, "absent"),
-        (("put", "routes", "web", "1", "--expect-rev", "7"), 3, "mod_rev is 1"),
-        (("get", "routes", "nope"), 1, "not found"),
-        (("get", "routes", "web", "--rev", "99"), 4, "after the head revision"),
-        (("put", "routes", "k", "1", "--bogus-flag"), 2, "unrecognized arguments"),
-        (("frobnicate",), 2, "invalid choice"),
-        (("load", "/nonexistent/file.jsonl"), 4, "cannot read"),
-    ],
-)
-def test_bad_input_exit_codes_change_nothing(
-    data: Path, args: tuple[str, ...], code: int, message: str
-) -> None:
-    before = ok(data, "snapshot", "--out", str(data / "before.jsonl"))
-    result = run(data, *args)
-    assert result.returncode == code, result.stderr
-    assert message in result.stderr
-    assert result.stdout == ""
-    after = ok(data, "snapshot", "--out", str(data / "after.jsonl"))
-    assert json.loads(before)["rev"] == json.loads(after)["rev"]
-    assert (data / "before.jsonl").read_bytes() == (data / "after.jsonl").read_bytes()
-
-
-def test_compacted_revision_has_its_own_exit_code(data: Path) -> None:
-    ok(data, "put", "routes", "web", "2")
-    ok(data, "compact", "2")
-    result = run(data, "get", "routes", "web", "--rev", "1")
-    assert result.returncode == 6
-    assert "bootstrap from a snapshot" in result.stderr
-
-
-def test_snapshot_load_round_trip(data: Path, tmp_path: Path) -> None:
-    ok(data, "put", "flags", "dark-mode", "true")
-    snap = json.loads(ok(data, "snapshot", "--out", str(tmp_path / "s.jsonl")))
-    restored = tmp_path / "restored"
-    loaded = json.loads(ok(restored, "load", str(tmp_path / "s.jsonl")))
-    assert loaded["ops"] == 2
-    status = json.loads(ok(restored, "status", "--json"))
-    assert {n["ns"]: n["digest"] for n in status["namespaces"]} == snap["digests"]
-
-
-def test_load_checks_every_line_before_writing(data: Path) -> None:
-    good = '{"op":"put","ns":"a","key":"1","value":1}\n'
-    bad = '{"op":"put","ns":"a","key":"2","value":9007199254740993}\n'
-    result = run(data, "load", "-", stdin=good * 3 + bad)
-    assert result.returncode == 4 and "<stdin>:4" in result.stderr
-    assert head(data) == 1
-
-
-def test_load_from_stdin_batches(data: Path) -> None:
-    lines = "".join(
-        json.dumps({"op": "put", "ns": "bulk", "key": f"k{i}", "value": i}) + "\n"
-        for i in range(2500)
-    )
-    out = json.loads(ok(data, "load", "-", "--batch", "1000", stdin=lines))
-    assert out == {"rev": 4, "ops": 2500}  # three commands after the fixture's one
-
-
-def test_second_process_on_same_data_is_unavailable(data: Path) -> None:
-    hold_open = (
-        "import sys, statesync; s = statesync.SQLiteStore(sys.argv[1]); "
-        "print('open', flush=True); sys.stdin.read()"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", hold_open, str(data / "statesync.sqlite")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
-        result = run(data, "get", "routes", "web")
-        assert result.returncode == 5
-        assert "in use by another process" in result.stderr
-    finally:
-        holder.communicate("", timeout=30)
+# ---------------------------------------------------------------- help
 
 
 def test_help_teaches() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "statesync.cli.main", "--help"], capture_output=True, text=True
-    )
+    result = cli(None, "--help")
     assert result.returncode == 0
-    assert "examples:" in result.stdout and "exit codes" in result.stdout
+    out = result.stdout
+    assert "examples:" in out and "exit codes:" in out
+    for code in range(9):
+        assert f"\n  {code}  " in out, code
+    assert "not every worker applied it before the timeout" in out
+    assert "STATESYNC_SERVER" in out
 
 
-def test_demo_runs(tmp_path: Path) -> None:
-    result = run(tmp_path, "demo")
+def test_every_command_has_a_description_and_examples() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in (
+        "serve",
+        "put",
+        "patch",
+        "del",
+        "get",
+        "list",
+        "watch",
+        "status",
+        "load",
+        "snapshot",
+        "compact",
+        "demo",
+    ):
+        sub = commands[name]
+        assert sub.description, name
+        assert sub.epilog and "examples:" in sub.epilog and f"statesync {name}" in sub.epilog, name
+    log = commands["log"]._subparsers._group_actions[0].choices
+    for name in ("show", "verify"):
+        assert "stop the controller first" in log[name].description
+        assert "exit 5" in log[name].description
+    assert "worker" in commands, "worker_cmd.add_parsers is called"
+
+
+def test_server_option_before_or_after_the_command() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["--server", "h:1", "get", "a", "b"]).server == "h:1"
+    assert parser.parse_args(["get", "--server", "h:2", "a", "b"]).server == "h:2"
+    assert (
+        parser.parse_args(["--server", "h:1", "put", "a", "b", "1", "--server", "h:3"]).server
+        == "h:3"
+    )
+    assert parser.parse_args(["status"]).server is None
+
+
+# ---------------------------------------------------------------- the controller's lifecycle
+
+
+def test_serve_lifecycle_store_and_address_in_use_and_offline_log(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = start_server(data)
+    assert server.info["pid"] == server.process.pid
+    assert isinstance(server.info["grpc"], int) and isinstance(server.info["http"], int)
+    assert "serving" in server.stderr()
+    try:
+        # The address, from each place it can come from.
+        ok(None, "--server", server.address, "put", "routes", "web", '{"w": 1}')
+        ok(None, "put", "--server", server.address, "routes", "api", '{"w": 2}')
+        ok(server.address, "del", "routes", "api")
+        assert ok_json(server.address, "get", "routes", "web")["value"] == {"w": 1}
+
+        # A second controller on the same data: the store is in use, exit 5.
+        again = subprocess.run(
+            [*CLI, "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--http", "none"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=ENV,
+        )
+        assert again.returncode == 5, again.stderr
+        assert "statesync: error:" in again.stderr and "in use by another process" in again.stderr
+
+        # Another data directory, but a gRPC or HTTP address in use: exit 5, naming it.
+        http_address = server.http.removeprefix("http://")
+        for listen, http, busy_address in (
+            (server.address, "none", server.address),
+            ("127.0.0.1:0", http_address, http_address),
+        ):
+            other = str(tmp_path / "other")
+            busy = subprocess.run(
+                [*CLI, "serve", "--data", other, "--listen", listen, "--http", http],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=ENV,
+            )
+            assert busy.returncode == 5, busy.stderr
+            assert f"statesync: error: cannot listen on {busy_address}" in busy.stderr
+
+        # The offline log commands refuse while the controller holds the store.
+        live = cli(None, "log", "verify", "--data", str(data))
+        assert live.returncode == 5 and "in use by another process" in live.stderr
+    finally:
+        log = server.stop()
+    assert "stopped at revision 3" in log
+    assert not server.ready_file.exists(), "the ready file is removed on shutdown"
+
+    # Stopped: the offline log commands work (--data before or after the command).
+    changes = [
+        json.loads(line) for line in ok(None, "log", "show", "--data", str(data)).splitlines()
+    ]
+    assert [(c["rev"], c["key"], c["op"]) for c in changes] == [
+        (1, "web", "put"),
+        (2, "api", "put"),
+        (3, "api", "delete"),
+    ]
+    verified = ok_json(None, "--data", str(data), "log", "verify")
+    assert verified["ok"] and verified["changes_verified"] == 3
+
+
+def test_serve_http_none_and_log_level(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--http", "none", "--log-level", "warning")
+    try:
+        assert server.info["http"] is None
+        assert ok_json(server.address, "status", "--json")["head_rev"] == 0
+    finally:
+        process = server.process
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert "INFO" not in server.stderr()
+
+
+def test_log_on_a_directory_without_a_store(tmp_path: Path) -> None:
+    result = cli(None, "log", "show", "--data", str(tmp_path / "nothing"))
+    assert result.returncode == 4 and "no statesync store" in result.stderr
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_demo_runs() -> None:
+    result = cli(None, "demo", timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "hash chain verifies" in result.stdout
+    out = result.stdout
+    assert "replayed=True" in out
+    assert "compare-and-swap on a stale revision is refused" in out
+    assert "I-JSON" in out and "compacted" in out
+    assert "the controller stopped" in out

@@ -280,6 +280,43 @@ def _change_lines(batch: pb.ChangeBatch) -> Iterator[dict[str, Any]]:
             yield line
 
 
+def _snapshot_lines(chunk: pb.SnapshotChunk) -> Iterator[dict[str, Any]]:
+    for e in chunk.entries:
+        yield {
+            "rev": chunk.rev,
+            "ns": e.ns,
+            "key": e.key,
+            "op": "put",
+            "value": orjson.loads(e.value),
+            "command_id": None,
+            "create_rev": e.create_rev,
+            "mod_rev": e.mod_rev,
+            "version": e.version,
+            "ts_ms": None,
+            "snapshot": True,
+        }
+
+
+def _watch_once(client: Client, namespaces: list[str], rev: int) -> Iterator[tuple[int, list[Any]]]:
+    """One sync stream: yields (revision reached, lines to print) per message."""
+    for reply in client.watch(namespaces, from_rev=rev):
+        kind = reply.WhichOneof("msg")
+        if kind == "batch":
+            yield reply.batch.rev, list(_change_lines(reply.batch))
+        elif kind == "progress":
+            yield max(rev, reply.progress.rev), []
+        elif kind == "resync":
+            print(
+                f"statesync: resync: {reply.resync.reason}; the state at revision "
+                f"{reply.resync.rev} follows as snapshot lines",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif kind == "chunk":
+            # Until the last chunk, a new stream would have to start the snapshot over.
+            yield (reply.chunk.rev if reply.chunk.last else rev), list(_snapshot_lines(reply.chunk))
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     for ns in args.ns:
         check_namespace(ns)
@@ -287,39 +324,21 @@ def cmd_watch(args: argparse.Namespace) -> int:
     out = sys.stdout
     try:
         with _client(args) as client:
-            from_rev = args.from_rev
-            if from_rev is None:
-                from_rev = client.status().head_rev
-            for reply in client.watch(args.ns, from_rev=from_rev):
-                kind = reply.WhichOneof("msg")
-                if kind == "batch":
-                    for line in _change_lines(reply.batch):
+            rev = args.from_rev
+            if rev is None:
+                rev = client.status().head_rev
+            while True:
+                started = time.monotonic()
+                for reached, lines in _watch_once(client, args.ns, rev):
+                    for line in lines:
                         out.write(orjson.dumps(line).decode() + "\n")
-                elif kind == "resync":
-                    print(
-                        f"statesync: resync: {reply.resync.reason}; the state at revision "
-                        f"{reply.resync.rev} follows as snapshot lines",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                elif kind == "chunk":
-                    for e in reply.chunk.entries:
-                        line = {
-                            "rev": reply.chunk.rev,
-                            "ns": e.ns,
-                            "key": e.key,
-                            "op": "put",
-                            "value": orjson.loads(e.value),
-                            "command_id": None,
-                            "create_rev": e.create_rev,
-                            "mod_rev": e.mod_rev,
-                            "version": e.version,
-                            "ts_ms": None,
-                            "snapshot": True,
-                        }
-                        out.write(orjson.dumps(line).decode() + "\n")
-                out.flush()
-            raise UnavailableError(client.address, "the server closed the watch stream")
+                    out.flush()
+                    rev = reached
+                # The server ended the stream without an error: resume after the
+                # last revision printed (an unreachable server raises and exits 5).
+                logging.getLogger("statesync.cli").info("watch stream ended; resuming at %d", rev)
+                if time.monotonic() - started < 1.0:
+                    time.sleep(0.5)
     except (KeyboardInterrupt, _Stopped):
         return EXIT_OK
 

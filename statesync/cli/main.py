@@ -362,9 +362,24 @@ def _worker_json(w: pb.WorkerStatus, now: float) -> dict[str, Any]:
     }
 
 
+def _wait_status(client: Client, wait_s: float, workers: int) -> Any:
+    """Poll until the controller answers and `workers` workers are connected at the head."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            reply = client.status()
+            ready = sum(1 for w in reply.workers if w.connected and w.applied_rev >= reply.head_rev)
+            if ready >= workers or time.monotonic() >= deadline:
+                return reply
+        except UnavailableError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.1)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        reply = client.status()
+        reply = _wait_status(client, args.wait, args.workers)
         address = client.address
     now = time.time()
     status = {
@@ -685,6 +700,7 @@ class _AddressInUse(Exception):
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from statesync.core.sync import SyncSettings
     from statesync.server.app import Controller, ServerSettings
 
     logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr, force=True)
@@ -693,6 +709,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen=args.listen,
         http=args.http,
         feed_revisions=args.feed_revisions,
+        sync=SyncSettings(heartbeat_s=args.heartbeat, silence_s=args.silence, window=args.window),
     )
     try:
         for address in (args.listen, args.http):
@@ -904,6 +921,27 @@ def build_parser() -> argparse.ArgumentParser:
         "from a snapshot (default 100000)",
     )
     p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="progress notice to idle workers every S seconds (default 1)",
+    )
+    p.add_argument(
+        "--silence",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="mark a worker disconnected after S seconds without a message (default 10)",
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="most changes sent to one worker and not yet ACKed (default 4096)",
+    )
+    p.add_argument(
         "--ready-file",
         metavar="PATH",
         help='once serving, write {"grpc": PORT, "http": PORT, "pid": PID} to PATH '
@@ -1034,6 +1072,20 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
     p.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S seconds for the controller to answer (and for --workers)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --wait: also wait until N workers are connected and at the head",
+    )
     p.set_defaults(func=cmd_status)
 
     p = _command(

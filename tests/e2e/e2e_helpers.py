@@ -370,7 +370,9 @@ class Writer(threading.Thread):
         give_up_s: float = 90.0,
         prefix: str = "w",
         on_ack: Callable[[Ack], None] | None = None,
+        model: dict[tuple[str, str], Any] | None = None,
     ) -> None:
+        """`model`: the keys' values so far, shared with an earlier writer to continue it."""
         super().__init__(name=f"writer-{prefix}", daemon=True)
         self.address = address
         self.namespaces = list(namespaces)
@@ -383,7 +385,7 @@ class Writer(threading.Thread):
         self.prefix = prefix
         self.on_ack = on_ack
         self.acks: list[Ack] = []
-        self.model: dict[tuple[str, str], Any] = {}
+        self.model: dict[tuple[str, str], Any] = {} if model is None else model
         self.retries = 0
         self.errors: list[BaseException] = []
         self.paused = threading.Event()
@@ -484,17 +486,23 @@ class Writer(threading.Thread):
         return out
 
 
-def assert_acks_present(client: Client, writer: Writer) -> None:
+def assert_acks_present(client: Client, *writers: Writer) -> None:
     """Every acknowledged write is there: revisions strictly increase, and the
-    controller's final value of every key is the last acknowledged write's."""
-    revs = [a.rev for a in writer.acks]
+    controller's state is exactly the writers' model (the last acknowledged
+    write of every key). Writers given in order, sharing one model."""
+    revs = [a.rev for w in writers for a in w.acks]
     assert revs == sorted(revs) and len(set(revs)) == len(revs), "acked revisions not increasing"
-    state = controller_state(client, writer.namespaces)
-    expected = writer.expected()
-    for ns in writer.namespaces:
-        written = {k for (n, k) in {(a.ns, a.key) for a in writer.acks} if n == ns}
-        got = {k: v for k, v in state[ns].items() if k in written}
-        assert got == expected[ns], f"namespace {ns}: acknowledged writes lost or altered"
+    last = writers[-1]
+    state = controller_state(client, last.namespaces)
+    expected = last.expected()
+    for ns in last.namespaces:
+        lost = sorted(expected[ns].keys() - state[ns].keys())[:5]
+        wrong = sorted(
+            k for k in expected[ns].keys() & state[ns].keys() if expected[ns][k] != state[ns][k]
+        )
+        assert state[ns] == expected[ns], (
+            f"namespace {ns}: acknowledged writes lost {lost} or altered {wrong[:5]}"
+        )
 
 
 # ------------------------------------------------------------------ a cluster

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,42 +13,70 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def tour_commands() -> list[list[str]]:
+def tour_block() -> str:
     block = re.search(r"## A short tour.*?```bash\n(.*?)```", README.read_text(), re.S)
     assert block, "the README has a bash tour block"
-    commands = []
-    for line in block.group(1).splitlines():
-        words = shlex.split(line, comments=True)
-        if words:
-            assert words[0] == "statesync", line
-            commands.append(words[1:])
-    return commands
+    return block.group(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_readme_tour_runs(tmp_path: Path) -> None:
-    commands = tour_commands()
-    assert len(commands) >= 10
-    env = {**os.environ, "STATESYNC_DATA": str(tmp_path / "statesync-data")}
-    outputs = []
-    for args in commands:
-        result = subprocess.run(
-            [sys.executable, "-m", "statesync.cli.main", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, f"statesync {' '.join(args)}: {result.stderr}"
-        outputs.append(result.stdout)
+    block = tour_block()
+    lines = [line for line in block.splitlines() if shlex.split(line, comments=True)]
+    assert len(lines) >= 12
+    assert all(shlex.split(line, comments=True)[0] == "statesync" for line in lines)
+    # The tour uses the default addresses; the test moves them to free ports.
+    grpc_port, http_port = free_port(), free_port()
+    block = block.replace(
+        "statesync serve &",
+        f"statesync serve --listen 127.0.0.1:{grpc_port} --http 127.0.0.1:{http_port} &",
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "statesync"  # exec: background jobs are the statesync processes
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m statesync.cli.main "$@"\n')
+    wrapper.chmod(0o755)
+    script = (
+        "set -euo pipefail\n"
+        "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n"
+        'echo "---"\n'
+        + "".join(f"{line}\necho '---'\n" for line in block.splitlines() if line.strip())
+    )
+    env = {
+        **os.environ,
+        "STATESYNC_SERVER": f"127.0.0.1:{grpc_port}",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = result.stdout.split("---\n")[1:]
+    lines_run = [line for line in block.splitlines() if line.strip()]
+    by_line = dict(zip(lines_run, outputs, strict=False))
     # The idempotent retry really was replayed at the same revision.
-    first, again = (o for a, o in zip(commands, outputs, strict=True) if "deploy-42" in a)
+    first, again = (o for line, o in by_line.items() if "deploy-42" in line)
     assert '"replayed":false' in first and '"replayed":true' in again
     assert first.split(",")[0] == again.split(",")[0]
+    # Both workers applied the routes write; only edge-2 subscribes to flags.
+    routes = next(o for line, o in by_line.items() if "put routes web" in line and "wait" in line)
+    assert '"applied":["edge-1","edge-2"]' in routes
+    flags = next(o for line, o in by_line.items() if "put flags" in line)
+    assert '"applied":["edge-2"]' in flags
+    dump = next(o for line, o in by_line.items() if "replica dump" in line)
+    assert '"worker_id":"edge-1"' in dump and '"web"' in dump
+    assert "dark-mode" in (tmp_path / "edge-2.changes").read_text()
 
 
 def test_readme_python_example_runs(tmp_path: Path) -> None:
-    code = re.search(r"From Python:\n\n```python\n(.*?)```", README.read_text(), re.S)
+    code = re.search(
+        r"From Python, a writer and a worker.*?```python\n(.*?)```", README.read_text(), re.S
+    )
     assert code
     result = subprocess.run(
         [sys.executable, "-c", code.group(1)],
@@ -57,4 +86,4 @@ def test_readme_python_example_runs(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "{'weight': 5}" in result.stdout
+    assert "['w1']" in result.stdout and "{'weight': 5}" in result.stdout

@@ -343,6 +343,7 @@ class Ack:
     value: Any  # the key's value after this write (None: deleted)
     replayed: bool
     arg: Any = None  # what was sent: the put value or the patch
+    at: float = 0.0  # time.monotonic() when the acknowledgement arrived
 
     def resend(self, client: Client) -> Any:
         """Commit the same command again (same command_id and content)."""
@@ -457,7 +458,10 @@ class Writer(threading.Thread):
                 else:
                     self.model[(ns, key)] = value
                 assert committed.command_id == command_id
-                ack = Ack(i, committed.rev, command_id, ns, key, op, value, committed.replayed, arg)
+                ack = Ack(
+                    i, committed.rev, command_id, ns, key, op, value, committed.replayed, arg,
+                    time.monotonic(),
+                )  # fmt: skip
                 self.acks.append(ack)
                 self.done = i + 1
                 if self.on_ack is not None:

@@ -15,7 +15,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,15 @@ def cli(
         timeout=timeout,
         env=run_env,
     )
+
+
+def cli_many(
+    address: str | None, *commands: Sequence[str], timeout: float = 30
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent commands concurrently (a CLI process mostly spends its time
+    starting up); results in the order given."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: cli(address, *args, timeout=timeout), commands))
 
 
 def ok(address: str | None, *args: str, stdin: str | None = None) -> str:

@@ -553,8 +553,9 @@ def cmd_load(args: argparse.Namespace) -> int:
     if failure is not None:
         i, exc = failure
         first, last = batches[i][0][0], batches[i][-1][0]
+        lines = f"{first}" if first == last else f"{first}-{last}"
         _error_line(
-            f"{source}:{first}-{last}: {exc} (this batch was not written; "
+            f"{source}:{lines}: {exc} (this batch was not written; "
             f"{done} of {len(ops)} ops were committed"
             + (f", the last at revision {last_rev})" if last_rev else ")")
         )

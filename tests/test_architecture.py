@@ -54,11 +54,14 @@ def test_public_api_is_pinned() -> None:
             "InvalidPatchError",
             "InvalidValueError",
             "NotFoundError",
+            "ProtocolError",
+            "RemoteError",
             "StatesyncError",
             "StoreClosedError",
             "StoreCorruptError",
             "StoreError",
             "StoreInUseError",
+            "UnavailableError",
             "ValueTooLargeError",
         ]
     )

@@ -32,11 +32,14 @@ from statesync.core.errors import (
     InvalidPatchError,
     InvalidValueError,
     NotFoundError,
+    ProtocolError,
+    RemoteError,
     StatesyncError,
     StoreClosedError,
     StoreCorruptError,
     StoreError,
     StoreInUseError,
+    UnavailableError,
     ValueTooLargeError,
 )
 from statesync.store.base import StoreSettings
@@ -803,6 +806,9 @@ EXAMPLES: list[StatesyncError] = [
     StoreError("disk on fire"),
     StoreClosedError(),
     StoreInUseError("/data/state.sqlite", "4242"),
+    UnavailableError("127.0.0.1:7700", "connection refused"),
+    ProtocolError("a second hello on a stream in state TAILING"),
+    RemoteError("QuotaError", "over quota", {"limit": 3}),
     StoreCorruptError("hash chain broken"),
 ]
 

@@ -148,7 +148,8 @@ class SyncHub:
         while record.connected and not self._closing:
             if receiver.done():
                 receiver.result()  # raises the worker's protocol error, if any
-                return
+                if not session.observer:  # a watcher half-closes after its hello
+                    return
             now = time.monotonic()
             if session.silent(now) and not session.observer:
                 log.warning(

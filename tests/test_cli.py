@@ -223,71 +223,53 @@ def test_serve_lifecycle_store_and_address_in_use_and_offline_log(tmp_path: Path
         ok(server.address, "del", "routes", "api")
         assert ok_json(server.address, "get", "routes", "web")["value"] == {"w": 1}
 
-        # A second controller on the same data: the store is in use, exit 5.
-        again = subprocess.run(
-            [*CLI, "serve", "--data", str(data), "--listen", "127.0.0.1:0", "--http", "none"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=ENV,
-        )
-        assert again.returncode == 5, again.stderr
-        assert "statesync: error:" in again.stderr and "in use by another process" in again.stderr
-
-        # Another data directory, but a gRPC or HTTP address in use: exit 5, naming it.
+        # Concurrently: a second controller on the same data (the store is in use),
+        # others on a busy gRPC or HTTP address, the offline log on the live store,
+        # and the offline log where there is no store.
         http_address = server.http.removeprefix("http://")
-        for listen, http, busy_address in (
-            (server.address, "none", server.address),
-            ("127.0.0.1:0", http_address, http_address),
-        ):
-            other = str(tmp_path / "other")
-            busy = subprocess.run(
-                [*CLI, "serve", "--data", other, "--listen", listen, "--http", http],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                env=ENV,
-            )
+        same_data, busy_grpc, busy_http, live, nothing = cli_many(
+            None,
+            ("serve", "--data", str(data), "--listen", "127.0.0.1:0", "--http", "none"),
+            ("serve", "--data", str(tmp_path / "o1"), "--listen", server.address, "--http", "none"),
+            (
+                "serve",
+                "--data",
+                str(tmp_path / "o2"),
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                http_address,
+            ),
+            ("log", "verify", "--data", str(data)),
+            ("log", "show", "--data", str(tmp_path / "nothing")),
+        )
+        assert same_data.returncode == 5, same_data.stderr
+        assert same_data.stderr.startswith("statesync: error:")
+        assert "in use by another process" in same_data.stderr
+        for busy, address in ((busy_grpc, server.address), (busy_http, http_address)):
             assert busy.returncode == 5, busy.stderr
-            assert f"statesync: error: cannot listen on {busy_address}" in busy.stderr
-
-        # The offline log commands refuse while the controller holds the store.
-        live = cli(None, "log", "verify", "--data", str(data))
+            assert f"statesync: error: cannot listen on {address}" in busy.stderr
         assert live.returncode == 5 and "in use by another process" in live.stderr
+        assert "stop it first" in live.stderr
+        assert nothing.returncode == 4 and "no statesync store" in nothing.stderr
+        assert not (tmp_path / "nothing").exists()
     finally:
         log = server.stop()
     assert "stopped at revision 3" in log
     assert not server.ready_file.exists(), "the ready file is removed on shutdown"
 
     # Stopped: the offline log commands work (--data before or after the command).
-    changes = [
-        json.loads(line) for line in ok(None, "log", "show", "--data", str(data)).splitlines()
-    ]
+    show, verify = cli_many(
+        None, ("log", "show", "--data", str(data)), ("--data", str(data), "log", "verify")
+    )
+    changes = [json.loads(line) for line in show.stdout.splitlines()]
     assert [(c["rev"], c["key"], c["op"]) for c in changes] == [
         (1, "web", "put"),
         (2, "api", "put"),
         (3, "api", "delete"),
     ]
-    verified = ok_json(None, "--data", str(data), "log", "verify")
+    verified = json.loads(verify.stdout)
     assert verified["ok"] and verified["changes_verified"] == 3
-
-
-def test_serve_http_none_and_log_level(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", "--http", "none", "--log-level", "warning")
-    try:
-        assert server.info["http"] is None
-        assert ok_json(server.address, "status", "--json")["head_rev"] == 0
-    finally:
-        process = server.process
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0
-    assert "INFO" not in server.stderr()
-
-
-def test_log_on_a_directory_without_a_store(tmp_path: Path) -> None:
-    result = cli(None, "log", "show", "--data", str(tmp_path / "nothing"))
-    assert result.returncode == 4 and "no statesync store" in result.stderr
-    assert not (tmp_path / "nothing").exists()
 
 
 def test_demo_runs() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from e2e_helpers import (
     Cluster,
     assert_replica_equals,
@@ -162,6 +163,20 @@ def test_exec_retries_in_order_and_nacks(cluster: Cluster) -> None:
     # A worker right except for its reported refusals still agrees.
     assert view.digest == "agree"
 
+    # The refusal outlives a controller restart: the worker reports its held keys.
+    client.close()
+    controller.kill()
+    controller.start()
+    client = controller.client()
+
+    def renacked() -> Any:
+        view = worker_view(client.status(), "ex")
+        return view if view is not None and view.connected and view.digest == "agree" else None
+
+    view = wait_until(renacked, 30, "the worker to reconnect to the new controller")
+    assert view.state == "NACKED"
+    assert [(h.ns, h.key, h.rev) for h in view.held] == [("a", "x", bad_rev)]
+
     good_rev = client.put("a", "x", {"v": 3}, command_id="cmd-x3").rev
     status = wait_converged(client, ["ex"], timeout=60)
     view = worker_view(status, "ex")
@@ -174,4 +189,38 @@ def test_exec_retries_in_order_and_nacks(cluster: Cluster) -> None:
     assert client.commit(Command([Delete("a", "m1")], command_id="cmd-m1-del")).rev > 0
     wait_converged(client, ["ex"], timeout=60)
     assert [line[0] for line in read_applied(out)[-2:]] == ["cmd-z2", "cmd-m1-del"]
+    client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: server/sync.py _with_deltas sends a held (NACKed) key's next update as a "
+    "delta against the refused value; the worker cannot apply it and forces a full snapshot",
+)
+def test_fixing_a_nacked_key_does_not_resync_a_delta_worker(cluster: Cluster) -> None:
+    out = cluster.workdir / "effects"
+    out.mkdir()
+    script = cluster.workdir / "apply.sh"
+    script.write_text(SCRIPT)
+    controller = cluster.start_controller(SETTINGS)
+    worker = cluster.start_worker("dw", ("a",), exec_cmd=f"sh {script} {out}", deltas=True)
+    worker.wait_connected()
+    client = controller.client()
+    for i in range(20):
+        client.put("a", f"k{i:02d}", {"i": i, "pad": "x" * 1000})
+    wait_converged(client, ["dw"])
+
+    bad = client.patch("a", "k07", [{"op": "add", "path": "/reject", "value": True}]).rev
+    wait_until(
+        lambda: worker_view(client.status(), "dw").state == "NACKED", 30, "the worker to NACK"
+    )
+    # The fix is a small patch: the controller sends it as a delta from the refused value.
+    fixed = client.patch("a", "k07", [{"op": "replace", "path": "/reject", "value": False}]).rev
+    status = wait_converged(client, ["dw"], timeout=60)
+    assert status.head_rev == fixed > bad
+    assert_replica_equals(client, worker, fixed)
+    view = worker_view(status, "dw")
+    assert view.state == "TAILING" and not view.held
+    assert view.resyncs == 0, "fixing one refused key cost a full snapshot resync"
+    assert "resync at revision" not in worker.log()
     client.close()

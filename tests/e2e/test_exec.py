@@ -224,3 +224,21 @@ def test_fixing_a_nacked_key_does_not_resync_a_delta_worker(cluster: Cluster) ->
     assert view.resyncs == 0, "fixing one refused key cost a full snapshot resync"
     assert "resync at revision" not in worker.log()
     client.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: worker.py _run_handler raises asyncio.CancelledError on stop during a "
+    "handler retry; it escapes Worker.run() and `statesync worker` exits 1 with a traceback",
+)
+def test_sigterm_during_handler_retry_exits_cleanly(cluster: Cluster) -> None:
+    controller = cluster.start_controller(SETTINGS)
+    worker = cluster.start_worker("busy", ("a",), exec_cmd="exit 1")
+    worker.wait_connected()
+    with controller.client() as client:
+        client.put("a", "k", {"v": 1})
+    worker.wait_log(r"handler failed on revision 1 a/k \(attempt 2\)", 30)
+    code = worker.terminate()
+    assert worker.dump()["applied_rev"] == 0, "the failing change must not be committed"
+    assert "Traceback" not in worker.log()
+    assert code == 0, f"SIGTERM exit code {code}"

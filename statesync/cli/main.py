@@ -14,6 +14,7 @@ while the controller is stopped.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -108,7 +109,8 @@ def _dump(obj: Any) -> None:
 
 
 def _error_line(message: str) -> None:
-    print(f"statesync: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    one_line = message.replace("\r", " ").replace("\n", " ")
+    print(f"statesync: error: {one_line}", file=sys.stderr, flush=True)
 
 
 def _record_json(record: KeyRecord) -> dict[str, Any]:
@@ -190,7 +192,15 @@ def _write(args: argparse.Namespace, op: Op) -> int:
         if not args.wait_applied:
             _dump(out)
             return EXIT_OK
-        result = client.wait_applied(committed.rev, namespaces=[op.namespace], timeout=args.timeout)
+        try:
+            result = client.wait_applied(
+                committed.rev, namespaces=[op.namespace], timeout=args.timeout
+            )
+        except StatesyncError as exc:
+            _error_line(
+                f"revision {committed.rev} is written, but waiting for workers failed: {exc}"
+            )
+            return exc.exit_code
     out["applied"] = result.applied
     out["pending"] = [
         {
@@ -483,6 +493,17 @@ def _parse_op_line(line: bytes) -> Op | None:
     )
 
 
+def _line_names(line: bytes) -> str:
+    """For a line refused as a whole: the namespace and key it was about, if readable."""
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        return ""
+    if isinstance(doc, dict) and isinstance(doc.get("ns"), str) and isinstance(doc.get("key"), str):
+        return f" (in the op on namespace {doc['ns']!r}, key {doc['key']!r})"
+    return ""
+
+
 def _read_ops(lines: Iterable[bytes], source: str) -> list[tuple[int, Op]]:
     """Every line is checked completely (names, values, patch shape, size)
     before anything is sent: a bad line refuses the whole file."""
@@ -492,8 +513,11 @@ def _read_ops(lines: Iterable[bytes], source: str) -> list[tuple[int, Op]]:
             continue
         try:
             op = _parse_op_line(line)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{source}:{lineno}: {exc}{_line_names(line)}") from None
+        try:
             if op is not None:
-                prepare(Command([op]))
+                prepare(Command([op]))  # names the namespace and key itself
         except InvalidInputError as exc:
             raise InvalidInputError(f"{source}:{lineno}: {exc}") from None
         if op is not None:
@@ -687,6 +711,8 @@ def _check_free(address: str) -> None:
         return  # let the server report the bad host
     for family, kind, proto, _, sockaddr in infos:
         with socket.socket(family, kind, proto) as probe:
+            # As servers do: connections of an earlier process in TIME_WAIT do not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(sockaddr)
             except OSError as exc:

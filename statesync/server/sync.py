@@ -185,7 +185,9 @@ class SyncHub:
             if chunk is not None and chunk.revisions:
                 batch = pb.ChangeBatch(prev_rev=session.sent_rev, rev=chunk.rev)
                 if session.deltas:
-                    batch.revisions.extend(self._with_deltas(r) for r in chunk.revisions)
+                    batch.revisions.extend(
+                        self._with_deltas(r, session.held) for r in chunk.revisions
+                    )
                 else:
                     batch.revisions.extend(chunk.revisions)
                 session.sent(
@@ -203,11 +205,15 @@ class SyncHub:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(record.wake.wait(), self.settings.heartbeat_s)
 
-    def _with_deltas(self, revision: pb.Revision) -> pb.Revision:
+    def _with_deltas(
+        self, revision: pb.Revision, held: dict[tuple[str, str], object]
+    ) -> pb.Revision:
         """The revision with each update sent as a patch where that is smaller."""
         out: pb.Revision | None = None
         for i, change in enumerate(revision.changes):
             if change.kind != pb.Change.PUT or change.prev_mod_rev == 0:
+                continue
+            if (change.ns, change.key) in held:  # the worker kept another base: send it whole
                 continue
             delta = self._delta(revision.rev, change)
             if delta is None:

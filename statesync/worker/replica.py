@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -144,6 +145,10 @@ class Replica:
         for ns, key, value, create_rev, mod_rev, version, vhash in conn.execute(
             "SELECT ns, key, value, create_rev, mod_rev, version, vhash FROM kv"
         ):
+            if hashlib.sha256(value).digest() != vhash:
+                raise ReplicaCorruptError(
+                    path, f"namespace {ns!r}, key {key!r}: value changed on disk"
+                )
             self.data.setdefault(ns, {})[key] = Entry(value, create_rev, mod_rev, version, vhash)
         for ns, key, rev, reason, auth_hash in conn.execute("SELECT * FROM held"):
             self.held[(ns, key)] = HeldKey(ns, key, rev, reason, self._hash_of(ns, key))

@@ -59,6 +59,10 @@ class _Resync(Exception):
     pass
 
 
+class _Stopped(Exception):
+    """stop() was called while a handler was being retried."""
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeEvent:
     """One applied change, as handlers and callbacks see it."""
@@ -228,6 +232,8 @@ class Worker:
                     log.warning(
                         "worker %s: stream is stale (%s); reconnecting", self.worker_id, exc
                     )
+                except _Stopped:
+                    break
                 except _Resync as exc:
                     log.warning("worker %s: %s; reconnecting to resync", self.worker_id, exc)
                 except grpc.aio.AioRpcError as exc:
@@ -515,7 +521,7 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 if self._stopping.is_set():
-                    raise asyncio.CancelledError from exc
+                    raise _Stopped from exc
 
     async def _apply_snapshot(
         self, snapshot: _Snapshot, outgoing: asyncio.Queue[pb.SyncRequest | None]

@@ -192,11 +192,6 @@ def test_exec_retries_in_order_and_nacks(cluster: Cluster) -> None:
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: server/sync.py _with_deltas sends a held (NACKed) key's next update as a "
-    "delta against the refused value; the worker cannot apply it and forces a full snapshot",
-)
 def test_fixing_a_nacked_key_does_not_resync_a_delta_worker(cluster: Cluster) -> None:
     out = cluster.workdir / "effects"
     out.mkdir()
@@ -226,11 +221,6 @@ def test_fixing_a_nacked_key_does_not_resync_a_delta_worker(cluster: Cluster) ->
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: worker.py _run_handler raises asyncio.CancelledError on stop during a "
-    "handler retry; it escapes Worker.run() and `statesync worker` exits 1 with a traceback",
-)
 def test_sigterm_during_handler_retry_exits_cleanly(cluster: Cluster) -> None:
     controller = cluster.start_controller(SETTINGS)
     worker = cluster.start_worker("busy", ("a",), exec_cmd="exit 1")

@@ -161,11 +161,6 @@ def test_corrupt_replica_is_moved_aside_and_resynced(cluster: Cluster, corruptio
     client.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: replica.py trusts the stored value hash at open: a value that changed "
-    "on disk under an intact vhash is neither detected nor repaired, and status says 'agree'",
-)
 def test_rotted_value_under_intact_hash_is_detected(cluster: Cluster) -> None:
     controller = cluster.start_controller(SETTINGS)
     worker = cluster.start_worker("rot", ("a",))

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from e2e_helpers import (
     Cluster,
     assert_replica_equals,

@@ -145,7 +145,7 @@ CASES = [
         "load-beyond-2-53",
         ("load", "{dir}/beyond-2-53.jsonl"),
         4,
-        ("beyond-2-53.jsonl:4:", "'/value/n'"),
+        ("beyond-2-53.jsonl:4:", "'/value/n'", "namespace 'loaded', key 'k4'"),
     ),
     Case(
         "load-bad-namespace",

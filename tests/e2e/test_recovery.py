@@ -4,8 +4,9 @@
   is compacted through the head; the restarted worker's revision is compacted,
   so the controller sends a snapshot, and the worker ends equal.
 - Corrupt state directory: the replica file is overwritten, truncated or
-  edited; the restarted worker notices, moves the directory aside, resyncs
-  from a snapshot and ends equal.
+  edited (also a value changed under its intact stored hash); the restarted
+  worker notices, moves the directory aside, resyncs from a snapshot and
+  ends equal.
 """
 
 from __future__ import annotations
@@ -178,7 +179,9 @@ def test_rotted_value_under_intact_hash_is_detected(cluster: Cluster) -> None:
     conn.close()
 
     worker.start()
-    worker.wait_connected()
-    status = wait_converged(client, ["rot"])  # passes today: the digest is over stored hashes
-    assert_replica_equals(client, worker, status.head_rev)  # fails today: k07 is {"i": 666}
+    worker.wait_log(r"replica .* is corrupt: .*k07.*moved it to", 30)
+    assert worker.wait_connected() == 0
+    worker.wait_log(r"resync at revision \d+", 30)
+    status = wait_converged(client, ["rot"])
+    assert_replica_equals(client, worker, status.head_rev)
     client.close()

@@ -145,6 +145,8 @@ class Worker:
         self._applied = threading.Condition()
         self.connected = False
         self._force_snapshot = False
+        self._refused: dict[tuple[str, str], Entry] = {}
+        """The last refused value of each held key: a delta may still be based on it."""
         self.reconnects = 0
         self.resyncs = 0
 
@@ -415,6 +417,9 @@ class Worker:
     def _resolve_delta(self, change: pb.Change) -> bytes:
         """The full value of a delta; a wrong base means this replica drifted: resync."""
         base = self.replica.get(change.ns, change.key)
+        refused = self._refused.get((change.ns, change.key))
+        if refused is not None and refused.mod_rev == change.prev_mod_rev:
+            base = refused  # sent before the controller heard our NACK: based on what we refused
         if base is None or base.mod_rev != change.prev_mod_rev:
             self._force_snapshot = True
             have = "no value" if base is None else f"mod_rev {base.mod_rev}"
@@ -455,7 +460,16 @@ class Worker:
                 rejected.append(
                     (self._nack(revision.rev, change, str(exc), outgoing), change.value_hash)
                 )
+                if change.kind == pb.Change.PUT and change.value:
+                    self._refused[(change.ns, change.key)] = Entry(
+                        change.value,
+                        change.create_rev,
+                        revision.rev,
+                        change.version,
+                        change.value_hash,
+                    )
                 continue
+            self._refused.pop((change.ns, change.key), None)
             if op == "delete":
                 deletes.append((change.ns, change.key))
             else:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from e2e_helpers import (
     Cluster,
     assert_replica_equals,
@@ -234,12 +233,6 @@ def test_sigterm_during_handler_retry_exits_cleanly(cluster: Cluster) -> None:
     assert code == 0, f"SIGTERM exit code {code}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: server/sync.py _with_deltas skips deltas only for keys already known to be "
-    "held; an update committed right behind a refused value is sent as a delta before the "
-    "NACK arrives, and the --deltas worker forces a full snapshot",
-)
 def test_fix_right_behind_a_refused_value_does_not_resync(cluster: Cluster) -> None:
     out = cluster.workdir / "effects"
     out.mkdir()

@@ -280,3 +280,46 @@ def test_demo_runs() -> None:
     assert "compare-and-swap on a stale revision is refused" in out
     assert "I-JSON" in out and "compacted" in out
     assert "the controller stopped" in out
+
+
+# ---------------------------------------------------------------- bugs outside the CLI
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="statesync/server/app.py Controller.start: gRPC binds with SO_REUSEPORT by default, "
+    "so a second controller on a busy port starts and shares it with the first "
+    "(`statesync serve` probes the address first; the library does not)",
+)
+def test_a_second_controller_cannot_share_a_port(tmp_path: Path) -> None:
+    import asyncio
+
+    from statesync.server.app import Controller, ServerSettings
+
+    async def scenario() -> None:
+        first = Controller(ServerSettings(data=tmp_path / "a", listen="127.0.0.1:0", http=None))
+        await first.start()
+        try:
+            busy = f"127.0.0.1:{first.port}"
+            second = Controller(ServerSettings(data=tmp_path / "b", listen=busy, http=None))
+            try:
+                with pytest.raises((OSError, RuntimeError)):
+                    await second.start()
+            finally:
+                await second.stop()
+        finally:
+            await first.stop()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="statesync/cli/worker_cmd.py: the worker's own --server defaults to None, which "
+    "overwrites a --server given before the command (use default=argparse.SUPPRESS)",
+)
+def test_server_option_before_the_worker_command() -> None:
+    args = build_parser().parse_args(
+        ["--server", "h:1", "worker", "--id", "w", "--ns", "a", "--state-dir", "d"]
+    )
+    assert args.server == "h:1"

@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -845,7 +846,7 @@ def _command(
     p: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help,
-        description=description,
+        description=textwrap.fill(description, 79),
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -34,7 +34,7 @@ __all__ = ["StatesyncService"]
 
 log = logging.getLogger("statesync.server")
 
-_STREAM_DEPTH = 1024
+_STREAM_DEPTH = 256
 """Commands of one CommitStream in flight before the server stops reading it."""
 
 

@@ -35,6 +35,8 @@ class StoreSettings:
     """How often retention (idempotency records, auto-compaction) is applied."""
     max_batch: int = 2048
     """Most commands in one group commit (one transaction, one fsync)."""
+    max_batch_ops: int = 10_000
+    """Most ops in one group commit (a single larger command still commits alone)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,11 +322,18 @@ class SQLiteStore:
                 if self._closing and not self._queue:
                     return
                 jobs: list[_Job] = []
+                ops = 0
                 while self._queue and len(jobs) < self.settings.max_batch:
                     if self._queue[0].task is not None:
                         if jobs:
                             break
                         jobs.append(self._queue.popleft())
+                        break
+                    # Bound a group by ops too: a bulk load must not hold every writer
+                    # behind one giant transaction.
+                    command = self._queue[0].command
+                    ops += len(command.ops) if command is not None else 0
+                    if jobs and ops > self.settings.max_batch_ops:
                         break
                     jobs.append(self._queue.popleft())
             if jobs and jobs[0].task is not None:

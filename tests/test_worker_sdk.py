@@ -247,7 +247,8 @@ def test_a_replica_edited_behind_the_workers_back_is_detected(tmp_path: Path) ->
     replica.apply(3, [("ns", "k", Entry(value, 3, 3, 1, value_hash(value)))], [], [])
     replica.close()
     conn = sqlite3.connect(tmp_path / "r" / REPLICA_FILE)
-    conn.execute("UPDATE kv SET vhash = ?", (b"\0" * 32,))
+    edited = canonical_bytes({"a": 2})  # value and hash edited together: only the digest knows
+    conn.execute("UPDATE kv SET value = ?, vhash = ?", (edited, value_hash(edited)))
     conn.commit()
     conn.close()
     with pytest.raises(ReplicaCorruptError, match="do not match the recorded digest"):

@@ -27,6 +27,12 @@ from statesync.core.errors import UnavailableError
 __all__ = ["server"]  # the module-scoped controller fixture
 
 
+def put(server: Server, ns: str, key: str, value: Any, **kwargs: Any) -> Any:
+    """A write that is not what the test is about: in-process, no CLI process."""
+    with Client(server.address) as client:
+        return client.put(ns, key, value, **kwargs)
+
+
 def head(server: Server) -> int:
     with Client(server.address) as client:
         return client.status().head_rev
@@ -77,13 +83,12 @@ def test_put_get_patch_del_list_round_trip(server: Server) -> None:
     assert patched["rev"] > put["rev"]
     ok(a, "put", "rt", "api", '"x"')
     ok(a, "put", "rt", "stdin", "-", stdin='{"from": "stdin"}')
-    get, old, listed, prefixed, at_put, from_stdin = cli_many(
+    get, old, listed, prefixed, from_stdin = cli_many(
         a,
         ("get", "rt", "web"),
         ("get", "rt", "web", "--rev", str(put["rev"])),
         ("list", "rt"),
         ("list", "rt", "--prefix", "w"),
-        ("list", "rt", "--rev", str(put["rev"])),
         ("get", "rt", "stdin"),
     )
     assert json.loads(get.stdout) == {
@@ -98,14 +103,13 @@ def test_put_get_patch_del_list_round_trip(server: Server) -> None:
     assert [x["key"] for x in lines] == ["api", "stdin", "web"]
     assert set(lines[0]) == {"key", "value", "create_rev", "mod_rev", "version"}
     assert [json.loads(x)["key"] for x in prefixed.stdout.splitlines()] == ["web"]
-    assert [json.loads(x)["key"] for x in at_put.stdout.splitlines()] == ["web"]
     assert json.loads(from_stdin.stdout)["value"] == {"from": "stdin"}
 
     deleted = ok_json(a, "del", "rt", "web")
     assert deleted["rev"] > patched["rev"]
-    gone = cli(a, "get", "rt", "web")
-    assert gone.returncode == 1 and gone.stdout == ""
-    assert "statesync: error: not found: namespace 'rt', key 'web'" in gone.stderr
+    with Client(a) as client:
+        assert client.get("rt", "web") is None
+        assert client.get("rt", "web", rev=patched["rev"]) is not None
 
 
 def test_expect_rev_compare_and_swap(server: Server) -> None:
@@ -113,20 +117,16 @@ def test_expect_rev_compare_and_swap(server: Server) -> None:
     first = ok_json(a, "put", "cas", "k", "1", "--expect-rev", "0")  # only if absent
     second = ok_json(a, "put", "cas", "k", "2", "--expect-rev", str(first["rev"]))
     before = head(server)
-    stale, absent = cli_many(
-        a,
-        ("put", "cas", "k", "3", "--expect-rev", str(first["rev"])),
-        ("del", "cas", "nope", "--expect-rev", "4"),
-    )
+    stale = cli(a, "put", "cas", "k", "3", "--expect-rev", str(first["rev"]))
     assert stale.returncode == 3, stale.stderr
     assert stale.stdout == ""
     assert (
         f"statesync: error: conflict: cas/k: expected mod_rev == {first['rev']}, "
         f"mod_rev is {second['rev']}" in stale.stderr
     )
-    assert absent.returncode == 3 and "cas/nope" in absent.stderr and "absent" in absent.stderr
     assert head(server) == before
-    assert ok_json(a, "get", "cas", "k")["value"] == 2
+    with Client(a) as client:
+        assert client.get("cas", "k").json() == 2  # type: ignore[union-attr]
 
 
 def test_command_id_makes_retries_idempotent(server: Server) -> None:
@@ -144,31 +144,32 @@ def test_command_id_makes_retries_idempotent(server: Server) -> None:
 
 def test_watch_prints_changes_until_sigterm(server: Server) -> None:
     a = server.address
-    first = ok_json(a, "put", "watched", "a", '{"n": 1}')
+    first = put(server, "watched", "a", {"n": 1})
     watch = spawn(a, "watch", "watched", "--from-rev", "0")
-    later = spawn(a, "watch", "watched", "--from-rev", str(first["rev"]))
+    later = spawn(a, "watch", "watched", "--from-rev", str(first.rev))
     try:
         reader, later_reader = LineReader(watch), LineReader(later)
         [line] = reader.take(1)
         assert line == {
-            "rev": first["rev"],
+            "rev": first.rev,
             "ns": "watched",
             "key": "a",
             "op": "put",
             "value": {"n": 1},
-            "command_id": first["command_id"],
-            "create_rev": first["rev"],
+            "command_id": first.command_id,
+            "create_rev": first.rev,
             "version": 1,
             "ts_ms": line["ts_ms"],
         }
         assert abs(line["ts_ms"] / 1000 - time.time()) < 120
-        ok(a, "put", "other", "a", "1")  # another namespace: not shown
-        put = ok_json(a, "put", "watched", "b", "[true]", "--id", "watch-1")
-        deleted = ok_json(a, "del", "watched", "a")
+        with Client(a) as client:
+            client.put("other", "a", 1)  # another namespace: not shown
+            written = client.put("watched", "b", [True], command_id="watch-1")
+            deleted = client.delete("watched", "a")
         lines = reader.take(2)
         assert [(x["rev"], x["key"], x["op"]) for x in lines] == [
-            (put["rev"], "b", "put"),
-            (deleted["rev"], "a", "delete"),
+            (written.rev, "b", "put"),
+            (deleted.rev, "a", "delete"),
         ]
         assert lines[0]["value"] == [True] and lines[0]["command_id"] == "watch-1"
         assert "value" not in lines[1]
@@ -184,7 +185,7 @@ def test_watch_prints_changes_until_sigterm(server: Server) -> None:
 
 
 def test_status_json(server: Server) -> None:
-    ok(server.address, "put", "stat", "k", "1")
+    put(server, "stat", "k", 1)
     as_json, table = cli_many(server.address, ("status", "--json"), ("status",))
     status = json.loads(as_json.stdout)
     assert status["server"] == server.address
@@ -207,7 +208,7 @@ def test_wait_applied_without_workers_returns_at_once(server: Server) -> None:
 
 def test_wait_applied_and_status_with_a_worker(server: Server, tmp_path: Path) -> None:
     a = server.address
-    ok(a, "put", "fleet", "seed", "0")
+    put(server, "fleet", "seed", 0)
     worker = subprocess.Popen(
         [*CLI, "worker", "--id", "w1", "--ns", "fleet", "--state-dir", str(tmp_path / "w1")],
         stdout=subprocess.DEVNULL,
@@ -221,11 +222,11 @@ def test_wait_applied_and_status_with_a_worker(server: Server, tmp_path: Path) -
                 assert worker.poll() is None, worker.communicate()[1]
                 assert time.monotonic() < deadline, "the worker never connected"
                 time.sleep(0.05)
-        put = ok_json(a, "put", "fleet", "web", '{"w": 1}', "--wait-applied", "--timeout", "20")
-        assert put["applied"] == ["w1"] and put["pending"] == []
+        first = ok_json(a, "put", "fleet", "web", '{"w": 1}', "--wait-applied", "--timeout", "20")
+        assert first["applied"] == ["w1"] and first["pending"] == []
         [w] = [w for w in ok_json(a, "status", "--json")["workers"] if w["worker_id"] == "w1"]
         assert w["connected"] is True and w["state"] == "TAILING"
-        assert w["applied_rev"] >= put["rev"] and w["namespaces"] == ["fleet"]
+        assert w["applied_rev"] >= first["rev"] and w["namespaces"] == ["fleet"]
         assert w["lag_revisions"] == head(server) - w["applied_rev"]
         assert w["digest"] == "agree" and w["nacks"] == 0 and w["held"] == []
         assert w["last_ack_age_s"] is not None and w["last_ack_age_s"] < 60
@@ -241,10 +242,11 @@ def test_wait_applied_and_status_with_a_worker(server: Server, tmp_path: Path) -
         out = json.loads(late.stdout)
         assert out["applied"] == []
         assert out["pending"] == [
-            {"worker_id": "w1", "connected": True, "applied_rev": put["rev"], "state": "TAILING"}
+            {"worker_id": "w1", "connected": True, "applied_rev": first["rev"], "state": "TAILING"}
         ]
         assert f"revision {out['rev']} is written" in late.stderr and "w1" in late.stderr
-        assert ok_json(a, "get", "fleet", "web")["value"] == {"w": 2}
+        with Client(a) as client:
+            assert client.get("fleet", "web").json() == {"w": 2}  # type: ignore[union-attr]
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -280,12 +282,10 @@ def test_load_then_snapshot_restores_into_a_fresh_server(server: Server, tmp_pat
     # 1204 ops: 500 + 500 + 200, then the patch of k1100 (already in the third
     # command) starts a fourth.
     assert loaded == {"rev": before + 4, "ops": 1204}
-    patched, again, deleted = cli_many(
-        a, ("get", "bulk", "k1100"), ("get", "bulk", "k0000"), ("get", "bulk", "k0002")
-    )
-    assert json.loads(patched.stdout)["value"] == {"i": 1100, "p": 1}
-    assert json.loads(again.stdout)["value"] == "again"
-    assert deleted.returncode == 1
+    with Client(a) as client:
+        assert client.get("bulk", "k1100").json() == {"i": 1100, "p": 1}  # type: ignore[union-attr]
+        assert client.get("bulk", "k0000").json() == "again"  # type: ignore[union-attr]
+        assert client.get("bulk", "k0002") is None
 
     snap_file = tmp_path / "snap.jsonl"
     snap = ok_json(a, "snapshot", "--out", str(snap_file), "--ns", "bulk", "--ns", "bulk2")
@@ -357,32 +357,30 @@ def test_a_watch_stream_stays_open(server: Server) -> None:
 def test_compact_then_old_revisions_exit_6(server: Server) -> None:
     """Last in the module: compaction drops history the other tests read."""
     a = server.address
-    first = ok_json(a, "put", "hist", "k", "1")
-    ok(a, "put", "hist", "k", "2")
+    first = put(server, "hist", "k", 1)
+    put(server, "hist", "k", 2)
     top = head(server)
     assert ok_json(a, "compact", str(top)) == {"compacted_rev": top}
-    old, current, old_list = cli_many(
-        a,
-        ("get", "hist", "k", "--rev", str(first["rev"])),
-        ("get", "hist", "k", "--rev", str(top)),
-        ("list", "hist", "--rev", str(first["rev"])),
+    old, old_list = cli_many(
+        a, ("get", "hist", "k", "--rev", str(first.rev)), ("list", "hist", "--rev", str(first.rev))
     )
     assert old.returncode == 6 and old.stdout == ""
-    assert f"revision {first['rev']} is compacted" in old.stderr
+    assert f"revision {first.rev} is compacted" in old.stderr
     assert "bootstrap from a snapshot" in old.stderr
-    assert json.loads(current.stdout)["value"] == 2
+    with Client(a) as client:
+        assert client.get("hist", "k", rev=top).json() == 2  # type: ignore[union-attr]
     assert old_list.returncode == 6
 
     # A watch from a compacted revision starts with the state, then follows.
-    watch = spawn(a, "watch", "hist", "--from-rev", str(first["rev"]))
+    watch = spawn(a, "watch", "hist", "--from-rev", str(first.rev))
     try:
         reader = LineReader(watch)
         [snap] = reader.take(1)
         assert snap["snapshot"] is True and snap["rev"] == top
         assert (snap["key"], snap["value"], snap["op"]) == ("k", 2, "put")
-        after = ok_json(a, "put", "hist", "k", "3")
+        after = put(server, "hist", "k", 3)
         [line] = reader.take(1)
-        assert line["rev"] == after["rev"] and line["value"] == 3 and "snapshot" not in line
+        assert line["rev"] == after.rev and line["value"] == 3 and "snapshot" not in line
     finally:
         watch.send_signal(signal.SIGTERM)
     _, stderr = watch.communicate(timeout=20)

@@ -285,12 +285,6 @@ def test_demo_runs() -> None:
 # ---------------------------------------------------------------- bugs outside the CLI
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="statesync/server/app.py Controller.start: gRPC binds with SO_REUSEPORT by default, "
-    "so a second controller on a busy port starts and shares it with the first "
-    "(`statesync serve` probes the address first; the library does not)",
-)
 def test_a_second_controller_cannot_share_a_port(tmp_path: Path) -> None:
     import asyncio
 
@@ -313,11 +307,6 @@ def test_a_second_controller_cannot_share_a_port(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="statesync/cli/worker_cmd.py: the worker's own --server defaults to None, which "
-    "overwrites a --server given before the command (use default=argparse.SUPPRESS)",
-)
 def test_server_option_before_the_worker_command() -> None:
     args = build_parser().parse_args(
         ["--server", "h:1", "worker", "--id", "w", "--ns", "a", "--state-dir", "d"]

@@ -350,11 +350,6 @@ def test_api_unreachable_server() -> None:
     assert unavailable.value.exit_code == 5 and unavailable.value.retryable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="statesync/wire/__init__.py command_to_pb sends list(op.patch): a patch given as "
-    "an object reaches the server as the list of its member names, and the error blames op #0",
-)
 def test_api_patch_that_is_not_an_array(client: Client) -> None:
     with pytest.raises(InvalidPatchError) as patch:
         client.patch("errs", "doc", {"op": "add", "path": "/a", "value": 1})  # type: ignore[arg-type]

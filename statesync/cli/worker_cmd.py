@@ -68,7 +68,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     namespaces = [ns for part in args.ns for ns in part.split(",") if ns]
     worker = Worker(
-        args.server or default_server(),
+        getattr(args, "server", None) or default_server(),
         worker_id=args.id,
         namespaces=namespaces,
         state_dir=args.state_dir,
@@ -122,7 +122,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--state-dir", required=True, type=Path, help="where the replica is persisted")
     p.add_argument("--exec", metavar="CMD", help="run CMD for each applied change")
     p.add_argument(
-        "--server", help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)"
+        "--server",
+        default=argparse.SUPPRESS,
+        help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)",
     )
     p.add_argument(
         "--heartbeat",

@@ -93,6 +93,7 @@ class Controller:
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_time_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.so_reuseport", 0),  # a second controller on a busy port must fail
             ]
         )
         pb_grpc.add_StatesyncServicer_to_server(self.service, self.grpc)

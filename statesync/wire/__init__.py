@@ -62,7 +62,11 @@ def command_to_pb(command: Command, *, tag: int = 0) -> pb.CommandRequest:
             request.ops.add(put=pb.PutOp(ns=op.namespace, key=op.key, value=orjson.dumps(op.value)))
         elif isinstance(op, Patch):
             request.ops.add(
-                patch=pb.PatchOp(ns=op.namespace, key=op.key, patch=orjson.dumps(list(op.patch)))
+                patch=pb.PatchOp(
+                    ns=op.namespace,
+                    key=op.key,
+                    patch=orjson.dumps(op.patch if isinstance(op.patch, dict) else list(op.patch)),
+                )
             )
         else:
             request.ops.add(delete=pb.DeleteOp(ns=op.namespace, key=op.key))

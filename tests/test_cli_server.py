@@ -351,7 +351,7 @@ def test_a_watch_stream_stays_open(server: Server) -> None:
 
     with Client(server.address) as client:
         threading.Thread(target=follow, args=(client,), daemon=True).start()
-        assert not ended.wait(2.5), "the server closed an idle watch stream"
+        assert not ended.wait(1.5), "the server closed an idle watch stream"
 
 
 def test_compact_then_old_revisions_exit_6(server: Server) -> None:

@@ -697,10 +697,9 @@ def _write_ready_file(path: Path, info: dict[str, Any]) -> None:
 
 
 def _check_free(address: str) -> None:
-    """Refuse an address something already listens on.
-
-    gRPC binds with SO_REUSEPORT, so a second controller on a busy port would
-    silently share it with the first; a plain bind here fails instead."""
+    """Refuse an address something already listens on, with a clear message,
+    before the store is opened (gRPC's own bind error is terse, and the HTTP
+    port is bound only after the store and gRPC are up)."""
     host, _, port = address.rpartition(":")
     if int(port) == 0:
         return

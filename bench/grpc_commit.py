@@ -514,9 +514,9 @@ def run_grpc(
 
         def on_go() -> None:
             nonlocal profiler
+            ctl.thread_names()  # before py-spy record attaches: one tracer at a time
             if args.profile:
                 profiler = Profiler(ctl.pid, args.profile / f"{name}-r{r}.txt")
-            ctl.thread_names()
             marks["load"] = os.getloadavg()[0]
             marks["threads"], marks["cpu"], marks["busy"] = (
                 ctl.threads_cpu(),
@@ -631,10 +631,11 @@ LABELS = {
 }
 
 
-def summarize_profile(path: Path, top: int = 15) -> list[str]:
-    """Self and inclusive sample shares from py-spy's raw (collapsed) output."""
-    own: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
+def summarize_profile(path: Path, top: int = 8) -> list[str]:
+    """Per thread: share of samples and the functions where they were (self time),
+    from py-spy's raw (collapsed) output. Time inside gRPC's Cython code shows
+    as self time of its Python caller (Handle._run on the event loop)."""
+    own: dict[str, Counter[str]] = {}
     threads: Counter[str] = Counter()
     total = 0
     for line in path.read_text().splitlines():
@@ -645,21 +646,20 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
         frames = stack.split(";")
         total += n
         thread = next((f for f in frames if f.startswith("thread ")), "?")
+        thread = thread.split(": ", 1)[-1].split(":")[0]
         threads[thread] += n
         funcs = [f for f in frames if not f.startswith(("thread ", "process "))]
-        names = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0] + ")" for f in funcs]
-        if names:
-            own[names[-1]] += n
-        for name in set(names):
-            incl[name] += n
+        if funcs:
+            leaf = funcs[-1]
+            name = leaf.split(" (")[0] + " (" + leaf.split(" (")[-1].split(":")[0] + ")"
+            own.setdefault(thread, Counter())[name] += n
     if not total:
         return [f"{path}: no samples"]
     lines = [f"{path.name}: {total} samples"]
-    lines += [f"  thread {t}: {c / total:.0%}" for t, c in threads.most_common(4)]
-    lines.append("  self:")
-    lines += [f"    {c / total:5.1%} {f}" for f, c in own.most_common(top)]
-    lines.append("  inclusive:")
-    lines += [f"    {c / total:5.1%} {f}" for f, c in incl.most_common(top)]
+    for thread, count in threads.most_common(3):
+        lines.append(f"  {thread}: {count / total:.0%}")
+        mine = own.get(thread, Counter()).most_common(top)
+        lines += [f"    {c / total:5.1%} {f}" for f, c in mine]
     return lines
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -30,8 +30,6 @@ from statesync.wire import (
 __all__ = ["DEFAULT_SERVER", "Client", "WaitResult", "default_server"]
 
 DEFAULT_SERVER = "127.0.0.1:7700"
-
-T = TypeVar("T")
 
 
 def default_server() -> str:

@@ -87,7 +87,6 @@ class ChangeFeed:
         """The feed holds every revision in (floor, head_rev]."""
         self._roots: dict[str, tuple[list[int], list[bytes]]] = {}
         self._listeners: set[asyncio.Event] = set()
-        self.published = 0
 
     @property
     def size_bytes(self) -> int:
@@ -125,7 +124,6 @@ class ChangeFeed:
             self._entries.append(entry)
             self._bytes += entry.size
         self.head_rev = max(self.head_rev, head_rev)
-        self.published += len(entries)
         evict = 0
         while len(self._entries) - evict > self._max_revisions or (
             self._bytes > self._max_bytes and len(self._entries) - evict > 1

@@ -38,7 +38,6 @@ class WorkerRecord:
     peer: str
     connected: bool = True
     digest: str = "unknown"
-    task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -59,15 +58,12 @@ class SyncHub:
         self.feed = feed
         self.settings = settings
         self.workers: dict[str, WorkerRecord] = {}
-        self.observers = 0
         self._bootstraps = asyncio.Semaphore(bootstrap_slots)
         self._catch_ups = asyncio.Semaphore(catch_up_slots)
         self._chunk_size = chunk_size
         self._acked = asyncio.Event()
         self._closing = False
-        self.nacks_total = 0
         self._deltas: dict[tuple[int, str, str], bytes | None] = {}
-        self.resyncs_total: dict[str, int] = {}
 
     # ------------------------------------------------------------ the stream
 
@@ -110,8 +106,6 @@ class SyncHub:
             receiver.cancel()
             session.close()
             record.connected = False
-            if record.session.observer:
-                self.observers -= 1
             log.info(
                 "worker %s disconnected at revision %d",
                 session.worker_id or "(watch)",
@@ -121,7 +115,6 @@ class SyncHub:
     def _register(self, record: WorkerRecord) -> None:
         session = record.session
         if session.observer:
-            self.observers += 1
             return
         old = self.workers.get(session.worker_id)
         if old is not None and old.connected:
@@ -287,7 +280,6 @@ class SyncHub:
                 yield pb.SyncReply(chunk=pb.SnapshotChunk(rev=snap.rev, digests=digests, last=True))
             finally:
                 await asyncio.to_thread(snap.__exit__, None, None, None)
-        self.resyncs_total[session.worker_id] = self.resyncs_total.get(session.worker_id, 0) + 1
         log.info(
             "worker %s: snapshot at revision %d sent (%s)",
             session.worker_id or "(watch)",
@@ -311,7 +303,6 @@ class SyncHub:
             elif kind == "nack":
                 nack = request.nack
                 session.nack(HeldKey(nack.ns, nack.key, nack.rev, nack.reason), now)
-                self.nacks_total += 1
                 log.warning(
                     "worker %s NACKed revision %d (%s/%s): %s",
                     session.worker_id,

@@ -286,10 +286,13 @@ class Replica:
         rev: int,
         entries: dict[str, dict[str, Entry]],
         rejected: list[tuple[HeldKey, bytes]] = (),  # type: ignore[assignment]
+        digests: dict[str, NamespaceDigest] | None = None,
     ) -> None:
         """Replace the replica with a snapshot at `rev`. Earlier held keys are
         dropped; `rejected` are the snapshot's own refused keys (already left
-        at their last good value in `entries`), with the refused value's hash."""
+        at their last good value in `entries`), with the refused value's hash.
+        `digests`, when the caller already built them over the snapshot as
+        sent, are the authoritative view as is: no second build."""
         with self._transaction() as conn:
             if conn is not None:
                 conn.execute("DELETE FROM kv")
@@ -310,7 +313,10 @@ class Replica:
             self.data = entries
             self.held = {(h.namespace, h.key): h for h, _ in rejected}
             self._auth = {(h.namespace, h.key): a for h, a in rejected}
-            self._rebuild_digests()
+            if digests is not None and digests.keys() >= entries.keys():
+                self.digests = dict(digests)
+            else:
+                self._rebuild_digests()
             if conn is not None:
                 self._write_meta(conn, rev, entries.keys())
             self.applied_rev = rev

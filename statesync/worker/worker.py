@@ -541,9 +541,12 @@ class Worker:
         self, snapshot: _Snapshot, outgoing: asyncio.Queue[pb.SyncRequest | None]
     ) -> None:
         entries = snapshot.entries
+        digests = {
+            d.ns: NamespaceDigest.from_items((k, e.vhash) for k, e in entries.get(d.ns, {}).items())
+            for d in snapshot.resync.digests
+        }
         for d in snapshot.resync.digests:
-            got = self._digest_of(entries.get(d.ns, {}))
-            if got != d.root:
+            if digests[d.ns].root() != d.root:
                 self._force_snapshot = True
                 raise _Resync(f"snapshot of namespace {d.ns!r} does not match its digest")
         rev = snapshot.resync.rev
@@ -565,7 +568,7 @@ class Worker:
                     rejected.append((held, b"" if refused is None else refused.vhash))
                     continue
                 events.append(event)
-        self.replica.replace(rev, entries, rejected)
+        self.replica.replace(rev, entries, rejected, digests)
         self.cursor = ReplicaCursor(rev)
         self._force_snapshot = False
         self.resyncs += 1
@@ -579,10 +582,6 @@ class Worker:
         for event in events:
             for callback in self._callbacks:
                 callback(event)
-
-    @staticmethod
-    def _digest_of(entries: dict[str, Entry]) -> bytes:
-        return NamespaceDigest.from_items((k, e.vhash) for k, e in entries.items()).root()
 
     def _snapshot_events(self, entries: dict[str, dict[str, Entry]], rev: int) -> Any:
         """What a snapshot changes, as events: puts of new or different values, deletes."""

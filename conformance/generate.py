@@ -19,7 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import compat_vectors
 import rfc8785
+import translate_vectors
 
 from statesync.core.canonical import parse_json
 from statesync.core.digest import (
@@ -489,6 +491,8 @@ def vector_files() -> dict[str, str]:
         "canonical/vectors.json": render(_canonical_vectors()) + "\n",
         "digest/vectors.json": render(_digest_vectors()) + "\n",
         "log/vectors.json": render(_log_vectors()) + "\n",
+        "compat/vectors.json": render(compat_vectors.build()) + "\n",
+        "translate/vectors.json": render(translate_vectors.build()) + "\n",
     }
 
 

@@ -1,8 +1,9 @@
 """statesync: keep a fleet of workers exactly in step with a controller.
 
 The public API: build `Command`s of `Put`/`Patch`/`Delete` ops with optional
-`Compare`s, commit them to a `Store` (the embedded `SQLiteStore` by default),
-and read keys, changes, snapshots and digests back.
+`Compare`s (or one `SetContract` to change a namespace's schemas), commit them
+to a `Store` (the embedded `SQLiteStore` by default), and read keys, changes,
+snapshots and digests back.
 """
 
 from statesync.core.commands import (
@@ -13,6 +14,7 @@ from statesync.core.commands import (
     Limits,
     Patch,
     Put,
+    SetContract,
 )
 from statesync.core.errors import *  # noqa: F403 - the error tree is public API
 from statesync.core.errors import __all__ as _error_names
@@ -33,6 +35,7 @@ __all__ = [
     "Limits",
     "Patch",
     "Put",
+    "SetContract",
     "SQLiteStore",
     "Store",
     "StoreSettings",

@@ -45,7 +45,13 @@ from statesync.core.model import (
 )
 
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
-VECTOR_FILES = ("canonical/vectors.json", "digest/vectors.json", "log/vectors.json")
+VECTOR_FILES = (
+    "canonical/vectors.json",
+    "digest/vectors.json",
+    "log/vectors.json",
+    "compat/vectors.json",  # run by tests/test_contracts_compat.py
+    "translate/vectors.json",  # run by tests/test_contracts_translate.py
+)
 
 
 def _load(rel: str) -> dict[str, Any]:

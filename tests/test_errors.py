@@ -25,15 +25,21 @@ from statesync.core.errors import (
     ConflictError,
     FailedCompare,
     FutureRevisionError,
+    IncompatibleSchemaError,
     InvalidCommandError,
     InvalidInputError,
     InvalidKeyError,
     InvalidNamespaceError,
     InvalidPatchError,
+    InvalidSchemaError,
+    InvalidTranslationError,
     InvalidValueError,
     NotFoundError,
+    NoTranslationPathError,
     ProtocolError,
     RemoteError,
+    SchemaViolation,
+    SchemaViolationError,
     StatesyncError,
     StoreClosedError,
     StoreCorruptError,
@@ -98,7 +104,11 @@ def check_error(err: StatesyncError, *, json_ok: bool = True) -> dict[str, Any]:
     as_dict = err.to_dict()
     assert as_dict["error"] == type(err).__name__
     assert as_dict["message"] == encodable(message)
-    if not isinstance(err, ConflictError):
+    if isinstance(err, SchemaViolationError):  # violations become a list of objects
+        assert as_dict["violations"] == [
+            {"path": v.path, "keyword": v.keyword, "message": v.message} for v in err.violations
+        ]
+    elif not isinstance(err, ConflictError):
         for name, value in vars(err).items():
             if not name.startswith("_"):
                 assert as_dict[name] == encodable(value), name
@@ -810,6 +820,28 @@ EXAMPLES: list[StatesyncError] = [
     ProtocolError("a second hello on a stream in state TAILING"),
     RemoteError("QuotaError", "over quota", {"limit": 3}),
     StoreCorruptError("hash chain broken"),
+    SchemaViolationError(
+        "app", "k", 2, [SchemaViolation("/port", "maximum", "70000 is greater than 65535")]
+    ),
+    InvalidSchemaError("app", "/properties/port/type", "not a JSON Schema type"),
+    IncompatibleSchemaError(
+        "app",
+        3,
+        "BACKWARD",
+        [
+            {
+                "path": "/properties/port/type",
+                "rule": "type-narrowed",
+                "direction": "backward",
+                "against_version": 2,
+                "message": "number became integer",
+            }
+        ],
+    ),
+    InvalidTranslationError(
+        "unknown converter", namespace="app", from_version=1, to_version=2, op_index=0
+    ),
+    NoTranslationPathError("app", 3, [1], "the registered versions are 2..3"),
 ]
 
 

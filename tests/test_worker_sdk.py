@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,35 +15,9 @@ from statesync.client import Client
 from statesync.core.canonical import canonical_bytes
 from statesync.core.delta import DeltaMismatchError, apply_delta, make_delta
 from statesync.core.digest import value_hash
-from statesync.core.sync import SyncSettings
-from statesync.server.app import Controller, ServerSettings
+from statesync.testing.controller import RunningController
 from statesync.worker import ChangeEvent, Reject, Replica, ReplicaCorruptError, Worker
 from statesync.worker.replica import REPLICA_FILE, ReplicaInUseError, read_offline
-
-FAST = SyncSettings(heartbeat_s=0.2, silence_s=3.0, window=64)
-
-
-class RunningController:
-    def __init__(self, data: Path, **overrides: object) -> None:
-        self.settings = ServerSettings(
-            data=data,
-            listen="127.0.0.1:0",
-            http=None,
-            sync=FAST,
-            **overrides,  # type: ignore[arg-type]
-        )
-        self.loop = asyncio.new_event_loop()
-        self.controller = Controller(self.settings)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.controller.start(), self.loop).result(30)
-        self.address = f"127.0.0.1:{self.controller.port}"
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.controller.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from statesync.cli import worker_cmd
+from statesync.cli import contract_cmd, worker_cmd
 from statesync.core.canonical import parse_json
 from statesync.core.commands import Command, Compare, Delete, Op, Patch, Put, prepare
 from statesync.core.errors import (
@@ -66,10 +66,11 @@ _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _EXIT_CODES = """\
 exit codes:
   0  ok
-  1  not found
+  1  not found; for contract check: the schema is incompatible
   2  usage: bad flags or arguments
   3  conflict: a compare (--expect-rev) failed; nothing was written
-  4  invalid input: JSON, namespace, key, value, patch, size, reused --id
+  4  invalid input: JSON, namespace, key, value, patch, size, reused --id;
+     a value that breaks its schema; a schema version refused by its mode
   5  unavailable: the server cannot be reached (the message names the address);
      for serve and log: the address or the data directory is in use
   6  revision compacted: bootstrap from a snapshot
@@ -91,6 +92,8 @@ examples:
   statesync status                                             # revisions and every worker
   statesync snapshot --out routes.jsonl --ns routes
   statesync --server 10.0.0.5:7700 load routes.jsonl
+  statesync schema register orders orders.v1.json --owner payments
+  statesync contract check orders.v2.json --ns orders          # CI gate: exit 1 if breaking
   statesync log verify --data ./statesync-data                 # offline, controller stopped
   statesync demo                                               # a guided tour
 
@@ -1217,6 +1220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     worker_cmd.add_parsers(sub)
+    contract_cmd.add_parsers(sub)
     return parser
 
 

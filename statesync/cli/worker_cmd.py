@@ -13,6 +13,8 @@ from pathlib import Path
 import orjson
 
 from statesync.client import default_server
+from statesync.core.canonical import parse_json
+from statesync.core.errors import InvalidInputError
 from statesync.worker import ChangeEvent, Reject, Worker, WorkerSettings, read_offline
 
 __all__ = ["add_parsers"]
@@ -26,6 +28,14 @@ _WORKER_EPILOG = """\
 examples:
   statesync worker --id w1 --ns routes --state-dir ./w1
   statesync worker --id w2 --ns routes,flags --state-dir ./w2 --exec './apply.sh'
+  statesync worker --id old --ns orders --state-dir ./old --versions orders=1
+  statesync worker --id new --ns orders --state-dir ./new --schema orders@2=orders.v2.json
+
+With --versions or --schema the worker declares the schema versions it
+understands: the controller serves each change in the newest of them,
+translated from the version it was written in. The worker checks every value
+against that version's schema (its own file with --schema, else the one
+registered) and NACKs what does not conform, keeping the last good value.
 
 With --exec, CMD runs (through /bin/sh) once per applied change, with the change
 as JSON on stdin and these variables set: STATESYNC_COMMAND_ID (an idempotency
@@ -62,20 +72,48 @@ def _exec_handler(command: str, worker_id: str):  # type: ignore[no-untyped-def]
     return run
 
 
+def _versions(items: list[str]) -> dict[str, list[int]]:
+    """--versions NS=V[,V...] (repeatable)."""
+    out: dict[str, list[int]] = {}
+    for item in items:
+        ns, sep, numbers = item.partition("=")
+        try:
+            versions = [int(v.removeprefix("v")) for v in numbers.split(",") if v]
+        except ValueError:
+            versions = []
+        if not sep or not versions or min(versions) < 1:
+            raise InvalidInputError(f"--versions {item!r}: expected NS=V[,V...], e.g. orders=1,2")
+        out.setdefault(ns, []).extend(versions)
+    return out
+
+
+def _schemas(items: list[str]) -> dict[str, dict[int, object]]:
+    """--schema NS@V=FILE (repeatable)."""
+    out: dict[str, dict[int, object]] = {}
+    for item in items:
+        target, sep, path = item.partition("=")
+        ns, at, version = target.partition("@")
+        if not sep or not at or not version.isdigit() or int(version) < 1:
+            raise InvalidInputError(f"--schema {item!r}: expected NS@VERSION=FILE")
+        try:
+            text = Path(path).read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(
+                f"--schema {item!r}: cannot read {path}: {exc.strerror}"
+            ) from None
+        out.setdefault(ns, {})[int(version)] = parse_json(text)
+    return out
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     namespaces = [ns for part in args.ns for ns in part.split(",") if ns]
-    worker = Worker(
-        getattr(args, "server", None) or default_server(),
-        worker_id=args.id,
-        namespaces=namespaces,
-        state_dir=args.state_dir,
-        handler=_exec_handler(args.exec, args.id) if args.exec else None,
-        settings=WorkerSettings(heartbeat_s=args.heartbeat, stale_after_s=args.stale_after),
-        deltas=args.deltas,
-    )
+    try:
+        worker = _worker(args, namespaces)
+    except ValueError as exc:  # the SDK's argument checks
+        raise InvalidInputError(str(exc)) from None
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -92,6 +130,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     asyncio.run(main())
     return 0
+
+
+def _worker(args: argparse.Namespace, namespaces: list[str]) -> Worker:
+    return Worker(
+        getattr(args, "server", None) or default_server(),
+        worker_id=args.id,
+        namespaces=namespaces,
+        state_dir=args.state_dir,
+        handler=_exec_handler(args.exec, args.id) if args.exec else None,
+        settings=WorkerSettings(heartbeat_s=args.heartbeat, stale_after_s=args.stale_after),
+        deltas=args.deltas,
+        schemas=_schemas(args.schema),
+        versions=_versions(args.versions),
+    )
 
 
 def cmd_replica_dump(args: argparse.Namespace) -> int:
@@ -144,6 +196,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "--deltas",
         action="store_true",
         help="receive updates as JSON Patch deltas where smaller (checked by hash)",
+    )
+    p.add_argument(
+        "--versions",
+        action="append",
+        default=[],
+        metavar="NS=V[,V...]",
+        help="schema versions of NS this worker understands (their schemas come from the "
+        "registry); repeatable",
+    )
+    p.add_argument(
+        "--schema",
+        action="append",
+        default=[],
+        metavar="NS@V=FILE",
+        help="check version V of NS against this local JSON Schema file (declares V); repeatable",
     )
     p.set_defaults(func=cmd_worker)
 

@@ -13,10 +13,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import orjson
 
-from statesync.core.commands import Command, Committed, Compare, Delete, Op, Patch, Put
+from statesync.contracts.registry import Contract, configure_request, register_request
+from statesync.core.commands import (
+    Command,
+    Committed,
+    Compare,
+    Delete,
+    Op,
+    Patch,
+    Put,
+    SetContract,
+)
 from statesync.core.errors import StatesyncError
-from statesync.core.model import KeyRecord
+from statesync.core.model import CONTRACTS_NAMESPACE, KeyRecord
 from statesync.v1 import statesync_pb2_grpc as pb_grpc
 from statesync.wire import (
     command_to_pb,
@@ -103,8 +114,10 @@ class Client:
         *,
         expect_rev: int | None = None,
         command_id: str | None = None,
+        schema_version: int = 0,
     ) -> Committed:
-        return self._write(Put(ns, key, value), expect_rev, command_id)
+        """`schema_version`: the version `value` is written in, when not the current one."""
+        return self._write(Put(ns, key, value, schema_version), expect_rev, command_id)
 
     def patch(
         self,
@@ -129,6 +142,46 @@ class Client:
             yield (
                 error_from_pb(reply.error) if reply.HasField("error") else committed_from_pb(reply)
             )
+
+    # ------------------------------------------------------------ contracts
+
+    def register_schema(
+        self,
+        ns: str,
+        schema: Any,
+        *,
+        mode: str | None = None,
+        owner: dict[str, str] | None = None,
+        translation: dict[str, Any] | None = None,
+        force: bool = False,
+        reason: str = "",
+        by: str = "",
+    ) -> Committed:
+        """Register `schema` as `ns`'s next version; raises IncompatibleSchemaError
+        with every breaking change when it breaks the mode (unless forced)."""
+        request = register_request(
+            schema,
+            mode=mode,
+            owner=owner,
+            translation=translation,
+            force=force,
+            reason=reason,
+            by=by,
+        )
+        return self.commit(Command([SetContract(ns, request)]))
+
+    def configure_contract(
+        self, ns: str, *, mode: str | None = None, owner: dict[str, str] | None = None, by: str = ""
+    ) -> Committed:
+        request = configure_request(mode=mode, owner=owner, by=by)
+        return self.commit(Command([SetContract(ns, request)]))
+
+    def contract(self, ns: str) -> Contract | None:
+        record = self.get(CONTRACTS_NAMESPACE, ns)
+        return None if record is None else Contract.from_json(orjson.loads(record.value))
+
+    def contracts(self) -> list[Contract]:
+        return [Contract.from_json(orjson.loads(r.value)) for r in self.range(CONTRACTS_NAMESPACE)]
 
     # ------------------------------------------------------------ reads
 

@@ -25,7 +25,7 @@ from statesync.core.errors import (
     InvalidValueError,
     ValueTooLargeError,
 )
-from statesync.core.model import check_key, check_namespace
+from statesync.core.model import CONTRACTS_NAMESPACE, check_key, check_namespace
 
 __all__ = [
     "Command",
@@ -38,6 +38,7 @@ __all__ = [
     "PreparedCommand",
     "PreparedOp",
     "Put",
+    "SetContract",
     "prepare",
 ]
 
@@ -57,6 +58,9 @@ class Put:
     namespace: str
     key: str
     value: JSONValue
+    schema_version: int = 0
+    """The schema version `value` is written in (0: the namespace's current one);
+    an older version's value is translated forward before validation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,20 @@ class Delete:
     key: str
 
 
-Op = Put | Patch | Delete
+@dataclass(frozen=True, slots=True)
+class SetContract:
+    """Change `namespace`'s contract: register a schema version, set the mode or owner.
+
+    `request` is the JSON form `statesync.contracts.registry` defines; the
+    store's contract gate checks it (compatibility, translations) when it commits.
+    A command holding a SetContract holds nothing else.
+    """
+
+    namespace: str
+    request: JSONValue
+
+
+Op = Put | Patch | Delete | SetContract
 
 
 class CompareKind(StrEnum):
@@ -152,11 +169,12 @@ class Committed:
 
 @dataclass(frozen=True, slots=True)
 class PreparedOp:
-    kind: str  # "put", "patch", "delete"
+    kind: str  # "put", "patch", "delete", "contract" (key: the namespace it governs)
     namespace: str
     key: str
-    value: bytes | None = None  # canonical bytes, for put
+    value: bytes | None = None  # canonical bytes, for put and contract
     patch: tuple[dict[str, Any], ...] = ()
+    schema_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +243,10 @@ def _fingerprint(ops: Sequence[PreparedOp], compares: Sequence[Compare]) -> byte
     parts: list[bytes] = []
     for op in ops:
         # Names and values are already checked: orjson gives their canonical form.
-        parts.append(orjson.dumps([op.kind, op.namespace, op.key]))
+        header = [op.kind, op.namespace, op.key]
+        if op.schema_version:
+            header.append(op.schema_version)
+        parts.append(orjson.dumps(header))
         parts.append(op.value or b"")
         if op.patch:
             parts.append(canonical_bytes(list(op.patch)))
@@ -261,8 +282,18 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
     ops: list[PreparedOp] = []
     seen: set[tuple[str, str]] = set()
     for op in command.ops:
+        if isinstance(op, SetContract):
+            if len(command.ops) != 1 or command.compares:
+                raise InvalidCommandError(
+                    "a contract change is a command of its own", namespace=op.namespace
+                )
+            ns = check_namespace(op.namespace)
+            check_value(op.request, namespace=CONTRACTS_NAMESPACE, key=ns)
+            request = canonical_bytes(op.request)
+            ops.append(PreparedOp("contract", CONTRACTS_NAMESPACE, ns, value=request))
+            continue
         if not isinstance(op, Put | Patch | Delete):
-            raise InvalidCommandError(f"unknown op {op!r}: use Put, Patch or Delete")
+            raise InvalidCommandError(f"unknown op {op!r}: use Put, Patch, Delete or SetContract")
         ns = check_namespace(op.namespace)
         key = check_key(ns, op.key)
         if (ns, key) in seen:
@@ -273,7 +304,14 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
             value = canonical_bytes(op.value, fast=fast)
             if len(value) > limits.max_value_bytes:
                 raise ValueTooLargeError(ns, key, len(value), limits.max_value_bytes)
-            ops.append(PreparedOp("put", ns, key, value=value))
+            version = op.schema_version
+            if type(version) is not int or version < 0:
+                raise InvalidCommandError(
+                    f"schema_version must be an integer >= 0, got {version!r}",
+                    namespace=ns,
+                    key=key,
+                )
+            ops.append(PreparedOp("put", ns, key, value=value, schema_version=version))
         elif isinstance(op, Patch):
             ops.append(PreparedOp("patch", ns, key, patch=_check_patch(ns, key, op.patch)))
         else:

@@ -27,9 +27,12 @@ from statesync.core.errors import (
 )
 from statesync.core.model import ChangeOp, KeyRecord
 
-__all__ = ["PlannedChange", "ReadKey", "apply_patch", "evaluate"]
+__all__ = ["PlannedChange", "ReadKey", "Rebase", "apply_patch", "evaluate"]
 
 ReadKey = Callable[[str, str], KeyRecord | None]
+Rebase = Callable[[KeyRecord], bytes]
+"""A key's current value in the form a patch is written against (the
+namespace's current schema version); the identity when there are no contracts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +164,17 @@ def apply_patch(ns: str, key: str, base: bytes, patch: tuple, limits: Limits) ->
 
 
 def evaluate(
-    command: PreparedCommand, read: ReadKey, *, rev: int, limits: Limits = Limits()
+    command: PreparedCommand,
+    read: ReadKey,
+    *,
+    rev: int,
+    limits: Limits = Limits(),
+    rebase: Rebase | None = None,
 ) -> list[PlannedChange]:
     """The changes `command` makes when committed at `rev`.
+
+    A "contract" op plans the request itself as the record's value; the
+    contract gate turns it into the namespace's new contract.
 
     Raises `ConflictError` when a compare fails, `NotFoundError` when a patch
     targets an absent key, `InvalidPatchError`/`ValueTooLargeError` when a
@@ -180,7 +191,8 @@ def evaluate(
         if op.kind == "patch":
             if current is None:
                 raise NotFoundError(op.namespace, op.key)
-            value = apply_patch(op.namespace, op.key, current.value, op.patch, limits)
+            base = current.value if rebase is None else rebase(current)
+            value = apply_patch(op.namespace, op.key, base, op.patch, limits)
         else:
             assert op.value is not None
             value = op.value

@@ -12,6 +12,11 @@ can help, the gRPC status an adapter maps it to and the CLI exit code.
     │   ├── InvalidPatchError        (namespace, key, op index, JSON path)
     │   ├── InvalidCommandError      (malformed command: duplicate key, empty...)
     │   ├── ValueTooLargeError       (namespace, key, size, limit)
+    │   ├── SchemaViolationError     (namespace, key, schema version, every violation's JSON path)
+    │   ├── InvalidSchemaError       (namespace, path inside the schema)
+    │   ├── IncompatibleSchemaError  (namespace, mode, every breaking change: path + rule)
+    │   ├── InvalidTranslationError  (namespace, versions, op index, field)
+    │   ├── NoTranslationPathError   exit 4  FAILED_PRECONDITION (no version a worker understands)
     │   ├── CommandIdReusedError     exit 4  ALREADY_EXISTS     (same id, different content)
     │   └── FutureRevisionError      exit 4  OUT_OF_RANGE       (a revision after the head)
     ├── ConflictError                exit 3  ABORTED            (retry after re-reading)
@@ -39,15 +44,21 @@ __all__ = [
     "ConflictError",
     "FailedCompare",
     "FutureRevisionError",
+    "IncompatibleSchemaError",
     "InvalidCommandError",
     "InvalidInputError",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "InvalidPatchError",
+    "InvalidSchemaError",
+    "InvalidTranslationError",
     "InvalidValueError",
+    "NoTranslationPathError",
     "NotFoundError",
     "ProtocolError",
     "RemoteError",
+    "SchemaViolation",
+    "SchemaViolationError",
     "StatesyncError",
     "StoreClosedError",
     "StoreCorruptError",
@@ -155,6 +166,138 @@ class ValueTooLargeError(InvalidInputError):
         self.limit = limit
         super().__init__(
             f"value too large ({_where(namespace, key)}): {size} canonical bytes, limit is {limit}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaViolation:
+    """One way a value breaks its schema: where in the value, which keyword, why."""
+
+    path: str  # JSON Pointer into the value ("" is the whole document)
+    keyword: str  # the JSON Schema keyword that failed: "required", "type", "enum"...
+    message: str
+
+
+class SchemaViolationError(InvalidInputError):
+    """A value does not conform to its namespace's schema; lists every violation."""
+
+    def __init__(
+        self,
+        namespace: str,
+        key: str,
+        schema_version: int,
+        violations: Sequence[SchemaViolation],
+    ) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.schema_version = schema_version
+        self.violations = tuple(violations)
+        detail = "; ".join(
+            f"{v.path or '(root)'}: {v.message} [{v.keyword}]" for v in self.violations
+        )
+        super().__init__(
+            f"value does not conform to schema v{schema_version} "
+            f"({_where(namespace, key)}): {len(self.violations)} violation(s): {detail}"
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "error": type(self).__name__,
+            "message": _encodable(str(self)),
+            "namespace": self.namespace,
+            "key": _encodable(self.key),
+            "schema_version": self.schema_version,
+            "violations": [
+                {"path": _encodable(v.path), "keyword": v.keyword, "message": _encodable(v.message)}
+                for v in self.violations
+            ],
+        }
+
+
+class InvalidSchemaError(InvalidInputError):
+    """A schema is not a valid JSON Schema (draft 2020-12) or uses what statesync refuses."""
+
+    def __init__(self, namespace: str | None, path: str, reason: str) -> None:
+        self.namespace = namespace
+        self.path = path
+        self.reason = reason
+        where = f"namespace {namespace!r}, " if namespace else ""
+        super().__init__(f"invalid schema ({where}at schema path {path!r}): {reason}")
+
+
+class IncompatibleSchemaError(InvalidInputError):
+    """A new schema version breaks the namespace's compatibility mode.
+
+    `breaking` holds one dict per breaking change: path (JSON Pointer into the
+    schema), rule, direction ("backward"/"forward"), against_version, message.
+    """
+
+    def __init__(
+        self, namespace: str, version: int, mode: str, breaking: Sequence[dict[str, object]]
+    ) -> None:
+        self.namespace = namespace
+        self.version = version
+        self.mode = mode
+        self.breaking = [dict(b) for b in breaking]
+        lines = "".join(
+            f"\n  - {b['path'] or '(root)'}: {b['rule']} ({b['direction']}, against "
+            f"v{b['against_version']}): {b['message']}"
+            for b in self.breaking
+        )
+        super().__init__(
+            f"schema v{version} for namespace {namespace!r} breaks compatibility mode {mode} "
+            f"with {len(self.breaking)} breaking change(s):{lines}\n"
+            "(fix the schema, or register with --force --reason TEXT to record an exception)"
+        )
+
+
+class InvalidTranslationError(InvalidInputError):
+    """A translation between schema versions is malformed or cannot apply to a value."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        namespace: str | None = None,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        op_index: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.namespace = namespace
+        self.from_version = from_version
+        self.to_version = to_version
+        self.op_index = op_index
+        self.field = field
+        self.reason = reason
+        where = []
+        if namespace is not None:
+            where.append(f"namespace {namespace!r}")
+        if from_version is not None and to_version is not None:
+            where.append(f"v{from_version}->v{to_version}")
+        if op_index is not None:
+            where.append(f"op #{op_index}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        at = f" ({', '.join(where)})" if where else ""
+        super().__init__(f"invalid translation{at}: {reason}")
+
+
+class NoTranslationPathError(InvalidInputError):
+    """A value cannot be served in any schema version the reader understands."""
+
+    grpc_status = "FAILED_PRECONDITION"
+
+    def __init__(
+        self, namespace: str, from_version: int, supported: Sequence[int], reason: str
+    ) -> None:
+        self.namespace = namespace
+        self.from_version = from_version
+        self.supported = list(supported)
+        self.reason = reason
+        super().__init__(
+            f"no translation path in namespace {namespace!r} from schema v{from_version} to "
+            f"any of {self.supported or '(none)'}: {reason}"
         )
 
 

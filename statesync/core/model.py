@@ -20,6 +20,7 @@ from statesync.core.canonical import sha256
 from statesync.core.errors import InvalidKeyError, InvalidNamespaceError
 
 __all__ = [
+    "CONTRACTS_NAMESPACE",
     "GENESIS_HASH",
     "MAX_KEY_BYTES",
     "Change",
@@ -37,11 +38,17 @@ Revision = NewType("Revision", int)
 MAX_KEY_BYTES = 1024
 GENESIS_HASH = bytes(32)
 _NAMESPACE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+CONTRACTS_NAMESPACE = "_contracts"
+"""Where each namespace's contract (owner, mode, schema versions) lives, keyed by
+namespace. Its name is outside the user pattern, so only contract ops write it."""
 
 
-def check_namespace(namespace: object) -> str:
+def check_namespace(namespace: object, *, readable: bool = False) -> str:
+    """`namespace` if it is a user namespace (or, when `readable`, the contracts one)."""
     if not isinstance(namespace, str):
         raise InvalidNamespaceError(repr(namespace), "a namespace is a string")
+    if readable and namespace == CONTRACTS_NAMESPACE:
+        return namespace
     if not _NAMESPACE.fullmatch(namespace):
         raise InvalidNamespaceError(
             namespace, "must match [a-z0-9][a-z0-9._-]{0,62} (lowercase, 1 to 63 characters)"

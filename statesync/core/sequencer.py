@@ -12,15 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from statesync.core.commands import Committed, Limits, PreparedCommand
 from statesync.core.digest import NamespaceDigest, value_hash
-from statesync.core.engine import ReadKey, evaluate
-from statesync.core.errors import CommandIdReusedError, StatesyncError, StoreError
-from statesync.core.model import Change, KeyRecord, chain_hash, change_canonical_bytes
+from statesync.core.engine import PlannedChange, ReadKey, evaluate
+from statesync.core.errors import (
+    CommandIdReusedError,
+    InvalidCommandError,
+    StatesyncError,
+    StoreError,
+)
+from statesync.core.model import (
+    CONTRACTS_NAMESPACE,
+    Change,
+    KeyRecord,
+    chain_hash,
+    change_canonical_bytes,
+)
 
 __all__ = [
     "BatchWrite",
+    "CommandGate",
     "CommandRecord",
     "NamespaceRoot",
     "Outcome",
@@ -71,10 +84,33 @@ class BatchWrite:
         return not self.commands
 
 
+class CommandGate(Protocol):
+    """What a store consults for every command: the namespaces' contracts.
+
+    `statesync.contracts.registry.ContractGate` is the implementation; the core
+    only knows that a gate can rewrite a patch's base and admit or refuse the
+    changes a command plans (raising an `InvalidInputError`).
+    """
+
+    def rebase(self, read: ReadKey, record: KeyRecord) -> bytes: ...
+
+    def admit(
+        self,
+        command: PreparedCommand,
+        planned: list[PlannedChange],
+        read: ReadKey,
+        *,
+        rev: int,
+        now_ms: int,
+    ) -> list[PlannedChange]: ...
+
+
 def keys_read(commands: Sequence[PreparedCommand]) -> set[tuple[str, str]]:
-    """Every (namespace, key) that building `commands` reads."""
+    """Every (namespace, key) that building `commands` reads, with the contract
+    record of every namespace written."""
     keys = {(op.namespace, op.key) for c in commands for op in c.ops}
     keys.update((cmp.namespace, cmp.key) for c in commands for cmp in c.compares)
+    keys.update((CONTRACTS_NAMESPACE, op.namespace) for c in commands for op in c.ops)
     return keys
 
 
@@ -86,11 +122,13 @@ class Sequencer:
         chain_head: bytes,
         digests: dict[str, NamespaceDigest],
         limits: Limits = Limits(),
+        gate: CommandGate | None = None,
     ) -> None:
         self.head_rev = head_rev
         self.chain_head = chain_head
         self.digests = digests
         self.limits = limits
+        self.gate = gate
 
     def digest(self, namespace: str) -> NamespaceDigest:
         return self.digests.get(namespace) or NamespaceDigest()
@@ -128,7 +166,7 @@ class Sequencer:
                 continue
             rev = batch.head_rev + 1
             try:
-                planned = evaluate(command, read_through, rev=rev, limits=self.limits)
+                planned = self._plan(command, read_through, rev=rev, now_ms=now_ms)
             except StatesyncError as exc:
                 outcomes.append(exc)
                 continue
@@ -176,6 +214,21 @@ class Sequencer:
             batch.head_rev = rev
             outcomes.append(Committed(rev, command.command_id, now_ms))
         return outcomes, batch
+
+    def _plan(
+        self, command: PreparedCommand, read: ReadKey, *, rev: int, now_ms: int
+    ) -> list[PlannedChange]:
+        gate = self.gate
+        if gate is None:
+            if any(op.kind == "contract" for op in command.ops):
+                raise InvalidCommandError("this store has no contract gate")
+            return evaluate(command, read, rev=rev, limits=self.limits)
+
+        def rebase(record: KeyRecord) -> bytes:
+            return gate.rebase(read, record)
+
+        planned = evaluate(command, read, rev=rev, limits=self.limits, rebase=rebase)
+        return gate.admit(command, planned, read, rev=rev, now_ms=now_ms)
 
     def confirm(self, batch: BatchWrite) -> None:
         """The batch is durable: it is the new head."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from statesync.core.digest import value_hash
-from statesync.core.model import Change
+from statesync.core.model import CONTRACTS_NAMESPACE, Change
 from statesync.core.sequencer import BatchWrite
 from statesync.wire import change_to_pb, pb
 
@@ -87,6 +87,8 @@ class ChangeFeed:
         """The feed holds every revision in (floor, head_rev]."""
         self._roots: dict[str, tuple[list[int], list[bytes]]] = {}
         self._listeners: set[asyncio.Event] = set()
+        self.contract_listeners: list[Callable[[set[str]], None]] = []
+        """Called (on the loop) with the namespaces whose contract a new revision changed."""
 
     @property
     def size_bytes(self) -> int:
@@ -119,6 +121,16 @@ class ChangeFeed:
             revs, values = self._roots.setdefault(ns, ([], []))
             revs.append(rev)
             values.append(root)
+        contracts = {
+            c.key
+            for entry in entries
+            if CONTRACTS_NAMESPACE in entry.namespaces
+            for c in entry.message.changes
+            if c.ns == CONTRACTS_NAMESPACE
+        }
+        if contracts:
+            for listener in self.contract_listeners:
+                listener(contracts)
         for entry in entries:
             self._revs.append(entry.rev)
             self._entries.append(entry)

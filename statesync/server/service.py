@@ -217,6 +217,10 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             held=[held_to_pb(h) for h in session.held.values()],
             peer=record.peer,
             buffered=session.buffered,
+            served=[
+                pb.SchemaVersions(ns=ns, versions=[record.targets.get(ns, 0)])
+                for ns in sorted(record.declared)
+            ],
         )
 
     async def WaitApplied(

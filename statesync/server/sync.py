@@ -22,6 +22,7 @@ from statesync.core.delta import make_delta
 from statesync.core.errors import CompactedError, ProtocolError, StatesyncError
 from statesync.core.sync import HeldKey, StreamState, SyncSettings, WorkerSession
 from statesync.server.feed import ChangeFeed, Slice, revisions_to_pb
+from statesync.server.versions import Targets, VersionServer
 from statesync.store.base import Store
 from statesync.wire import entry_to_pb, held_from_pb, pb
 
@@ -39,6 +40,10 @@ class WorkerRecord:
     connected: bool = True
     digest: str = "unknown"
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    declared: dict[str, list[int]] = field(default_factory=dict)
+    """Schema versions the worker understands, per namespace (its hello)."""
+    targets: Targets = field(default_factory=dict)
+    """The version each declared namespace is served in."""
 
 
 class SyncHub:
@@ -64,6 +69,8 @@ class SyncHub:
         self._acked = asyncio.Event()
         self._closing = False
         self._deltas: dict[tuple[int, str, str], bytes | None] = {}
+        self.versions = VersionServer(store)
+        feed.contract_listeners.append(self._contracts_changed)
 
     # ------------------------------------------------------------ the stream
 
@@ -91,6 +98,8 @@ class SyncHub:
             deltas=hello.deltas,
         )
         record = WorkerRecord(session, context.peer())
+        record.declared = {v.ns: list(v.versions) for v in hello.versions}
+        record.targets = self.versions.targets(record.declared)
         self._register(record)
         if needs_snapshot:
             log.info("worker %s: %s", session.worker_id or "(watch)", session.resync_reason)
@@ -152,7 +161,7 @@ class SyncHub:
                 )
                 return
             if session.state is StreamState.SNAPSHOTTING:
-                async for reply in self._snapshot(session):
+                async for reply in self._snapshot(record):
                     yield reply
                 fed = False
                 continue
@@ -177,12 +186,14 @@ class SyncHub:
                     fed = True
             if chunk is not None and chunk.revisions:
                 batch = pb.ChangeBatch(prev_rev=session.sent_rev, rev=chunk.rev)
+                revisions = chunk.revisions
                 if session.deltas:
-                    batch.revisions.extend(
-                        self._with_deltas(r, session.held) for r in chunk.revisions
-                    )
-                else:
-                    batch.revisions.extend(chunk.revisions)
+                    # Translated namespaces go whole: the worker's base is not what we store.
+                    skip = {*session.held, *record.targets}
+                    revisions = [self._with_deltas(r, skip) for r in revisions]
+                if record.targets:
+                    revisions = [self.versions.revision(r, record.targets) for r in revisions]
+                batch.revisions.extend(revisions)
                 session.sent(
                     prev_rev=session.sent_rev, rev=chunk.rev, changes=chunk.changes, now=now
                 )
@@ -198,15 +209,14 @@ class SyncHub:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(record.wake.wait(), self.settings.heartbeat_s)
 
-    def _with_deltas(
-        self, revision: pb.Revision, held: dict[tuple[str, str], object]
-    ) -> pb.Revision:
-        """The revision with each update sent as a patch where that is smaller."""
+    def _with_deltas(self, revision: pb.Revision, skip: set[object]) -> pb.Revision:
+        """The revision with each update sent as a patch where that is smaller;
+        never for a (namespace, key) or namespace in `skip`."""
         out: pb.Revision | None = None
         for i, change in enumerate(revision.changes):
             if change.kind != pb.Change.PUT or change.prev_mod_rev == 0:
                 continue
-            if (change.ns, change.key) in held:  # the worker kept another base: send it whole
+            if (change.ns, change.key) in skip or change.ns in skip:
                 continue
             delta = self._delta(revision.rev, change)
             if delta is None:
@@ -250,8 +260,9 @@ class SyncHub:
         rev = revisions[-1].rev if full and revisions else head
         return Slice(session.cursor, max(rev, session.cursor), revisions, len(changes))
 
-    async def _snapshot(self, session: WorkerSession) -> AsyncIterator[pb.SyncReply]:
+    async def _snapshot(self, record: WorkerRecord) -> AsyncIterator[pb.SyncReply]:
         """Stream a bootstrap: Resync (reason, revision, digests), then chunks."""
+        session = record.session
         async with self._bootstraps:
             snap = await asyncio.to_thread(
                 self.store.snapshot, sorted(session.namespaces), chunk_size=self._chunk_size
@@ -270,11 +281,8 @@ class SyncHub:
                     records = await asyncio.to_thread(next, chunks, None)
                     if records is None:
                         break
-                    yield pb.SyncReply(
-                        chunk=pb.SnapshotChunk(
-                            rev=snap.rev, entries=[entry_to_pb(r) for r in records]
-                        )
-                    )
+                    entries = [self.versions.entry(entry_to_pb(r), record.targets) for r in records]
+                    yield pb.SyncReply(chunk=pb.SnapshotChunk(rev=snap.rev, entries=entries))
                 # Before the last chunk goes out: the worker may ACK it at once.
                 session.snapshot_sent(snap.rev, time.monotonic())
                 yield pb.SyncReply(chunk=pb.SnapshotChunk(rev=snap.rev, digests=digests, last=True))
@@ -286,6 +294,29 @@ class SyncHub:
             snap.rev,
             ", ".join(f"{d.ns}: {d.count} keys" for d in digests) or "no keys",
         )
+
+    def _contracts_changed(self, namespaces: set[str]) -> None:
+        """Re-serve workers whose target version changed (a newer declared version
+        was registered) from a snapshot in that version."""
+        self.versions.changed(namespaces)
+        for record in self.workers.values():
+            if not record.connected or record.declared.keys().isdisjoint(namespaces):
+                continue
+            try:
+                targets = self.versions.targets(record.declared)
+            except StatesyncError as exc:
+                log.error("worker %s: %s; closing its stream", record.session.worker_id, exc)
+                record.connected = False
+                record.wake.set()
+                continue
+            if targets == record.targets:
+                continue
+            changed = ", ".join(f"{ns} v{v}" for ns, v in sorted(targets.items()))
+            record.targets = targets
+            if record.session.state is StreamState.TAILING:
+                record.session.fell_behind(f"now served in {changed}: re-sending the state")
+                log.info("worker %s %s", record.session.worker_id, record.session.resync_reason)
+                record.wake.set()
 
     async def _receive(self, record: WorkerRecord, requests: AsyncIterator[pb.SyncRequest]) -> None:
         session = record.session

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from statesync.contracts.registry import ContractGate
 from statesync.core.commands import Command, Committed, PreparedCommand, prepare
 from statesync.core.digest import NamespaceDigest, Node, fingerprint, position
 from statesync.core.errors import (
@@ -254,6 +255,7 @@ class SQLiteStore:
             chain_head=chain_head,
             digests=digests,
             limits=self.settings.limits,
+            gate=ContractGate(),
         )
 
     # -- properties ------------------------------------------------------
@@ -636,7 +638,7 @@ class SQLiteStore:
         return int(values.get("head_rev", 0)), int(values.get("compacted_rev", 0))
 
     def get(self, namespace: str, key: str, *, rev: int | None = None) -> KeyRecord | None:
-        check_key(check_namespace(namespace), key)
+        check_key(check_namespace(namespace, readable=True), key)
         with self._read_txn(rev) as txn:
             conn, at = txn.conn, txn.rev
             if at == txn.head:
@@ -663,7 +665,7 @@ class SQLiteStore:
         start_after: str | None = None,
         limit: int = 1000,
     ) -> list[KeyRecord]:
-        check_namespace(namespace)
+        check_namespace(namespace, readable=True)
         _check_limit(limit)
         start = prefix if start_after is None or start_after < prefix else start_after
         op = ">=" if start_after is None or start_after < prefix else ">"
@@ -728,7 +730,7 @@ class SQLiteStore:
             ns_filter, params = "", []
             if namespaces is not None:
                 for ns in namespaces:
-                    check_namespace(ns)
+                    check_namespace(ns, readable=True)
                 ns_filter = f"AND ns IN ({','.join('?' * len(namespaces))})"
                 params = list(namespaces)
             rows = conn.execute(
@@ -756,7 +758,7 @@ class SQLiteStore:
         if self._closing:
             raise StoreClosedError()
         if namespaces is not None:
-            namespaces = tuple(check_namespace(ns) for ns in namespaces)
+            namespaces = tuple(check_namespace(ns, readable=True) for ns in namespaces)
         _check_limit(chunk_size)
         return _SQLiteSnapshot(self, namespaces, rev, chunk_size)
 
@@ -765,7 +767,7 @@ class SQLiteStore:
             return sorted(ns for ns, d in self._sequencer.digests.items() if d.count)
 
     def digest(self, namespace: str, *, rev: int | None = None) -> bytes:
-        check_namespace(namespace)
+        check_namespace(namespace, readable=True)
         with self._read_txn(rev) as txn:
             return self._root_at(txn.conn, namespace, txn.rev)[0]
 
@@ -780,13 +782,13 @@ class SQLiteStore:
 
     def digest_node(self, namespace: str, prefix: str) -> Node:
         """The head digest trie's node at `prefix` (a string of hex nibbles)."""
-        check_namespace(namespace)
+        check_namespace(namespace, readable=True)
         with self._head_lock:
             digest = self._sequencer.digest(namespace)
             return digest.node(prefix, lambda p: self.leaves(namespace, p))
 
     def leaves(self, namespace: str, prefix: str) -> dict[str, bytes]:
-        check_namespace(namespace)
+        check_namespace(namespace, readable=True)
         nibbles = prefix[:16]
         lo = int(nibbles.ljust(16, "0"), 16) - _POS_BIAS if nibbles else -_POS_BIAS
         hi = int(nibbles.ljust(16, "f"), 16) - _POS_BIAS if nibbles else _POS_BIAS - 1

@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PutOp(_message.Message):
-    __slots__ = ("ns", "key", "value")
+    __slots__ = ("ns", "key", "value", "schema_version")
     NS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     ns: str
     key: str
     value: bytes
-    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    schema_version: int
+    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., schema_version: _Optional[int] = ...) -> None: ...
 
 class PatchOp(_message.Message):
     __slots__ = ("ns", "key", "patch")
@@ -35,15 +37,25 @@ class DeleteOp(_message.Message):
     key: str
     def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
+class ContractOp(_message.Message):
+    __slots__ = ("ns", "request")
+    NS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ns: str
+    request: bytes
+    def __init__(self, ns: _Optional[str] = ..., request: _Optional[bytes] = ...) -> None: ...
+
 class Op(_message.Message):
-    __slots__ = ("put", "patch", "delete")
+    __slots__ = ("put", "patch", "delete", "contract")
     PUT_FIELD_NUMBER: _ClassVar[int]
     PATCH_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
+    CONTRACT_FIELD_NUMBER: _ClassVar[int]
     put: PutOp
     patch: PatchOp
     delete: DeleteOp
-    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., patch: _Optional[_Union[PatchOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ...) -> None: ...
+    contract: ContractOp
+    def __init__(self, put: _Optional[_Union[PutOp, _Mapping]] = ..., patch: _Optional[_Union[PatchOp, _Mapping]] = ..., delete: _Optional[_Union[DeleteOp, _Mapping]] = ..., contract: _Optional[_Union[ContractOp, _Mapping]] = ...) -> None: ...
 
 class Compare(_message.Message):
     __slots__ = ("ns", "key", "mod_rev", "exists")
@@ -100,20 +112,24 @@ class CommandReply(_message.Message):
     def __init__(self, rev: _Optional[int] = ..., command_id: _Optional[str] = ..., ts_ms: _Optional[int] = ..., replayed: _Optional[bool] = ..., tag: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
 
 class Entry(_message.Message):
-    __slots__ = ("ns", "key", "value", "create_rev", "mod_rev", "version")
+    __slots__ = ("ns", "key", "value", "create_rev", "mod_rev", "version", "schema_version", "source_hash")
     NS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     CREATE_REV_FIELD_NUMBER: _ClassVar[int]
     MOD_REV_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HASH_FIELD_NUMBER: _ClassVar[int]
     ns: str
     key: str
     value: bytes
     create_rev: int
     mod_rev: int
     version: int
-    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., create_rev: _Optional[int] = ..., mod_rev: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    schema_version: int
+    source_hash: bytes
+    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., create_rev: _Optional[int] = ..., mod_rev: _Optional[int] = ..., version: _Optional[int] = ..., schema_version: _Optional[int] = ..., source_hash: _Optional[bytes] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("ns", "key", "rev")
@@ -216,7 +232,7 @@ class HeldKey(_message.Message):
     def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., rev: _Optional[int] = ..., reason: _Optional[str] = ..., held_hash: _Optional[bytes] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("worker_id", "connected", "namespaces", "applied_rev", "lag_revisions", "lag_seconds", "last_ack_unix", "digest", "nacks", "resyncs", "state", "held", "peer", "buffered")
+    __slots__ = ("worker_id", "connected", "namespaces", "applied_rev", "lag_revisions", "lag_seconds", "last_ack_unix", "digest", "nacks", "resyncs", "state", "held", "peer", "buffered", "served")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
@@ -231,6 +247,7 @@ class WorkerStatus(_message.Message):
     HELD_FIELD_NUMBER: _ClassVar[int]
     PEER_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     connected: bool
     namespaces: _containers.RepeatedScalarFieldContainer[str]
@@ -245,7 +262,8 @@ class WorkerStatus(_message.Message):
     held: _containers.RepeatedCompositeFieldContainer[HeldKey]
     peer: str
     buffered: int
-    def __init__(self, worker_id: _Optional[str] = ..., connected: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., applied_rev: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., last_ack_unix: _Optional[float] = ..., digest: _Optional[str] = ..., nacks: _Optional[int] = ..., resyncs: _Optional[int] = ..., state: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ..., peer: _Optional[str] = ..., buffered: _Optional[int] = ...) -> None: ...
+    served: _containers.RepeatedCompositeFieldContainer[SchemaVersions]
+    def __init__(self, worker_id: _Optional[str] = ..., connected: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., applied_rev: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., last_ack_unix: _Optional[float] = ..., digest: _Optional[str] = ..., nacks: _Optional[int] = ..., resyncs: _Optional[int] = ..., state: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ..., peer: _Optional[str] = ..., buffered: _Optional[int] = ..., served: _Optional[_Iterable[_Union[SchemaVersions, _Mapping]]] = ...) -> None: ...
 
 class StatusReply(_message.Message):
     __slots__ = ("head_rev", "compacted_rev", "workers", "namespaces", "data", "started_unix")
@@ -286,7 +304,7 @@ class WaitAppliedReply(_message.Message):
     def __init__(self, applied: _Optional[_Iterable[str]] = ..., pending: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("worker_id", "namespaces", "from_rev", "deltas", "heartbeat_s", "observer", "held")
+    __slots__ = ("worker_id", "namespaces", "from_rev", "deltas", "heartbeat_s", "observer", "held", "versions")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
     FROM_REV_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +312,7 @@ class Hello(_message.Message):
     HEARTBEAT_S_FIELD_NUMBER: _ClassVar[int]
     OBSERVER_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     namespaces: _containers.RepeatedScalarFieldContainer[str]
     from_rev: int
@@ -301,7 +320,16 @@ class Hello(_message.Message):
     heartbeat_s: float
     observer: bool
     held: _containers.RepeatedCompositeFieldContainer[HeldKey]
-    def __init__(self, worker_id: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., from_rev: _Optional[int] = ..., deltas: _Optional[bool] = ..., heartbeat_s: _Optional[float] = ..., observer: _Optional[bool] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ...) -> None: ...
+    versions: _containers.RepeatedCompositeFieldContainer[SchemaVersions]
+    def __init__(self, worker_id: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., from_rev: _Optional[int] = ..., deltas: _Optional[bool] = ..., heartbeat_s: _Optional[float] = ..., observer: _Optional[bool] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ..., versions: _Optional[_Iterable[_Union[SchemaVersions, _Mapping]]] = ...) -> None: ...
+
+class SchemaVersions(_message.Message):
+    __slots__ = ("ns", "versions")
+    NS_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    ns: str
+    versions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ns: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("rev", "digests", "held")
@@ -344,7 +372,7 @@ class SyncRequest(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
 
 class Change(_message.Message):
-    __slots__ = ("ns", "key", "kind", "value", "patch", "value_hash", "prev_mod_rev", "create_rev", "version")
+    __slots__ = ("ns", "key", "kind", "value", "patch", "value_hash", "prev_mod_rev", "create_rev", "version", "schema_version", "source_hash")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         PUT: _ClassVar[Change.Kind]
@@ -360,6 +388,8 @@ class Change(_message.Message):
     PREV_MOD_REV_FIELD_NUMBER: _ClassVar[int]
     CREATE_REV_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HASH_FIELD_NUMBER: _ClassVar[int]
     ns: str
     key: str
     kind: Change.Kind
@@ -369,7 +399,9 @@ class Change(_message.Message):
     prev_mod_rev: int
     create_rev: int
     version: int
-    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., kind: _Optional[_Union[Change.Kind, str]] = ..., value: _Optional[bytes] = ..., patch: _Optional[bytes] = ..., value_hash: _Optional[bytes] = ..., prev_mod_rev: _Optional[int] = ..., create_rev: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    schema_version: int
+    source_hash: bytes
+    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., kind: _Optional[_Union[Change.Kind, str]] = ..., value: _Optional[bytes] = ..., patch: _Optional[bytes] = ..., value_hash: _Optional[bytes] = ..., prev_mod_rev: _Optional[int] = ..., create_rev: _Optional[int] = ..., version: _Optional[int] = ..., schema_version: _Optional[int] = ..., source_hash: _Optional[bytes] = ...) -> None: ...
 
 class Revision(_message.Message):
     __slots__ = ("rev", "command_id", "ts_ms", "trace", "changes")

@@ -18,7 +18,16 @@ import orjson
 
 from statesync.core import errors
 from statesync.core.canonical import parse_json
-from statesync.core.commands import Command, Committed, Compare, Delete, Op, Patch, Put
+from statesync.core.commands import (
+    Command,
+    Committed,
+    Compare,
+    Delete,
+    Op,
+    Patch,
+    Put,
+    SetContract,
+)
 from statesync.core.errors import (
     FailedCompare,
     InvalidCommandError,
@@ -59,7 +68,16 @@ def command_to_pb(command: Command, *, tag: int = 0) -> pb.CommandRequest:
     request = pb.CommandRequest(command_id=command.command_id, trace=command.trace or "", tag=tag)
     for op in command.ops:
         if isinstance(op, Put):
-            request.ops.add(put=pb.PutOp(ns=op.namespace, key=op.key, value=orjson.dumps(op.value)))
+            put = pb.PutOp(
+                ns=op.namespace,
+                key=op.key,
+                value=orjson.dumps(op.value),
+                schema_version=op.schema_version,
+            )
+            request.ops.add(put=put)
+        elif isinstance(op, SetContract):
+            contract = pb.ContractOp(ns=op.namespace, request=orjson.dumps(op.request))
+            request.ops.add(contract=contract)
         elif isinstance(op, Patch):
             request.ops.add(
                 patch=pb.PatchOp(
@@ -84,7 +102,7 @@ def _op_from_pb(index: int, op: pb.Op) -> Op:
     kind = op.WhichOneof("op")
     if kind == "put":
         value = parse_json(op.put.value, namespace=op.put.ns, key=op.put.key)
-        return Put(op.put.ns, op.put.key, value)
+        return Put(op.put.ns, op.put.key, value, op.put.schema_version)
     if kind == "patch":
         patch = parse_json(op.patch.patch, namespace=op.patch.ns, key=op.patch.key)
         if not isinstance(patch, list):
@@ -94,7 +112,10 @@ def _op_from_pb(index: int, op: pb.Op) -> Op:
         return Patch(op.patch.ns, op.patch.key, patch)
     if kind == "delete":
         return Delete(op.delete.ns, op.delete.key)
-    raise InvalidCommandError(f"op {index} has no put, patch or delete")
+    if kind == "contract":
+        request = parse_json(op.contract.request, namespace=op.contract.ns, key="(contract)")
+        return SetContract(op.contract.ns, request)
+    raise InvalidCommandError(f"op {index} has no put, patch, delete or contract")
 
 
 def command_from_pb(request: pb.CommandRequest) -> Command:
@@ -219,6 +240,10 @@ def error_from_pb(error: pb.Error) -> StatesyncError:
             setattr(rebuilt, name, value)
     if isinstance(rebuilt, errors.ConflictError):
         rebuilt.failed = tuple(FailedCompare(**f) for f in detail.get("failed", ()))
+    if isinstance(rebuilt, errors.SchemaViolationError):
+        rebuilt.violations = tuple(
+            errors.SchemaViolation(**v) for v in detail.get("violations", ())
+        )
     return rebuilt
 
 

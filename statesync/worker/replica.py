@@ -58,6 +58,26 @@ class Entry:
     mod_rev: int
     version: int
     vhash: bytes
+    schema_version: int = 0  # the schema version `value` is in (0: no schema)
+    source_hash: bytes = b""  # the controller's value hash, when `value` is a translation
+
+    @property
+    def leaf(self) -> bytes:
+        """The hash the digest counts: the controller's value, as stored there."""
+        return self.source_hash or self.vhash
+
+    def row(self, ns: str, key: str) -> tuple[object, ...]:
+        return (
+            ns,
+            key,
+            self.value,
+            self.create_rev,
+            self.mod_rev,
+            self.version,
+            self.vhash,
+            self.schema_version,
+            self.source_hash,
+        )
 
 
 _SCHEMA = """
@@ -65,6 +85,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WIT
 CREATE TABLE IF NOT EXISTS kv (
     ns TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, create_rev INTEGER NOT NULL,
     mod_rev INTEGER NOT NULL, version INTEGER NOT NULL, vhash BLOB NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT 0, source_hash BLOB NOT NULL DEFAULT x'',
     PRIMARY KEY (ns, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS held (
     ns TEXT NOT NULL, key TEXT NOT NULL, rev INTEGER NOT NULL, reason TEXT NOT NULL,
@@ -118,6 +139,10 @@ class Replica:
             if status != "ok":
                 raise ReplicaCorruptError(path, f"integrity check failed: {status}")
             conn.executescript(_SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(kv)")}
+            if "schema_version" not in columns:  # a replica from before contracts
+                conn.execute("ALTER TABLE kv ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 0")
+                conn.execute("ALTER TABLE kv ADD COLUMN source_hash BLOB NOT NULL DEFAULT x''")
             self._load(path)
         except sqlite3.Error as exc:
             self.close()
@@ -142,14 +167,16 @@ class Replica:
             self.applied_rev = int(meta["applied_rev"])
         except (KeyError, ValueError):
             raise ReplicaCorruptError(path, "no applied revision recorded") from None
-        for ns, key, value, create_rev, mod_rev, version, vhash in conn.execute(
-            "SELECT ns, key, value, create_rev, mod_rev, version, vhash FROM kv"
+        for ns, key, *fields in conn.execute(
+            "SELECT ns, key, value, create_rev, mod_rev, version, vhash, schema_version,"
+            " source_hash FROM kv"
         ):
-            if hashlib.sha256(value).digest() != vhash:
+            entry = Entry(*fields)
+            if hashlib.sha256(entry.value).digest() != entry.vhash:
                 raise ReplicaCorruptError(
                     path, f"namespace {ns!r}, key {key!r}: value changed on disk"
                 )
-            self.data.setdefault(ns, {})[key] = Entry(value, create_rev, mod_rev, version, vhash)
+            self.data.setdefault(ns, {})[key] = entry
         for ns, key, rev, reason, auth_hash in conn.execute("SELECT * FROM held"):
             self.held[(ns, key)] = HeldKey(ns, key, rev, reason, self._hash_of(ns, key))
             self._auth[(ns, key)] = auth_hash
@@ -206,7 +233,7 @@ class Replica:
         self.digests = {}
         for ns, entries in self.data.items():
             self.digests[ns] = NamespaceDigest.from_items(
-                (k, self._auth.get((ns, k), e.vhash)) for k, e in entries.items()
+                (k, self._auth.get((ns, k), e.leaf)) for k, e in entries.items()
             )
         for (ns, key), auth in self._auth.items():
             if key not in self.data.get(ns, {}) and auth:
@@ -218,7 +245,7 @@ class Replica:
         if (ns, key) in self._auth:
             return self._auth[(ns, key)] or None
         entry = self.get(ns, key)
-        return None if entry is None else entry.vhash
+        return None if entry is None else entry.leaf
 
     def apply(
         self,
@@ -235,7 +262,7 @@ class Replica:
                 old = self._auth_hash(ns, key)
                 self.data.setdefault(ns, {})[key] = entry
                 self._release(ns, key, conn)
-                self.digest(ns).update(key, old, entry.vhash)
+                self.digest(ns).update(key, old, entry.leaf)
                 touched.add(ns)
             for ns, key in deletes:
                 old = self._auth_hash(ns, key)
@@ -252,11 +279,8 @@ class Replica:
                 touched.add(ns)
             if conn is not None:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (ns, k, e.value, e.create_rev, e.mod_rev, e.version, e.vhash)
-                        for ns, k, e in puts
-                    ],
+                    "INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [e.row(ns, k) for ns, k, e in puts],
                 )
                 conn.executemany("DELETE FROM kv WHERE ns = ? AND key = ?", deletes)
                 conn.executemany(
@@ -299,12 +323,8 @@ class Replica:
                 conn.execute("DELETE FROM held")
                 conn.execute("DELETE FROM meta WHERE name LIKE 'root:%'")
                 conn.executemany(
-                    "INSERT INTO kv VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        (ns, k, e.value, e.create_rev, e.mod_rev, e.version, e.vhash)
-                        for ns, keyed in entries.items()
-                        for k, e in keyed.items()
-                    ),
+                    "INSERT INTO kv VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (e.row(ns, k) for ns, keyed in entries.items() for k, e in keyed.items()),
                 )
                 conn.executemany(
                     "INSERT INTO held VALUES (?, ?, ?, ?, ?)",

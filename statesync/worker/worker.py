@@ -3,7 +3,8 @@
 `Worker.run()` is the asyncio entry point; `Worker.start()` / `stop()` run the
 same loop on a background thread for plain scripts. The worker applies
 batches strictly in revision order (`ReplicaCursor` says apply, replay or
-gap), validates each change (canonical hash, then the user's validator) and
+gap), validates each change (canonical hash, the schema version it was served
+in, then the user's validator) and
 NACKs the ones it refuses while keeping that key's last good value, ACKs with
 its digests, sends heartbeats, and reconnects with jittered backoff, resuming
 from its applied revision.
@@ -25,7 +26,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,15 @@ from typing import Any
 import grpc
 import orjson
 
+from statesync.contracts.registry import Contract, SchemaValidator
 from statesync.core.canonical import parse_json
 from statesync.core.delta import DeltaMismatchError, apply_delta
 from statesync.core.digest import NamespaceDigest
 from statesync.core.errors import ProtocolError, StatesyncError
+from statesync.core.model import CONTRACTS_NAMESPACE
 from statesync.core.sync import BatchVerdict, HeldKey, ReplicaCursor
 from statesync.v1 import statesync_pb2_grpc as pb_grpc
-from statesync.wire import held_to_pb, pb
+from statesync.wire import error_from_rpc, held_to_pb, pb
 from statesync.worker.replica import Entry, Replica, ReplicaCorruptError
 
 __all__ = ["ChangeEvent", "Reject", "Worker", "WorkerSettings"]
@@ -77,6 +80,7 @@ class ChangeEvent:
     create_rev: int = 0
     version: int = 0
     snapshot: bool = False  # True: produced by a resync, not by a command
+    schema_version: int = 0  # the schema version `value` is in (0: the namespace has none)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -90,6 +94,8 @@ class ChangeEvent:
             out |= {"value": self.value, "create_rev": self.create_rev, "version": self.version}
         if self.snapshot:
             out["snapshot"] = True
+        if self.schema_version:
+            out["schema_version"] = self.schema_version
         if self.trace:
             out["trace"] = self.trace
         return out
@@ -123,7 +129,14 @@ class Worker:
         validator: Validator | None = None,
         settings: WorkerSettings | None = None,
         deltas: bool = False,
+        schemas: Mapping[str, Mapping[int, Any]] | None = None,
+        versions: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
+        """`schemas[ns][v]` is a JSON Schema this worker checks version v of ns
+        against (NACKing what does not conform); `versions[ns]` lists versions it
+        understands whose schemas come from the controller's registry. Together
+        they are the versions the worker declares: the controller serves each
+        change in the newest of them, translated. Neither: values as stored."""
         if not worker_id:
             raise ValueError("a worker needs a worker_id")
         if not namespaces:
@@ -136,6 +149,17 @@ class Worker:
         self.validator = validator
         self.deltas = deltas
         self.state_dir = None if state_dir is None else Path(state_dir)
+        self.declared = {
+            ns: sorted({*(versions or {}).get(ns, ()), *(schemas or {}).get(ns, {})})
+            for ns in {*(versions or {}), *(schemas or {})}
+        }
+        unknown = self.declared.keys() - set(self.namespaces)
+        if unknown:
+            raise ValueError(f"schemas or versions for unsubscribed namespaces: {sorted(unknown)}")
+        self._validators = {
+            ns: {v: SchemaValidator(ns, v, schema) for v, schema in by_version.items()}
+            for ns, by_version in (schemas or {}).items()
+        }
         self.replica = self._open_replica()
         self.cursor = ReplicaCursor(self.replica.applied_rev)
         self._callbacks: list[Callable[[ChangeEvent], None]] = []
@@ -149,6 +173,8 @@ class Worker:
         """The last refused value of each held key: a delta may still be based on it."""
         self.reconnects = 0
         self.resyncs = 0
+        self.last_error: StatesyncError | None = None
+        """The error that ended the last stream, as the controller reported it."""
 
     def _open_replica(self) -> Replica:
         try:
@@ -181,6 +207,12 @@ class Worker:
         """Block (from another thread) until the replica has applied `rev`."""
         with self._applied:
             return self._applied.wait_for(lambda: self.applied_rev >= rev, timeout)
+
+    def wait_for_error(self, timeout: float | None = None) -> StatesyncError | None:
+        """Block until a stream ends with an error (e.g. NoTranslationPathError)."""
+        with self._applied:
+            self._applied.wait_for(lambda: self.last_error is not None, timeout)
+            return self.last_error
 
     # ------------------------------------------------------------ lifecycle
 
@@ -239,13 +271,11 @@ class Worker:
                 except _Resync as exc:
                     log.warning("worker %s: %s; reconnecting to resync", self.worker_id, exc)
                 except grpc.aio.AioRpcError as exc:
-                    log.warning(
-                        "worker %s: controller %s: %s %s",
-                        self.worker_id,
-                        self.server,
-                        exc.code().name,
-                        exc.details(),
-                    )
+                    error = error_from_rpc(exc, self.server)
+                    log.warning("worker %s: %s", self.worker_id, error)
+                    with self._applied:
+                        self.last_error = error
+                        self._applied.notify_all()
                 except Exception:  # a bug or a protocol violation: log it loudly, start over
                     log.exception("worker %s: sync stream failed; reconnecting", self.worker_id)
                 finally:
@@ -276,6 +306,9 @@ class Worker:
                     heartbeat_s=self.settings.heartbeat_s,
                     deltas=self.deltas,
                     held=[held_to_pb(h) for h in self.replica.held.values()],
+                    versions=[
+                        pb.SchemaVersions(ns=ns, versions=v) for ns, v in self.declared.items()
+                    ],
                 )
             )
         )
@@ -293,7 +326,9 @@ class Worker:
         async with grpc.aio.insecure_channel(
             self.server, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         ) as channel:
-            call = pb_grpc.StatesyncStub(channel).Sync(requests())
+            stub = pb_grpc.StatesyncStub(channel)
+            await self._fetch_schemas(stub)
+            call = stub.Sync(requests())
             beating = asyncio.create_task(heartbeats(), name=f"heartbeats:{self.worker_id}")
             stopping = asyncio.create_task(self._stopping.wait())
             self.cursor = ReplicaCursor(self.applied_rev)
@@ -377,6 +412,35 @@ class Worker:
                 return None
         return snapshot
 
+    async def _fetch_schemas(self, stub: pb_grpc.StatesyncStub) -> None:
+        """Compile the registry's schemas for declared versions with no local schema."""
+        for ns, declared in self.declared.items():
+            have = self._validators.setdefault(ns, {})
+            if all(v in have for v in declared):
+                continue
+            reply = await stub.Get(pb.GetRequest(ns=CONTRACTS_NAMESPACE, key=ns))
+            if not reply.HasField("entry"):
+                continue  # no schema yet: the controller decides whether it can serve us
+            contract = Contract.from_json(orjson.loads(reply.entry.value))
+            for v in declared:
+                if v not in have and 1 <= v <= contract.current:
+                    have[v] = contract.validator(v)
+
+    def _check_schema(self, ns: str, key: str, version: int, value: Any) -> None:
+        """Reject a value that breaks the schema version it was served in."""
+        validators = self._validators.get(ns)
+        if not validators:
+            return
+        if version == 0:  # the namespace has no registered schema: check the newest we run
+            version = max(validators)
+        validator = validators.get(version)
+        if validator is None:
+            raise Reject(f"served in schema v{version}, which this worker has no schema for")
+        violations = validator.violations(value)
+        if violations:
+            detail = "; ".join(f"{v.path or '(root)'}: {v.message}" for v in violations)
+            raise Reject(f"does not conform to schema v{version}: {detail}")
+
     def _advance(self, rev: int) -> None:
         self.replica.advance(rev)
         self.cursor.advance(max(rev, self.cursor.applied_rev))
@@ -410,6 +474,7 @@ class Worker:
             value = parse_json(change.value, namespace=change.ns, key=change.key)
         except StatesyncError as exc:
             raise Reject(str(exc)) from None
+        self._check_schema(change.ns, change.key, change.schema_version, value)
         if self.validator is not None:
             self.validator(change.ns, change.key, value)
         return value
@@ -454,29 +519,20 @@ class Worker:
                     revision.trace,
                     change.create_rev,
                     change.version,
+                    schema_version=change.schema_version,
                 )
                 await self._run_handler(event)
             except Reject as exc:
-                rejected.append(
-                    (self._nack(revision.rev, change, str(exc), outgoing), change.value_hash)
-                )
+                held = self._nack(revision.rev, change, str(exc), outgoing)
+                rejected.append((held, change.source_hash or change.value_hash))
                 if change.kind == pb.Change.PUT and change.value:
-                    self._refused[(change.ns, change.key)] = Entry(
-                        change.value,
-                        change.create_rev,
-                        revision.rev,
-                        change.version,
-                        change.value_hash,
-                    )
+                    self._refused[(change.ns, change.key)] = _entry(change, revision.rev)
                 continue
             self._refused.pop((change.ns, change.key), None)
             if op == "delete":
                 deletes.append((change.ns, change.key))
             else:
-                entry = Entry(
-                    change.value, change.create_rev, revision.rev, change.version, change.value_hash
-                )
-                puts.append((change.ns, change.key, entry))
+                puts.append((change.ns, change.key, _entry(change, revision.rev)))
             events.append(event)
         self.replica.apply(revision.rev, puts, deletes, rejected)
         self.cursor.advance(revision.rev)
@@ -542,7 +598,7 @@ class Worker:
     ) -> None:
         entries = snapshot.entries
         digests = {
-            d.ns: NamespaceDigest.from_items((k, e.vhash) for k, e in entries.get(d.ns, {}).items())
+            d.ns: NamespaceDigest.from_items((k, e.leaf) for k, e in entries.get(d.ns, {}).items())
             for d in snapshot.resync.digests
         }
         for d in snapshot.resync.digests:
@@ -552,9 +608,12 @@ class Worker:
         rev = snapshot.resync.rev
         events: list[ChangeEvent] = []
         rejected: list[tuple[HeldKey, bytes]] = []
-        if self.handler is not None or self._callbacks or self.validator is not None:
+        checked = self.validator is not None or any(self._validators.values())
+        if self.handler is not None or self._callbacks or checked:
             for event in list(self._snapshot_events(entries, rev)):
                 try:
+                    if event.op == "put":
+                        self._check_schema(event.ns, event.key, event.schema_version, event.value)
                     if self.validator is not None:
                         self.validator(event.ns, event.key, event.value)
                     await self._run_handler(event)
@@ -565,7 +624,7 @@ class Worker:
                         entries.setdefault(event.ns, {})[event.key] = kept
                     change = pb.Change(ns=event.ns, key=event.key)
                     held = self._nack(rev, change, str(exc), outgoing)
-                    rejected.append((held, b"" if refused is None else refused.vhash))
+                    rejected.append((held, b"" if refused is None else refused.leaf))
                     continue
                 events.append(event)
         self.replica.replace(rev, entries, rejected, digests)
@@ -602,6 +661,7 @@ class Worker:
                         entry.create_rev,
                         entry.version,
                         snapshot=True,
+                        schema_version=entry.schema_version,
                     )
             for key in old.keys() - new.keys():
                 yield ChangeEvent(rev, ns, key, "delete", None, "", "", snapshot=True)
@@ -617,5 +677,23 @@ class _Snapshot:
     def add(self, chunk: pb.SnapshotChunk) -> None:
         for e in chunk.entries:
             self.entries.setdefault(e.ns, {})[e.key] = Entry(
-                e.value, e.create_rev, e.mod_rev, e.version, hashlib.sha256(e.value).digest()
+                e.value,
+                e.create_rev,
+                e.mod_rev,
+                e.version,
+                hashlib.sha256(e.value).digest(),
+                e.schema_version,
+                e.source_hash,
             )
+
+
+def _entry(change: pb.Change, rev: int) -> Entry:
+    return Entry(
+        change.value,
+        change.create_rev,
+        rev,
+        change.version,
+        change.value_hash,
+        change.schema_version,
+        change.source_hash,
+    )

@@ -1,0 +1,418 @@
+"""Each namespace's contract, and the gate that enforces contracts at commit time.
+
+A contract is one record in the reserved `_contracts` namespace, keyed by the
+namespace it governs, so every change to it is a command with a revision, in
+the log and readable like any key:
+
+    {"namespace": "orders", "mode": "BACKWARD",
+     "owner": {"team": "payments", "contact": "#payments-oncall"},
+     "versions": [{"version": 1, "schema": {...}, "translation": null,
+                   "since_rev": 12, "registered_at_ms": ..., "registered_by": "ci",
+                   "reason": "", "forced": false, "notes": [...]}, ...]}
+
+`translation` on version N+1 is the JSON form of the N <-> N+1 translation
+(null: the identity). A value is in the schema version that was current when it
+was written (`since_rev` < mod_rev); values written before the first schema
+count as version 1.
+
+Writers change a contract with a `SetContract` op whose request is
+
+    {"action": "register", "schema": {...}, "mode"?, "owner"?, "translation"?,
+     "force"?: bool, "reason"?: str, "by"?: str}
+    {"action": "configure", "mode"?, "owner"?, "by"?: str}
+
+and the gate turns the request into the new record inside the group commit, so
+the compatibility check runs against exactly the versions it will follow.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonschema_rs
+import orjson
+
+from statesync.contracts.compat import Mode, check, check_schema
+from statesync.contracts.translate import Translation, identity, parse_translation, translate
+from statesync.core.canonical import canonical_bytes
+from statesync.core.commands import PreparedCommand
+from statesync.core.engine import PlannedChange, ReadKey
+from statesync.core.errors import (
+    IncompatibleSchemaError,
+    InvalidCommandError,
+    NoTranslationPathError,
+    SchemaViolation,
+    SchemaViolationError,
+)
+from statesync.core.model import CONTRACTS_NAMESPACE, KeyRecord
+
+__all__ = [
+    "DEFAULT_MODE",
+    "Contract",
+    "ContractGate",
+    "SchemaValidator",
+    "SchemaVersion",
+    "configure_request",
+    "register_request",
+]
+
+DEFAULT_MODE = Mode.BACKWARD
+"""As in Confluent Schema Registry: new readers can read what old writers wrote."""
+
+
+def register_request(
+    schema: Mapping[str, Any] | bool,
+    *,
+    mode: str | None = None,
+    owner: Mapping[str, str] | None = None,
+    translation: Mapping[str, Any] | None = None,
+    force: bool = False,
+    reason: str = "",
+    by: str = "",
+) -> dict[str, Any]:
+    """The request that registers `schema` as a namespace's next version."""
+    request: dict[str, Any] = {"action": "register", "schema": schema, "force": force}
+    if mode is not None:
+        request["mode"] = mode
+    if owner is not None:
+        request["owner"] = dict(owner)
+    if translation is not None:
+        request["translation"] = translation
+    if reason:
+        request["reason"] = reason
+    if by:
+        request["by"] = by
+    return request
+
+
+def configure_request(
+    *, mode: str | None = None, owner: Mapping[str, str] | None = None, by: str = ""
+) -> dict[str, Any]:
+    """The request that changes a namespace's mode or owner without a new version."""
+    request: dict[str, Any] = {"action": "configure"}
+    if mode is not None:
+        request["mode"] = mode
+    if owner is not None:
+        request["owner"] = dict(owner)
+    if by:
+        request["by"] = by
+    return request
+
+
+class SchemaValidator:
+    """One schema version, compiled once (jsonschema-rs, formats asserted)."""
+
+    def __init__(self, namespace: str, version: int, schema: Mapping[str, Any] | bool) -> None:
+        self.namespace = namespace
+        self.version = version
+        self._compiled = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+
+    def violations(self, doc: object) -> list[SchemaViolation]:
+        found = []
+        for error in self._compiled.iter_errors(doc):
+            path = "".join(
+                "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.instance_path
+            )
+            keyword = str(error.schema_path[-1]) if error.schema_path else ""
+            found.append(SchemaViolation(path, keyword, error.message))
+        found.sort(key=lambda v: (v.path, v.keyword))
+        return found
+
+    def check(self, key: str, doc: object) -> None:
+        """Raise SchemaViolationError listing every violation of `doc`."""
+        if self._compiled.is_valid(doc):
+            return
+        raise SchemaViolationError(self.namespace, key, self.version, self.violations(doc))
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    version: int
+    schema: Any
+    translation: dict[str, Any] | None
+    since_rev: int
+    registered_at_ms: int
+    registered_by: str
+    reason: str
+    forced: bool
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "schema": self.schema,
+            "translation": self.translation,
+            "since_rev": self.since_rev,
+            "registered_at_ms": self.registered_at_ms,
+            "registered_by": self.registered_by,
+            "reason": self.reason,
+            "forced": self.forced,
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(slots=True)
+class Contract:
+    """A namespace's contract, parsed, with its validators and translations built lazily."""
+
+    namespace: str
+    mode: Mode
+    owner: dict[str, str]
+    versions: list[SchemaVersion]
+    _validators: dict[int, SchemaValidator] = field(default_factory=dict)
+    _translations: dict[int, Translation] | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Contract:
+        versions = [
+            SchemaVersion(**{**v, "notes": tuple(v.get("notes", ()))}) for v in data["versions"]
+        ]
+        return cls(data["namespace"], Mode(data["mode"]), dict(data.get("owner") or {}), versions)
+
+    @classmethod
+    def from_record(cls, record: KeyRecord) -> Contract:
+        return cls.from_json(orjson.loads(record.value))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "mode": self.mode.value,
+            "owner": self.owner,
+            "versions": [v.to_json() for v in self.versions],
+        }
+
+    @property
+    def current(self) -> int:
+        """The newest version (0: no schema yet)."""
+        return self.versions[-1].version if self.versions else 0
+
+    def version_of(self, mod_rev: int) -> int:
+        """The schema version a value last written at `mod_rev` is in (at least 1)."""
+        since = [v.since_rev for v in self.versions]
+        return max(1, bisect.bisect_left(since, mod_rev))
+
+    def validator(self, version: int) -> SchemaValidator:
+        found = self._validators.get(version)
+        if found is None:
+            schema = self.versions[version - 1].schema
+            found = self._validators[version] = SchemaValidator(self.namespace, version, schema)
+        return found
+
+    @property
+    def translations(self) -> dict[int, Translation]:
+        """translations[n] translates n <-> n+1."""
+        if self._translations is None:
+            built = {}
+            for v in self.versions[1:]:
+                n = v.version - 1
+                built[n] = (
+                    identity(n)
+                    if v.translation is None
+                    else parse_translation(v.translation, namespace=self.namespace)
+                )
+            self._translations = built
+        return self._translations
+
+    def translate(self, doc: object, from_version: int, to_version: int) -> object:
+        if from_version == to_version:
+            return doc
+        return translate(doc, from_version, to_version, self.translations, namespace=self.namespace)
+
+    def serving_version(self, supported: Sequence[int]) -> int:
+        """The newest registered version among `supported` (a reader's declaration)."""
+        usable = [v for v in supported if 1 <= v <= self.current]
+        if not usable:
+            raise NoTranslationPathError(
+                self.namespace,
+                self.current,
+                list(supported),
+                f"the registered versions are 1..{self.current}",
+            )
+        return max(usable)
+
+    def registered(self, request: Mapping[str, Any], *, rev: int, now_ms: int) -> Contract:
+        """This contract after `request` commits at `rev` (raises when it is refused)."""
+        action = request.get("action")
+        by = _text(request, "by", self.namespace)
+        mode = Mode(request["mode"]) if "mode" in request else self.mode
+        owner = _owner(request, self.namespace) if "owner" in request else self.owner
+        if action == "configure":
+            return Contract(self.namespace, mode, owner, list(self.versions))
+        if action != "register":
+            raise InvalidCommandError(
+                f"unknown contract action {action!r}: use register or configure",
+                namespace=self.namespace,
+            )
+        schema = request.get("schema")
+        check_schema(schema, self.namespace)
+        version = self.current + 1
+        force = request.get("force", False) is True
+        reason = _text(request, "reason", self.namespace)
+        if force and not reason:
+            raise InvalidCommandError(
+                "a forced registration needs a reason (it is recorded)", namespace=self.namespace
+            )
+        translation = request.get("translation")
+        if translation is not None:
+            parsed = parse_translation(translation, namespace=self.namespace)
+            if parsed.from_version != self.current or parsed.to_version != version:
+                raise InvalidCommandError(
+                    f"the translation is v{parsed.from_version}->v{parsed.to_version}, "
+                    f"registering v{version} needs v{self.current}->v{version}",
+                    namespace=self.namespace,
+                )
+            translation = parsed.to_json()
+        verdict = check(schema, [v.schema for v in self.versions], mode)
+        if not verdict.compatible and not force:
+            raise IncompatibleSchemaError(
+                self.namespace, version, mode.value, [b.to_dict() for b in verdict.breaking]
+            )
+        notes = tuple(n.message for n in verdict.notes) + tuple(
+            f"FORCED past {b.rule} at {b.path or '(root)'} ({b.direction}): {b.message}"
+            for b in verdict.breaking
+        )
+        entry = SchemaVersion(
+            version=version,
+            schema=schema,
+            translation=translation,
+            since_rev=rev,
+            registered_at_ms=now_ms,
+            registered_by=by,
+            reason=reason,
+            forced=force and not verdict.compatible,
+            notes=notes,
+        )
+        return Contract(self.namespace, mode, owner, [*self.versions, entry])
+
+
+def _text(request: Mapping[str, Any], name: str, namespace: str) -> str:
+    value = request.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidCommandError(f"contract {name!r} must be a string", namespace=namespace)
+    return value
+
+
+def _owner(request: Mapping[str, Any], namespace: str) -> dict[str, str]:
+    owner = request["owner"]
+    if not isinstance(owner, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in owner.items()
+    ):
+        raise InvalidCommandError(
+            'owner must be an object of strings, e.g. {"team": "payments", "contact": "#oncall"}',
+            namespace=namespace,
+        )
+    return dict(owner)
+
+
+class ContractGate:
+    """The store's `CommandGate`: applies contract requests and validates writes.
+
+    Parsed contracts are cached by (namespace, mod_rev), so a steady stream of
+    writes compiles each schema version once.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[int, Contract]] = {}
+
+    def contract(self, read: ReadKey, namespace: str) -> Contract | None:
+        record = read(CONTRACTS_NAMESPACE, namespace)
+        if record is None:
+            return None
+        cached = self._cache.get(namespace)
+        if cached is not None and cached[0] == record.mod_rev:
+            return cached[1]
+        contract = Contract.from_record(record)
+        self._cache[namespace] = (record.mod_rev, contract)
+        return contract
+
+    def rebase(self, read: ReadKey, record: KeyRecord) -> bytes:
+        contract = self.contract(read, record.namespace)
+        if contract is None or contract.current == 0:
+            return record.value
+        stored = contract.version_of(record.mod_rev)
+        if stored == contract.current:
+            return record.value
+        doc = contract.translate(orjson.loads(record.value), stored, contract.current)
+        return canonical_bytes(doc)
+
+    def admit(
+        self,
+        command: PreparedCommand,
+        planned: list[PlannedChange],
+        read: ReadKey,
+        *,
+        rev: int,
+        now_ms: int,
+    ) -> list[PlannedChange]:
+        declared = {(op.namespace, op.key): op.schema_version for op in command.ops}
+        admitted = []
+        for change in planned:
+            if change.record is None:
+                admitted.append(change)
+            elif change.namespace == CONTRACTS_NAMESPACE:
+                admitted.append(self._contract_change(change, read, rev=rev, now_ms=now_ms))
+            else:
+                version = declared.get((change.namespace, change.key), 0)
+                admitted.append(self._checked(change, read, version))
+        return admitted
+
+    def _contract_change(
+        self, change: PlannedChange, read: ReadKey, *, rev: int, now_ms: int
+    ) -> PlannedChange:
+        assert change.record is not None
+        namespace = change.key
+        current = self.contract(read, namespace) or Contract(namespace, DEFAULT_MODE, {}, [])
+        request = orjson.loads(change.record.value)
+        if not isinstance(request, dict):
+            raise InvalidCommandError("a contract request is a JSON object", namespace=namespace)
+        updated = current.registered(request, rev=rev, now_ms=now_ms)
+        value = canonical_bytes(updated.to_json())
+        record = KeyRecord(
+            CONTRACTS_NAMESPACE,
+            namespace,
+            value,
+            change.record.create_rev,
+            change.record.mod_rev,
+            change.record.version,
+        )
+        return PlannedChange(change.namespace, change.key, change.op, change.before, record)
+
+    def _checked(self, change: PlannedChange, read: ReadKey, declared: int) -> PlannedChange:
+        assert change.record is not None
+        contract = self.contract(read, change.namespace)
+        if contract is None or contract.current == 0:
+            if declared:
+                raise InvalidCommandError(
+                    f"schema_version {declared} declared, but the namespace has no schema",
+                    namespace=change.namespace,
+                    key=change.key,
+                )
+            return change
+        if declared > contract.current:
+            raise InvalidCommandError(
+                f"schema_version {declared} declared, but the newest registered is "
+                f"v{contract.current}",
+                namespace=change.namespace,
+                key=change.key,
+            )
+        doc = orjson.loads(change.record.value)
+        if declared and declared != contract.current:
+            contract.validator(declared).check(change.key, doc)
+            doc = contract.translate(doc, declared, contract.current)
+            record = change.record
+            translated = KeyRecord(
+                record.namespace,
+                record.key,
+                canonical_bytes(doc),
+                record.create_rev,
+                record.mod_rev,
+                record.version,
+            )
+            change = PlannedChange(
+                change.namespace, change.key, change.op, change.before, translated
+            )
+        contract.validator(contract.current).check(change.key, doc)
+        return change

@@ -234,7 +234,7 @@ def _compares(op: Op, expect_rev: int | None) -> list[Compare]:
 
 def cmd_put(args: argparse.Namespace) -> int:
     value = parse_json(_json_arg(args.value), namespace=args.ns, key=args.key)
-    return _write(args, Put(args.ns, args.key, value))
+    return _write(args, Put(args.ns, args.key, value, args.schema_version))
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
@@ -373,6 +373,7 @@ def _worker_json(w: pb.WorkerStatus, now: float) -> dict[str, Any]:
         "buffered": w.buffered,
         "peer": w.peer,
         "held": [{"ns": h.ns, "key": h.key, "rev": h.rev, "reason": h.reason} for h in w.held],
+        "schema_versions": {s.ns: s.versions[0] for s in w.served if s.versions},
     }
 
 
@@ -1006,6 +1007,14 @@ def build_parser() -> argparse.ArgumentParser:
         "value",
         metavar="VALUE_JSON",
         help="the value as JSON text; - reads it from stdin, @FILE from a file",
+    )
+    p.add_argument(
+        "--schema-version",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the value is written in schema version N of NS (translated forward to the "
+        "current version and checked against both; default: the current version)",
     )
     p.set_defaults(func=cmd_put)
 

@@ -280,3 +280,26 @@ def test_a_worker_with_a_stricter_local_schema_nacks_and_keeps_its_last_good_val
             assert status.state == "NACKED" and status.nacks == 1
             assert "/price" in status.held[0].reason and "schema v1" in status.held[0].reason
             assert status.digest == "agree"  # held keys count with the controller's value
+
+
+def test_registering_a_newer_declared_version_re_serves_the_worker_in_it(
+    server: RunningController, tmp_path: Path
+) -> None:
+    with Client(server.address) as client:
+        client.register_schema("orders", V1)
+        rev = client.put("orders", "pen", {"name": "pen", "price": 2}).rev
+        with Worker(
+            server.address,
+            worker_id="eager",
+            namespaces=["orders"],
+            state_dir=tmp_path / "eager",
+            versions={"orders": [1, 2]},
+        ) as worker:
+            assert worker.wait_for(rev, 10)
+            assert worker.get("orders", "pen") == {"name": "pen", "price": 2}
+            rev = client.register_schema("orders", RENAMED, translation=RENAME, mode="NONE").rev
+            client.wait_applied(rev, workers=["eager"], timeout=10)
+            assert worker.get("orders", "pen") == {"title": "pen", "price": 2}
+            status = _status(client, "eager")
+            assert [list(s.versions) for s in status.served] == [[2]]
+            assert status.digest == "agree"

@@ -218,6 +218,16 @@ class Controller:
         resyncs = CounterMetricFamily(
             "statesync_worker_resyncs", "Snapshot resyncs per worker.", labels=labels
         )
+        held = GaugeMetricFamily(
+            "statesync_worker_held_keys",
+            "Keys the worker refused (NACKed) and holds at their last good value.",
+            labels=labels,
+        )
+        served = GaugeMetricFamily(
+            "statesync_worker_schema_version",
+            "Schema version each worker is served in, per namespace it declared versions for.",
+            labels=["worker", "namespace"],
+        )
         for record in list(self.hub.workers.values()):
             status = self.service.worker_status(record)
             worker = [status.worker_id]
@@ -228,4 +238,15 @@ class Controller:
             buffered.add_metric(worker, status.buffered)
             nacks.add_metric(worker, status.nacks)
             resyncs.add_metric(worker, status.resyncs)
-        yield from (applied, lag, lag_s, connected, buffered, nacks, resyncs)
+            held.add_metric(worker, len(status.held))
+            for versions in status.served:
+                served.add_metric([status.worker_id, versions.ns], versions.versions[0])
+        yield from (applied, lag, lag_s, connected, buffered, nacks, resyncs, held, served)
+        current = GaugeMetricFamily(
+            "statesync_schema_version",
+            "The newest registered schema version per namespace.",
+            labels=["namespace"],
+        )
+        for contract in self.hub.versions.all():
+            current.add_metric([contract.namespace], contract.current)
+        yield current

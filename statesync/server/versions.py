@@ -46,6 +46,12 @@ class VersionServer:
             self._contracts[namespace] = None if record is None else Contract.from_record(record)
         return self._contracts[namespace]
 
+    def all(self) -> list[Contract]:
+        """Every namespace's contract (read from the store)."""
+        return [
+            Contract.from_record(r) for r in self.store.range(CONTRACTS_NAMESPACE, limit=100_000)
+        ]
+
     def changed(self, namespaces: Iterable[str]) -> None:
         """Contracts changed (a contract command was published): forget them."""
         for ns in namespaces:

@@ -26,7 +26,7 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from typing import Any
 import grpc
 import orjson
 
+from statesync.contracts.compat import check_schema
 from statesync.contracts.registry import Contract, SchemaValidator
 from statesync.core.canonical import parse_json
 from statesync.core.delta import DeltaMismatchError, apply_delta
@@ -156,6 +157,10 @@ class Worker:
         unknown = self.declared.keys() - set(self.namespaces)
         if unknown:
             raise ValueError(f"schemas or versions for unsubscribed namespaces: {sorted(unknown)}")
+        self._stub: pb_grpc.StatesyncStub | None = None
+        for ns, by_version in (schemas or {}).items():
+            for schema in by_version.values():
+                check_schema(schema, ns)  # InvalidSchemaError names the path
         self._validators = {
             ns: {v: SchemaValidator(ns, v, schema) for v, schema in by_version.items()}
             for ns, by_version in (schemas or {}).items()
@@ -326,8 +331,8 @@ class Worker:
         async with grpc.aio.insecure_channel(
             self.server, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         ) as channel:
-            stub = pb_grpc.StatesyncStub(channel)
-            await self._fetch_schemas(stub)
+            self._stub = stub = pb_grpc.StatesyncStub(channel)
+            await self._fetch_schemas()
             call = stub.Sync(requests())
             beating = asyncio.create_task(heartbeats(), name=f"heartbeats:{self.worker_id}")
             stopping = asyncio.create_task(self._stopping.wait())
@@ -412,19 +417,25 @@ class Worker:
                 return None
         return snapshot
 
-    async def _fetch_schemas(self, stub: pb_grpc.StatesyncStub) -> None:
-        """Compile the registry's schemas for declared versions with no local schema."""
+    async def _fetch_schemas(self) -> None:
+        """Compile the registry's schemas for declared versions with no local schema
+        (at connect, and when a change arrives in a version registered since)."""
         for ns, declared in self.declared.items():
             have = self._validators.setdefault(ns, {})
             if all(v in have for v in declared):
                 continue
-            reply = await stub.Get(pb.GetRequest(ns=CONTRACTS_NAMESPACE, key=ns))
+            assert self._stub is not None, "schemas are fetched on a stream"
+            reply = await self._stub.Get(pb.GetRequest(ns=CONTRACTS_NAMESPACE, key=ns))
             if not reply.HasField("entry"):
                 continue  # no schema yet: the controller decides whether it can serve us
             contract = Contract.from_json(orjson.loads(reply.entry.value))
             for v in declared:
                 if v not in have and 1 <= v <= contract.current:
                     have[v] = contract.validator(v)
+
+    async def _schemas_for(self, served: Iterable[tuple[str, int]]) -> None:
+        if any(v not in self._validators.get(ns, {}) for ns, v in served if v):
+            await self._fetch_schemas()
 
     def _check_schema(self, ns: str, key: str, version: int, value: Any) -> None:
         """Reject a value that breaks the schema version it was served in."""
@@ -505,6 +516,7 @@ class Worker:
         deletes: list[tuple[str, str]] = []
         rejected: list[tuple[HeldKey, bytes]] = []
         events: list[ChangeEvent] = []
+        await self._schemas_for((c.ns, c.schema_version) for c in revision.changes)
         for change in revision.changes:
             try:
                 value = self._check(change)
@@ -608,6 +620,9 @@ class Worker:
         rev = snapshot.resync.rev
         events: list[ChangeEvent] = []
         rejected: list[tuple[HeldKey, bytes]] = []
+        await self._schemas_for(
+            {(ns, e.schema_version) for ns, keyed in entries.items() for e in keyed.values()}
+        )
         checked = self.validator is not None or any(self._validators.values())
         if self.handler is not None or self._callbacks or checked:
             for event in list(self._snapshot_events(entries, rev)):

@@ -22,6 +22,7 @@ from typing import Any
 import compat_vectors
 import rfc8785
 import translate_vectors
+import validate_vectors
 
 from statesync.core.canonical import parse_json
 from statesync.core.digest import (
@@ -493,6 +494,7 @@ def vector_files() -> dict[str, str]:
         "log/vectors.json": render(_log_vectors()) + "\n",
         "compat/vectors.json": render(compat_vectors.build()) + "\n",
         "translate/vectors.json": render(translate_vectors.build()) + "\n",
+        "validate/vectors.json": render(validate_vectors.build()) + "\n",
     }
 
 

@@ -21,6 +21,7 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from statesync.contracts.registry import SchemaValidator
 from statesync.core.canonical import (
     MAX_SAFE_INTEGER,
     canonical_bytes,
@@ -35,7 +36,7 @@ from statesync.core.digest import (
     position,
     value_hash,
 )
-from statesync.core.errors import InvalidValueError
+from statesync.core.errors import InvalidValueError, SchemaViolationError
 from statesync.core.model import (
     GENESIS_HASH,
     Change,
@@ -51,6 +52,7 @@ VECTOR_FILES = (
     "log/vectors.json",
     "compat/vectors.json",  # run by tests/test_contracts_compat.py
     "translate/vectors.json",  # run by tests/test_contracts_translate.py
+    "validate/vectors.json",
 )
 
 
@@ -61,6 +63,7 @@ def _load(rel: str) -> dict[str, Any]:
 CANONICAL = _load("canonical/vectors.json")
 DIGEST = _load("digest/vectors.json")
 LOG = _load("log/vectors.json")
+VALIDATE = _load("validate/vectors.json")
 
 
 def _ids(vectors: list[dict[str, Any]]) -> list[str]:
@@ -483,3 +486,20 @@ def test_log_doc_worked_example() -> None:
     assert changes[3]["canonical"] in text
     for change in changes:
         assert change["hash"] in text
+
+
+# -- schema validation ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", VALIDATE["vectors"], ids=_ids(VALIDATE["vectors"]))
+def test_validation_vector(vector: dict[str, Any]) -> None:
+    validator = SchemaValidator("conformance", 1, vector["schema"])
+    found = [{"path": v.path, "keyword": v.keyword} for v in validator.violations(vector["value"])]
+    assert found == vector["violations"]
+    assert vector["valid"] is (not found)
+    if found:
+        with pytest.raises(SchemaViolationError) as info:
+            validator.check("k", vector["value"])
+        assert [v.path for v in info.value.violations] == [v["path"] for v in found]
+    else:
+        validator.check("k", vector["value"])

@@ -116,7 +116,10 @@ class SchemaValidator:
             path = "".join(
                 "/" + str(p).replace("~", "~0").replace("/", "~1") for p in error.instance_path
             )
-            keyword = str(error.schema_path[-1]) if error.schema_path else ""
+            if isinstance(error.kind, jsonschema_rs.ValidationErrorKind.FalseSchema):
+                keyword = "false"  # a `false` subschema: its path ends at the property name
+            else:
+                keyword = str(error.schema_path[-1])
             found.append(SchemaViolation(path, keyword, error.message))
         found.sort(key=lambda v: (v.path, v.keyword))
         return found

@@ -127,3 +127,16 @@ def test_worker_schema_options_are_checked(tmp_path: Path) -> None:
     assert bad_file.returncode == 4 and "/no" in bad_file.stderr
     assert unsubscribed.returncode == 4 and "unsubscribed" in unsubscribed.stderr
     assert invalid.returncode == 4 and "schema path '/type'" in invalid.stderr
+
+
+def test_a_full_snapshot_leaves_contracts_out_unless_named(server: Server, tmp_path: Path) -> None:
+    ok_json(server.address, "schema", "register", "snap-orders", V1)
+    ok_json(server.address, "put", "snap-orders", "o1", '{"item": "pen", "qty": 2}')
+    everything, contracts = tmp_path / "all.jsonl", tmp_path / "contracts.jsonl"
+    ok_json(server.address, "snapshot", "--out", str(everything))
+    ok_json(server.address, "snapshot", "--out", str(contracts), "--ns", "_contracts")
+    lines = [json.loads(line) for line in everything.read_text().splitlines()[1:]]
+    assert {"snap-orders"} <= {line["ns"] for line in lines}
+    assert "_contracts" not in {line["ns"] for line in lines}
+    named = [json.loads(line) for line in contracts.read_text().splitlines()[1:]]
+    assert "snap-orders" in {line["key"] for line in named}

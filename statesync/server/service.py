@@ -15,6 +15,7 @@ import grpc
 
 from statesync.core.commands import Committed
 from statesync.core.errors import InvalidInputError, StatesyncError
+from statesync.core.model import CONTRACTS_NAMESPACE
 from statesync.server.metrics import Metrics
 from statesync.server.sync import SyncHub, WorkerRecord
 from statesync.store.base import Store
@@ -154,11 +155,16 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             return
         try:
             chunks = snap.chunks()
+            # "Every namespace" means the user's: contracts are exported by naming them.
+            skip = () if request.namespaces else (CONTRACTS_NAMESPACE,)
             while (records := await asyncio.to_thread(next, chunks, None)) is not None:
-                yield pb.SnapshotChunk(rev=snap.rev, entries=[entry_to_pb(r) for r in records])
+                entries = [entry_to_pb(r) for r in records if r.namespace not in skip]
+                if entries:
+                    yield pb.SnapshotChunk(rev=snap.rev, entries=entries)
             digests = [
                 pb.NamespaceDigest(ns=ns, root=snap.digests[ns], count=snap.counts[ns])
                 for ns in snap.namespaces
+                if ns not in skip
             ]
             yield pb.SnapshotChunk(rev=snap.rev, digests=digests, last=True)
         finally:

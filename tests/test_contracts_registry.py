@@ -303,3 +303,27 @@ def test_registering_a_newer_declared_version_re_serves_the_worker_in_it(
             status = _status(client, "eager")
             assert [list(s.versions) for s in status.served] == [[2]]
             assert status.digest == "agree"
+
+
+def test_a_version_registered_while_a_worker_was_away_is_re_sent_when_it_returns(
+    server: RunningController, tmp_path: Path
+) -> None:
+    def worker() -> Worker:
+        return Worker(
+            server.address,
+            worker_id="away",
+            namespaces=["orders"],
+            state_dir=tmp_path / "away",
+            versions={"orders": [1, 2]},
+        )
+
+    with Client(server.address) as client:
+        client.register_schema("orders", V1)
+        rev = client.put("orders", "pen", {"name": "pen", "price": 2}).rev
+        with worker() as away:
+            assert away.wait_for(rev, 10)
+        rev = client.register_schema("orders", RENAMED, translation=RENAME, mode="NONE").rev
+        with worker() as back:
+            assert back.wait_for(rev, 10)
+            assert back.get("orders", "pen") == {"title": "pen", "price": 2}
+            assert back.resyncs == 1

@@ -100,6 +100,14 @@ class SyncHub:
         record = WorkerRecord(session, context.peer())
         record.declared = {v.ns: list(v.versions) for v in hello.versions}
         record.targets = self.versions.targets(record.declared)
+        stale = [
+            f"{v.ns} (replica in v{v.replica_version}, now served in v{record.targets[v.ns]})"
+            for v in hello.versions
+            if v.ns in record.targets and v.replica_version not in (-1, record.targets[v.ns])
+        ]
+        if stale and not needs_snapshot:
+            session.fell_behind("schema version changed: " + ", ".join(stale))
+            needs_snapshot = True
         self._register(record)
         if needs_snapshot:
             log.info("worker %s: %s", session.worker_id or "(watch)", session.resync_reason)

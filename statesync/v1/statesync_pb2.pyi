@@ -324,12 +324,14 @@ class Hello(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., namespaces: _Optional[_Iterable[str]] = ..., from_rev: _Optional[int] = ..., deltas: _Optional[bool] = ..., heartbeat_s: _Optional[float] = ..., observer: _Optional[bool] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ..., versions: _Optional[_Iterable[_Union[SchemaVersions, _Mapping]]] = ...) -> None: ...
 
 class SchemaVersions(_message.Message):
-    __slots__ = ("ns", "versions")
+    __slots__ = ("ns", "versions", "replica_version")
     NS_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_VERSION_FIELD_NUMBER: _ClassVar[int]
     ns: str
     versions: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, ns: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ...) -> None: ...
+    replica_version: int
+    def __init__(self, ns: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., replica_version: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("rev", "digests", "held")

@@ -219,6 +219,14 @@ class Replica:
     def items(self, ns: str, prefix: str = "") -> list[tuple[str, Entry]]:
         return sorted((k, e) for k, e in self.data.get(ns, {}).items() if k.startswith(prefix))
 
+    def schema_version(self, ns: str) -> int:
+        """The schema version ns's values were served in (one for all of them:
+        a change of version re-sends the state); -1 when there are none."""
+        entries = self.data.get(ns)
+        if not entries:
+            return -1
+        return next(iter(entries.values())).schema_version
+
     def digest(self, ns: str) -> NamespaceDigest:
         digest = self.digests.get(ns)
         if digest is None:

@@ -312,7 +312,10 @@ class Worker:
                     deltas=self.deltas,
                     held=[held_to_pb(h) for h in self.replica.held.values()],
                     versions=[
-                        pb.SchemaVersions(ns=ns, versions=v) for ns, v in self.declared.items()
+                        pb.SchemaVersions(
+                            ns=ns, versions=v, replica_version=self.replica.schema_version(ns)
+                        )
+                        for ns, v in self.declared.items()
                     ],
                 )
             )

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jsonschema_rs
@@ -372,16 +372,7 @@ class ContractGate:
         if not isinstance(request, dict):
             raise InvalidCommandError("a contract request is a JSON object", namespace=namespace)
         updated = current.registered(request, rev=rev, now_ms=now_ms)
-        value = canonical_bytes(updated.to_json())
-        record = KeyRecord(
-            CONTRACTS_NAMESPACE,
-            namespace,
-            value,
-            change.record.create_rev,
-            change.record.mod_rev,
-            change.record.version,
-        )
-        return PlannedChange(change.namespace, change.key, change.op, change.before, record)
+        return _with_value(change, canonical_bytes(updated.to_json()))
 
     def _checked(self, change: PlannedChange, read: ReadKey, declared: int) -> PlannedChange:
         assert change.record is not None
@@ -405,17 +396,11 @@ class ContractGate:
         if declared and declared != contract.current:
             contract.validator(declared).check(change.key, doc)
             doc = contract.translate(doc, declared, contract.current)
-            record = change.record
-            translated = KeyRecord(
-                record.namespace,
-                record.key,
-                canonical_bytes(doc),
-                record.create_rev,
-                record.mod_rev,
-                record.version,
-            )
-            change = PlannedChange(
-                change.namespace, change.key, change.op, change.before, translated
-            )
+            change = _with_value(change, canonical_bytes(doc))
         contract.validator(contract.current).check(change.key, doc)
         return change
+
+
+def _with_value(change: PlannedChange, value: bytes) -> PlannedChange:
+    assert change.record is not None
+    return replace(change, record=replace(change.record, value=value))

@@ -38,7 +38,7 @@ from statesync.wire import (
     pb,
 )
 
-__all__ = ["DEFAULT_SERVER", "Client", "WaitResult", "default_server"]
+__all__ = ["DEFAULT_SERVER", "Client", "RollbackStep", "WaitResult", "default_server"]
 
 DEFAULT_SERVER = "127.0.0.1:7700"
 
@@ -55,6 +55,38 @@ class WaitResult:
     @property
     def complete(self) -> bool:
         return not self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackStep:
+    """One key a rollback changes: from its value at `head_rev` back to `to_rev`'s."""
+
+    namespace: str
+    key: str
+    current: KeyRecord | None  # at the head the plan was made at (None: absent)
+    target: KeyRecord | None  # at the revision rolled back to (None: absent, so deleted)
+
+    @property
+    def action(self) -> str:
+        if self.target is None:
+            return "delete"
+        return "recreate" if self.current is None else "restore"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ns": self.namespace,
+            "key": self.key,
+            "action": self.action,
+            "current": None if self.current is None else self.current.json(),
+            "current_mod_rev": 0 if self.current is None else self.current.mod_rev,
+            "target": None if self.target is None else self.target.json(),
+            "target_mod_rev": 0 if self.target is None else self.target.mod_rev,
+        }
+
+    def op(self) -> Op:
+        if self.target is None:
+            return Delete(self.namespace, self.key)
+        return Put(self.namespace, self.key, self.target.json())
 
 
 class Client:
@@ -182,6 +214,46 @@ class Client:
 
     def contracts(self) -> list[Contract]:
         return [Contract.from_json(orjson.loads(r.value)) for r in self.range(CONTRACTS_NAMESPACE)]
+
+    # ------------------------------------------------------------ rollback
+
+    def rollback_plan(
+        self, to_rev: int, namespaces: Sequence[str], *, key: str | None = None
+    ) -> tuple[int, list[RollbackStep]]:
+        """What restoring `namespaces` (or one `key`) to their state at `to_rev`
+        changes, compared with the head: (the head revision, the steps). Raises
+        CompactedError when `to_rev` is compacted."""
+        head = self.status().head_rev
+        steps: list[RollbackStep] = []
+        for ns in namespaces:
+            if key is not None:
+                then = {key: r} if (r := self.get(ns, key, rev=to_rev)) else {}
+                now = {key: r} if (r := self.get(ns, key, rev=head)) else {}
+            else:
+                then = {r.key: r for r in self.range(ns, rev=to_rev)}
+                now = {r.key: r for r in self.range(ns, rev=head)}
+            for k in sorted(then.keys() | now.keys()):
+                old, new = then.get(k), now.get(k)
+                if old is None and new is None:
+                    continue
+                if old is not None and new is not None and old.value == new.value:
+                    continue  # the same value now as then
+                steps.append(RollbackStep(ns, k, new, old))
+        return head, steps
+
+    def rollback(
+        self, steps: Sequence[RollbackStep], *, command_id: str | None = None
+    ) -> Committed:
+        """Write `steps` as one command, each guarded by the key's mod_rev at the
+        plan's head: a write since then fails the whole rollback (ConflictError)."""
+        ops = [step.op() for step in steps]
+        compares = [
+            Compare.mod_rev_is(s.namespace, s.key, 0 if s.current is None else s.current.mod_rev)
+            for s in steps
+        ]
+        if command_id:
+            return self.commit(Command(ops, compares, command_id=command_id))
+        return self.commit(Command(ops, compares))
 
     # ------------------------------------------------------------ reads
 

@@ -139,7 +139,13 @@ def _worker(args: argparse.Namespace, namespaces: list[str]) -> Worker:
         namespaces=namespaces,
         state_dir=args.state_dir,
         handler=_exec_handler(args.exec, args.id) if args.exec else None,
-        settings=WorkerSettings(heartbeat_s=args.heartbeat, stale_after_s=args.stale_after),
+        settings=WorkerSettings(
+            heartbeat_s=args.heartbeat,
+            stale_after_s=args.stale_after,
+            chaos_drop=args.chaos_drop,
+            chaos_corrupt=args.chaos_corrupt,
+            chaos_seed=args.chaos_seed,
+        ),
         deltas=args.deltas,
         schemas=_schemas(args.schema),
         versions=_versions(args.versions),
@@ -212,6 +218,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         metavar="NS@V=FILE",
         help="check version V of NS against this local JSON Schema file (declares V); repeatable",
     )
+    p.add_argument(
+        "--chaos-drop",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="fault injection: silently skip this fraction of changes, as a buggy worker "
+        "would (0..1; default 0; logged loudly when on)",
+    )
+    p.add_argument(
+        "--chaos-corrupt",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="fault injection: store a wrong value for this fraction of puts (0..1)",
+    )
+    p.add_argument("--chaos-seed", type=int, metavar="N", help="seed the fault injection")
     p.set_defaults(func=cmd_worker)
 
     replica = sub.add_parser(

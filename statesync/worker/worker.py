@@ -27,7 +27,7 @@ import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import orjson
 
 from statesync.contracts.compat import check_schema
 from statesync.contracts.registry import Contract, SchemaValidator
-from statesync.core.canonical import parse_json
+from statesync.core.canonical import canonical_bytes, parse_json
 from statesync.core.delta import DeltaMismatchError, apply_delta
 from statesync.core.digest import NamespaceDigest
 from statesync.core.errors import ProtocolError, StatesyncError
@@ -116,6 +116,45 @@ class WorkerSettings:
     backoff_cap_s: float = 10.0
     """Reconnect delay: uniformly random in [0, min(cap, base * 2**attempt)] (full jitter)."""
     handler_retry_cap_s: float = 30.0
+    chaos_drop: float = 0.0
+    """Fault injection: the fraction of changes silently not applied (a buggy worker)."""
+    chaos_corrupt: float = 0.0
+    """Fault injection: the fraction of puts stored with a wrong value."""
+    chaos_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("chaos_drop", "chaos_corrupt"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} is a fraction in [0, 1], got {rate!r}")
+
+
+class _Chaos:
+    """Decides, per applied change, whether to drop it, corrupt it, or apply it."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.drop = settings.chaos_drop
+        self.corrupt = settings.chaos_corrupt
+        self._random = random.Random(settings.chaos_seed)
+        self.dropped = 0
+        self.corrupted = 0
+
+    def fault(self) -> str | None:
+        draw = self._random.random()
+        if draw < self.drop:
+            self.dropped += 1
+            return "drop"
+        if draw < self.drop + self.corrupt:
+            self.corrupted += 1
+            return "corrupt"
+        return None
+
+
+def _corrupted(entry: Entry) -> Entry:
+    """A wrong value, consistent with its own hash, so only the digest can tell."""
+    value = canonical_bytes({"statesync_chaos": "corrupted", "was": entry.vhash.hex()[:16]})
+    digest = hashlib.sha256(value).digest()
+    return replace(entry, value=value, vhash=digest, source_hash=b"")
 
 
 class Worker:
@@ -178,6 +217,11 @@ class Worker:
         """The last refused value of each held key: a delta may still be based on it."""
         self.reconnects = 0
         self.resyncs = 0
+        self.chaos = (
+            _Chaos(self.settings)
+            if self.settings.chaos_drop or self.settings.chaos_corrupt
+            else None
+        )
         self.last_error: StatesyncError | None = None
         """The error that ended the last stream, as the controller reported it."""
 
@@ -262,6 +306,14 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         attempt = 0
+        if self.chaos is not None:
+            log.warning(
+                "worker %s: CHAOS ON: silently dropping %.1f%% of changes and corrupting "
+                "%.1f%% of values (fault injection; never in production)",
+                self.worker_id,
+                100 * self.chaos.drop,
+                100 * self.chaos.corrupt,
+            )
         try:
             while not self._stopping.is_set():
                 established = False
@@ -544,10 +596,21 @@ class Worker:
                     self._refused[(change.ns, change.key)] = _entry(change, revision.rev)
                 continue
             self._refused.pop((change.ns, change.key), None)
+            fault = None if self.chaos is None else self.chaos.fault()
+            change_key = (change.ns, change.key)
+            if fault == "drop":
+                log.debug("worker %s: CHAOS dropped %s/%s", self.worker_id, *change_key)
+                continue
             if op == "delete":
                 deletes.append((change.ns, change.key))
             else:
-                puts.append((change.ns, change.key, _entry(change, revision.rev)))
+                entry = _entry(change, revision.rev)
+                if fault == "corrupt":
+                    log.debug(
+                        "worker %s: CHAOS corrupted %s/%s", self.worker_id, change.ns, change.key
+                    )
+                    entry = _corrupted(entry)
+                puts.append((change.ns, change.key, entry))
             events.append(event)
         self.replica.apply(revision.rev, puts, deletes, rejected)
         self.cursor.advance(revision.rev)

@@ -57,6 +57,7 @@ def test_public_api_is_pinned() -> None:
             "InvalidSchemaError",
             "InvalidTranslationError",
             "InvalidValueError",
+            "MergeConflictError",
             "NoTranslationPathError",
             "NotFoundError",
             "ProtocolError",

@@ -34,6 +34,7 @@ from statesync.core.errors import (
     InvalidSchemaError,
     InvalidTranslationError,
     InvalidValueError,
+    MergeConflictError,
     NotFoundError,
     NoTranslationPathError,
     ProtocolError,
@@ -842,6 +843,20 @@ EXAMPLES: list[StatesyncError] = [
         "unknown converter", namespace="app", from_version=1, to_version=2, op_index=0
     ),
     NoTranslationPathError("app", 3, [1], "the registered versions are 2..3"),
+    MergeConflictError(
+        "app",
+        "k",
+        4,
+        9,
+        [
+            {
+                "path": "/port",
+                "base": {"value": 80},
+                "current": {"value": 81},
+                "writer": {"value": 82},
+            }
+        ],
+    ),
 ]
 
 

@@ -234,7 +234,7 @@ def _compares(op: Op, expect_rev: int | None) -> list[Compare]:
 
 def cmd_put(args: argparse.Namespace) -> int:
     value = parse_json(_json_arg(args.value), namespace=args.ns, key=args.key)
-    return _write(args, Put(args.ns, args.key, value, args.schema_version))
+    return _write(args, Put(args.ns, args.key, value, args.schema_version, args.base_rev))
 
 
 def cmd_patch(args: argparse.Namespace) -> int:
@@ -1015,6 +1015,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the value is written in schema version N of NS (translated forward to the "
         "current version and checked against both; default: the current version)",
+    )
+    p.add_argument(
+        "--base-rev",
+        type=_revision,
+        default=0,
+        metavar="R",
+        help="the value was derived from the key at revision R: if the key changed since, "
+        "NS's conflict policy decides (reject: exit 3; last-durable-wins; merge: a "
+        "three-way merge, exit 3 listing each conflicting path)",
     )
     p.set_defaults(func=cmd_put)
 

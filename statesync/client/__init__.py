@@ -147,9 +147,13 @@ class Client:
         expect_rev: int | None = None,
         command_id: str | None = None,
         schema_version: int = 0,
+        base_rev: int = 0,
     ) -> Committed:
-        """`schema_version`: the version `value` is written in, when not the current one."""
-        return self._write(Put(ns, key, value, schema_version), expect_rev, command_id)
+        """`schema_version`: the version `value` is written in, when not the current one.
+        `base_rev`: the revision this value was derived from; if the key changed
+        since, the namespace's conflict policy decides (reject, merge...)."""
+        put = Put(ns, key, value, schema_version, base_rev)
+        return self._write(put, expect_rev, command_id)
 
     def patch(
         self,
@@ -203,9 +207,23 @@ class Client:
         return self.commit(Command([SetContract(ns, request)]))
 
     def configure_contract(
-        self, ns: str, *, mode: str | None = None, owner: dict[str, str] | None = None, by: str = ""
+        self,
+        ns: str,
+        *,
+        mode: str | None = None,
+        owner: dict[str, str] | None = None,
+        conflict_policy: str | None = None,
+        shadow_policy: str | None = None,
+        by: str = "",
     ) -> Committed:
-        request = configure_request(mode=mode, owner=owner, by=by)
+        """Change ns's mode, owner, conflict policy or shadow policy ("none": off)."""
+        request = configure_request(
+            mode=mode,
+            owner=owner,
+            conflict_policy=conflict_policy,
+            shadow_policy=shadow_policy,
+            by=by,
+        )
         return self.commit(Command([SetContract(ns, request)]))
 
     def contract(self, ns: str) -> Contract | None:

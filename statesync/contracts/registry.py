@@ -28,7 +28,8 @@ the compatibility check runs against exactly the versions it will follow.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,17 +48,22 @@ from statesync.core.errors import (
     SchemaViolation,
     SchemaViolationError,
 )
-from statesync.core.model import CONTRACTS_NAMESPACE, KeyRecord
+from statesync.core.model import CONTRACTS_NAMESPACE, ChangeOp, KeyRecord
+from statesync.core.policy import ConflictPolicy, Decision, decide, is_stale
 
 __all__ = [
     "DEFAULT_MODE",
     "Contract",
     "ContractGate",
+    "ReadAt",
     "SchemaValidator",
     "SchemaVersion",
+    "ShadowStats",
     "configure_request",
     "register_request",
 ]
+
+log = logging.getLogger("statesync.policy")
 
 DEFAULT_MODE = Mode.BACKWARD
 """As in Confluent Schema Registry: new readers can read what old writers wrote."""
@@ -89,14 +95,24 @@ def register_request(
 
 
 def configure_request(
-    *, mode: str | None = None, owner: Mapping[str, str] | None = None, by: str = ""
+    *,
+    mode: str | None = None,
+    owner: Mapping[str, str] | None = None,
+    conflict_policy: str | None = None,
+    shadow_policy: str | None = None,
+    by: str = "",
 ) -> dict[str, Any]:
-    """The request that changes a namespace's mode or owner without a new version."""
+    """The request that changes a namespace's mode, owner or conflict policies
+    without a new version (`shadow_policy="none"` turns shadow mode off)."""
     request: dict[str, Any] = {"action": "configure"}
     if mode is not None:
         request["mode"] = mode
     if owner is not None:
         request["owner"] = dict(owner)
+    if conflict_policy is not None:
+        request["conflict_policy"] = conflict_policy
+    if shadow_policy is not None:
+        request["shadow_policy"] = None if shadow_policy == "none" else shadow_policy
     if by:
         request["by"] = by
     return request
@@ -165,6 +181,10 @@ class Contract:
     mode: Mode
     owner: dict[str, str]
     versions: list[SchemaVersion]
+    conflict_policy: ConflictPolicy = ConflictPolicy.REJECT
+    """What a write based on an old revision does (docs/conflicts.md)."""
+    shadow_policy: ConflictPolicy | None = None
+    """A candidate policy evaluated beside the active one, counted, never acted on."""
     _validators: dict[int, SchemaValidator] = field(default_factory=dict)
     _translations: dict[int, Translation] | None = None
 
@@ -173,7 +193,15 @@ class Contract:
         versions = [
             SchemaVersion(**{**v, "notes": tuple(v.get("notes", ()))}) for v in data["versions"]
         ]
-        return cls(data["namespace"], Mode(data["mode"]), dict(data.get("owner") or {}), versions)
+        shadow = data.get("shadow_policy")
+        return cls(
+            data["namespace"],
+            Mode(data["mode"]),
+            dict(data.get("owner") or {}),
+            versions,
+            ConflictPolicy(data.get("conflict_policy", ConflictPolicy.REJECT)),
+            None if shadow is None else ConflictPolicy(shadow),
+        )
 
     @classmethod
     def from_record(cls, record: KeyRecord) -> Contract:
@@ -185,6 +213,8 @@ class Contract:
             "mode": self.mode.value,
             "owner": self.owner,
             "versions": [v.to_json() for v in self.versions],
+            "conflict_policy": self.conflict_policy.value,
+            "shadow_policy": None if self.shadow_policy is None else self.shadow_policy.value,
         }
 
     @property
@@ -240,10 +270,18 @@ class Contract:
         """This contract after `request` commits at `rev` (raises when it is refused)."""
         action = request.get("action")
         by = _text(request, "by", self.namespace)
-        mode = Mode(request["mode"]) if "mode" in request else self.mode
-        owner = _owner(request, self.namespace) if "owner" in request else self.owner
+        configured = replace(
+            self,
+            mode=Mode(request["mode"]) if "mode" in request else self.mode,
+            owner=_owner(request, self.namespace) if "owner" in request else self.owner,
+            conflict_policy=_policy(request, "conflict_policy", self.conflict_policy),
+            shadow_policy=_policy(request, "shadow_policy", self.shadow_policy),
+            versions=list(self.versions),
+            _validators={},
+            _translations=None,
+        )
         if action == "configure":
-            return Contract(self.namespace, mode, owner, list(self.versions))
+            return configured
         if action != "register":
             raise InvalidCommandError(
                 f"unknown contract action {action!r}: use register or configure",
@@ -268,6 +306,7 @@ class Contract:
                     namespace=self.namespace,
                 )
             translation = parsed.to_json()
+        mode = configured.mode
         verdict = check(schema, [v.schema for v in self.versions], mode)
         if not verdict.compatible and not force:
             raise IncompatibleSchemaError(
@@ -288,7 +327,23 @@ class Contract:
             forced=force and not verdict.compatible,
             notes=notes,
         )
-        return Contract(self.namespace, mode, owner, [*self.versions, entry])
+        configured.versions.append(entry)
+        return configured
+
+
+def _policy(
+    request: Mapping[str, Any], name: str, current: ConflictPolicy | None
+) -> ConflictPolicy | None:
+    if name not in request:
+        return current
+    value = request[name]
+    if value is None and name == "shadow_policy":
+        return None
+    try:
+        return ConflictPolicy(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in ConflictPolicy)
+        raise InvalidCommandError(f"{name} {value!r} is not one of: {choices}") from None
 
 
 def _text(request: Mapping[str, Any], name: str, namespace: str) -> str:
@@ -310,6 +365,18 @@ def _owner(request: Mapping[str, Any], namespace: str) -> dict[str, str]:
     return dict(owner)
 
 
+ReadAt = Callable[[str, str, int], KeyRecord | None]
+"""A key's record at a retained revision (None: absent then)."""
+
+
+@dataclass(slots=True)
+class ShadowStats:
+    active: ConflictPolicy
+    candidate: ConflictPolicy
+    compared: int = 0
+    disagreed: int = 0
+
+
 class ContractGate:
     """The store's `CommandGate`: applies contract requests and validates writes.
 
@@ -317,8 +384,11 @@ class ContractGate:
     writes compiles each schema version once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, history: ReadAt | None = None) -> None:
         self._cache: dict[str, tuple[int, Contract]] = {}
+        self._history = history
+        self.shadow_stats: dict[str, ShadowStats] = {}
+        """Per namespace: stale writes the shadow policy was compared on, and disagreed."""
 
     def contract(self, read: ReadKey, namespace: str) -> Contract | None:
         record = read(CONTRACTS_NAMESPACE, namespace)
@@ -350,16 +420,27 @@ class ContractGate:
         rev: int,
         now_ms: int,
     ) -> list[PlannedChange]:
-        declared = {(op.namespace, op.key): op.schema_version for op in command.ops}
+        ops = {(op.namespace, op.key): op for op in command.ops}
         admitted = []
         for change in planned:
             if change.record is None:
                 admitted.append(change)
-            elif change.namespace == CONTRACTS_NAMESPACE:
+                continue
+            if change.namespace == CONTRACTS_NAMESPACE:
                 admitted.append(self._contract_change(change, read, rev=rev, now_ms=now_ms))
-            else:
-                version = declared.get((change.namespace, change.key), 0)
-                admitted.append(self._checked(change, read, version))
+                continue
+            op = ops[(change.namespace, change.key)]
+            contract = self.contract(read, change.namespace)
+            change = self._translated(change, contract, op.schema_version)
+            if op.base_rev:
+                resolved = self._resolved(change, contract, read, op.base_rev)
+                if resolved is None:
+                    continue  # merged into "deleted", which the key already is
+                change = resolved
+            if change.record is not None and contract is not None and contract.current:
+                doc = orjson.loads(change.record.value)
+                contract.validator(contract.current).check(change.key, doc)
+            admitted.append(change)
         return admitted
 
     def _contract_change(
@@ -374,31 +455,89 @@ class ContractGate:
         updated = current.registered(request, rev=rev, now_ms=now_ms)
         return _with_value(change, canonical_bytes(updated.to_json()))
 
-    def _checked(self, change: PlannedChange, read: ReadKey, declared: int) -> PlannedChange:
+    def _translated(
+        self, change: PlannedChange, contract: Contract | None, declared: int
+    ) -> PlannedChange:
+        """A value written in an older version (`declared`), checked against it and
+        translated to the current version."""
         assert change.record is not None
-        contract = self.contract(read, change.namespace)
-        if contract is None or contract.current == 0:
-            if declared:
-                raise InvalidCommandError(
-                    f"schema_version {declared} declared, but the namespace has no schema",
-                    namespace=change.namespace,
-                    key=change.key,
-                )
-            return change
-        if declared > contract.current:
+        current = 0 if contract is None else contract.current
+        if declared > current:
+            have = f"the newest registered is v{current}" if current else "it has no schema"
             raise InvalidCommandError(
-                f"schema_version {declared} declared, but the newest registered is "
-                f"v{contract.current}",
+                f"schema_version {declared} declared, but {have}",
                 namespace=change.namespace,
                 key=change.key,
             )
+        if not declared or declared == current:
+            return change
+        assert contract is not None
         doc = orjson.loads(change.record.value)
-        if declared and declared != contract.current:
-            contract.validator(declared).check(change.key, doc)
-            doc = contract.translate(doc, declared, contract.current)
-            change = _with_value(change, canonical_bytes(doc))
-        contract.validator(contract.current).check(change.key, doc)
-        return change
+        contract.validator(declared).check(change.key, doc)
+        doc = contract.translate(doc, declared, current)
+        return _with_value(change, canonical_bytes(doc))
+
+    def _resolved(
+        self, change: PlannedChange, contract: Contract | None, read: ReadKey, base_rev: int
+    ) -> PlannedChange | None:
+        """Apply the conflict policy to a write based on `base_rev` (None: no change)."""
+        assert change.record is not None
+        current = change.before
+        if current is not None and current.mod_rev <= base_rev:
+            return change  # unchanged since the writer read it
+        if self._history is None:
+            raise InvalidCommandError("base_rev needs a store that keeps history")
+        base = self._history(change.namespace, change.key, base_rev)
+        if not is_stale(base_rev, base, current):
+            return change
+        if base is not None:
+            base = replace(base, value=self.rebase(read, base))
+        policy = ConflictPolicy.REJECT if contract is None else contract.conflict_policy
+        inputs = {
+            "namespace": change.namespace,
+            "key": change.key,
+            "base_rev": base_rev,
+            "base": base,
+            "current": current,
+            "writer": change.record.value,
+        }
+        decision = decide(policy, **inputs)  # type: ignore[arg-type]
+        shadow = None if contract is None else contract.shadow_policy
+        if shadow is not None and shadow is not policy:
+            self._compare(change, base_rev, policy, decision, shadow, decide(shadow, **inputs))  # type: ignore[arg-type]
+        if decision.error is not None:
+            raise decision.error
+        if decision.value is None:
+            if current is None:
+                return None
+            return PlannedChange(change.namespace, change.key, ChangeOp.DELETE, current, None)
+        return _with_value(change, decision.value)
+
+    def _compare(
+        self,
+        change: PlannedChange,
+        base_rev: int,
+        active: ConflictPolicy,
+        decision: Decision,
+        candidate: ConflictPolicy,
+        shadow: Decision,
+    ) -> None:
+        """Shadow mode: count (and log) where the candidate policy would differ."""
+        stats = self.shadow_stats.setdefault(change.namespace, ShadowStats(active, candidate))
+        stats.active, stats.candidate = active, candidate
+        stats.compared += 1
+        if decision.summary != shadow.summary:
+            stats.disagreed += 1
+            log.info(
+                "shadow policy %s would %s where %s does %s (namespace %r, key %r, base rev %d)",
+                candidate.value,
+                shadow.summary,
+                active.value,
+                decision.summary,
+                change.namespace,
+                change.key,
+                base_rev,
+            )
 
 
 def _with_value(change: PlannedChange, value: bytes) -> PlannedChange:

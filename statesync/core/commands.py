@@ -61,6 +61,10 @@ class Put:
     schema_version: int = 0
     """The schema version `value` is written in (0: the namespace's current one);
     an older version's value is translated forward before validation."""
+    base_rev: int = 0
+    """The revision the writer read the key at (0: none). When the key changed
+    since, the namespace's conflict policy decides: reject, last-durable-wins
+    or merge (docs/conflicts.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +179,7 @@ class PreparedOp:
     value: bytes | None = None  # canonical bytes, for put and contract
     patch: tuple[dict[str, Any], ...] = ()
     schema_version: int = 0
+    base_rev: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +248,9 @@ def _fingerprint(ops: Sequence[PreparedOp], compares: Sequence[Compare]) -> byte
     parts: list[bytes] = []
     for op in ops:
         # Names and values are already checked: orjson gives their canonical form.
-        header = [op.kind, op.namespace, op.key]
-        if op.schema_version:
-            header.append(op.schema_version)
+        header: list[object] = [op.kind, op.namespace, op.key]
+        if op.schema_version or op.base_rev:
+            header += [op.schema_version, op.base_rev]
         parts.append(orjson.dumps(header))
         parts.append(op.value or b"")
         if op.patch:
@@ -304,14 +309,22 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
             value = canonical_bytes(op.value, fast=fast)
             if len(value) > limits.max_value_bytes:
                 raise ValueTooLargeError(ns, key, len(value), limits.max_value_bytes)
-            version = op.schema_version
-            if type(version) is not int or version < 0:
-                raise InvalidCommandError(
-                    f"schema_version must be an integer >= 0, got {version!r}",
-                    namespace=ns,
-                    key=key,
+            for name in ("schema_version", "base_rev"):
+                number = getattr(op, name)
+                if type(number) is not int or number < 0:
+                    raise InvalidCommandError(
+                        f"{name} must be an integer >= 0, got {number!r}", namespace=ns, key=key
+                    )
+            ops.append(
+                PreparedOp(
+                    "put",
+                    ns,
+                    key,
+                    value=value,
+                    schema_version=op.schema_version,
+                    base_rev=op.base_rev,
                 )
-            ops.append(PreparedOp("put", ns, key, value=value, schema_version=version))
+            )
         elif isinstance(op, Patch):
             ops.append(PreparedOp("patch", ns, key, patch=_check_patch(ns, key, op.patch)))
         else:

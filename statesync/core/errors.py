@@ -20,6 +20,7 @@ can help, the gRPC status an adapter maps it to and the CLI exit code.
     │   ├── CommandIdReusedError     exit 4  ALREADY_EXISTS     (same id, different content)
     │   └── FutureRevisionError      exit 4  OUT_OF_RANGE       (a revision after the head)
     ├── ConflictError                exit 3  ABORTED            (retry after re-reading)
+    │   └── MergeConflictError       (namespace, key, base revision, every conflicting path)
     ├── NotFoundError                exit 1  NOT_FOUND
     ├── CompactedError               exit 6  OUT_OF_RANGE       (bootstrap from a snapshot)
     ├── UnavailableError             exit 5  UNAVAILABLE        (server unreachable; retryable)
@@ -53,6 +54,7 @@ __all__ = [
     "InvalidSchemaError",
     "InvalidTranslationError",
     "InvalidValueError",
+    "MergeConflictError",
     "NoTranslationPathError",
     "NotFoundError",
     "ProtocolError",
@@ -360,6 +362,47 @@ class ConflictError(StatesyncError):
                 }
                 for f in self.failed
             ],
+        }
+
+
+class MergeConflictError(ConflictError):
+    """A write based on an old revision changed fields the key also changed since.
+
+    `conflicts` holds one dict per conflicting path: path (JSON Pointer), and
+    base, current and writer, each {"value": V} or {"absent": true}.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        key: str,
+        base_rev: int,
+        current_mod_rev: int,
+        conflicts: Sequence[dict[str, object]],
+    ) -> None:
+        self.namespace = namespace
+        self.key = key
+        self.base_rev = base_rev
+        self.current_mod_rev = current_mod_rev
+        self.conflicts = [dict(c) for c in conflicts]
+        self.failed = ()
+        paths = ", ".join(str(c["path"]) or "(root)" for c in self.conflicts)
+        StatesyncError.__init__(
+            self,
+            f"merge conflict ({_where(namespace, key)}): written from revision {base_rev}, "
+            f"changed since at revision {current_mod_rev}; both sides changed "
+            f"{len(self.conflicts)} path(s) differently: {paths}",
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "error": type(self).__name__,
+            "message": _encodable(str(self)),
+            "namespace": self.namespace,
+            "key": _encodable(self.key),
+            "base_rev": self.base_rev,
+            "current_mod_rev": self.current_mod_rev,
+            "conflicts": self.conflicts,
         }
 
 

@@ -187,6 +187,8 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = _LockedDataFile(self.path)
         self._conn: sqlite3.Connection | None = None
+        self.contract_gate = ContractGate(history=lambda ns, key, rev: self.get(ns, key, rev=rev))
+        """Contracts and conflict policies, enforced in every group commit."""
         try:
             self._conn = _connect(self.path)
             self._init_schema()
@@ -255,7 +257,7 @@ class SQLiteStore:
             chain_head=chain_head,
             digests=digests,
             limits=self.settings.limits,
-            gate=ContractGate(),
+            gate=self.contract_gate,
         )
 
     # -- properties ------------------------------------------------------

@@ -8,16 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PutOp(_message.Message):
-    __slots__ = ("ns", "key", "value", "schema_version")
+    __slots__ = ("ns", "key", "value", "schema_version", "base_rev")
     NS_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_REV_FIELD_NUMBER: _ClassVar[int]
     ns: str
     key: str
     value: bytes
     schema_version: int
-    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., schema_version: _Optional[int] = ...) -> None: ...
+    base_rev: int
+    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[bytes] = ..., schema_version: _Optional[int] = ..., base_rev: _Optional[int] = ...) -> None: ...
 
 class PatchOp(_message.Message):
     __slots__ = ("ns", "key", "patch")

@@ -73,6 +73,7 @@ def command_to_pb(command: Command, *, tag: int = 0) -> pb.CommandRequest:
                 key=op.key,
                 value=orjson.dumps(op.value),
                 schema_version=op.schema_version,
+                base_rev=op.base_rev,
             )
             request.ops.add(put=put)
         elif isinstance(op, SetContract):
@@ -102,7 +103,7 @@ def _op_from_pb(index: int, op: pb.Op) -> Op:
     kind = op.WhichOneof("op")
     if kind == "put":
         value = parse_json(op.put.value, namespace=op.put.ns, key=op.put.key)
-        return Put(op.put.ns, op.put.key, value, op.put.schema_version)
+        return Put(op.put.ns, op.put.key, value, op.put.schema_version, op.put.base_rev)
     if kind == "patch":
         patch = parse_json(op.patch.patch, namespace=op.patch.ns, key=op.patch.key)
         if not isinstance(patch, list):

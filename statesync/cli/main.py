@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 
-from statesync.cli import contract_cmd, rollback_cmd, worker_cmd
+from statesync.cli import contract_cmd, policy_cmd, rollback_cmd, worker_cmd
 from statesync.core.canonical import parse_json
 from statesync.core.commands import Command, Compare, Delete, Op, Patch, Put, prepare
 from statesync.core.errors import (
@@ -1240,6 +1240,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_cmd.add_parsers(sub)
     contract_cmd.add_parsers(sub)
     rollback_cmd.add_parsers(sub)
+    policy_cmd.add_parsers(sub)
     return parser
 
 

@@ -250,3 +250,20 @@ class Controller:
         for contract in self.hub.versions.all():
             current.add_metric([contract.namespace], contract.current)
         yield current
+        labels = ["namespace", "active", "candidate"]
+        compared = CounterMetricFamily(
+            "statesync_shadow_decisions",
+            "Writes based on an old revision on which a shadow policy was evaluated.",
+            labels=labels,
+        )
+        disagreed = CounterMetricFamily(
+            "statesync_shadow_disagreements",
+            "Of those, the writes the shadow policy would have decided differently.",
+            labels=labels,
+        )
+        gate = getattr(self.store, "contract_gate", None)
+        for ns, stats in ([] if gate is None else list(gate.shadow_stats.items())):
+            names = [ns, stats.active.value, stats.candidate.value]
+            compared.add_metric(names, stats.compared)
+            disagreed.add_metric(names, stats.disagreed)
+        yield from (compared, disagreed)

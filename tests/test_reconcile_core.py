@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from statesync.core.digest import NamespaceDigest, position, value_hash
+from statesync.core.digest import NamespaceDigest, Node, position, value_hash
 from statesync.core.reconcile import LEAF_LIMIT, Descent, answer, names
 
 
@@ -19,6 +19,9 @@ class Holder:
         self.digest = NamespaceDigest.from_items(self.hashes.items())
         self.positions = {k: position(k).hex() for k in self.hashes}
 
+    def node(self, prefix: str) -> Node:
+        return self.digest.node(prefix, self.leaves)
+
     def leaves(self, prefix: str) -> dict[str, bytes]:
         return {k: h for k, h in self.hashes.items() if self.positions[k].startswith(prefix)}
 
@@ -27,9 +30,8 @@ def descend(controller: Holder, worker: Holder) -> Descent:
     descent = Descent("ns")
     while not descent.done:
         prefixes, unknown = descent.query()
-        descent.receive(
-            answer(worker.digest, worker.leaves, prefixes), controller.digest, controller.leaves
-        )
+        answers = answer(worker.digest, worker.leaves, prefixes)
+        descent.receive(answers, controller.node, controller.leaves)
         for prefix, leaves in unknown.items():
             descent.named(names(worker.leaves, prefix, leaves))
     return descent

@@ -118,7 +118,10 @@ class Descent:
         self.bytes_exchanged += sum(len(p) + 4 * len(v) for p, v in unknown.items())
         return prefixes, unknown
 
-    def receive(self, answers: Iterable[Answer], ours: NamespaceDigest, our_leaves: Leaves) -> None:
+    def receive(
+        self, answers: Iterable[Answer], our_node: Callable[[str], Node], our_leaves: Leaves
+    ) -> None:
+        """Compare the worker's answers with our trie (`our_node(prefix)`)."""
         for a in answers:
             self.bytes_exchanged += a.size
             if a.is_leaves:
@@ -126,7 +129,7 @@ class Descent:
                 continue
             for i, nibble in enumerate(NIBBLES):
                 theirs = a.children[8 * i : 8 * i + 8]
-                mine = ours.node(a.prefix + nibble, our_leaves)
+                mine = our_node(a.prefix + nibble)
                 if theirs != mine.count.to_bytes(4, "big") + short_fingerprint(mine):
                     self.pending.append(a.prefix + nibble)
 

@@ -364,16 +364,18 @@ class Heartbeat(_message.Message):
     def __init__(self, sent_unix: _Optional[float] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
-    __slots__ = ("hello", "ack", "nack", "heartbeat")
+    __slots__ = ("hello", "ack", "nack", "heartbeat", "answer")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     ACK_FIELD_NUMBER: _ClassVar[int]
     NACK_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     ack: Ack
     nack: Nack
     heartbeat: Heartbeat
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    answer: DigestAnswer
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ..., nack: _Optional[_Union[Nack, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., answer: _Optional[_Union[DigestAnswer, _Mapping]] = ...) -> None: ...
 
 class Change(_message.Message):
     __slots__ = ("ns", "key", "kind", "value", "patch", "value_hash", "prev_mod_rev", "create_rev", "version", "schema_version", "source_hash")
@@ -440,25 +442,99 @@ class Progress(_message.Message):
     def __init__(self, rev: _Optional[int] = ..., head_rev: _Optional[int] = ...) -> None: ...
 
 class Resync(_message.Message):
-    __slots__ = ("reason", "rev", "digests")
+    __slots__ = ("reason", "rev", "digests", "reconcile")
     REASON_FIELD_NUMBER: _ClassVar[int]
     REV_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    RECONCILE_FIELD_NUMBER: _ClassVar[int]
     reason: str
     rev: int
     digests: _containers.RepeatedCompositeFieldContainer[NamespaceDigest]
-    def __init__(self, reason: _Optional[str] = ..., rev: _Optional[int] = ..., digests: _Optional[_Iterable[_Union[NamespaceDigest, _Mapping]]] = ...) -> None: ...
+    reconcile: bool
+    def __init__(self, reason: _Optional[str] = ..., rev: _Optional[int] = ..., digests: _Optional[_Iterable[_Union[NamespaceDigest, _Mapping]]] = ..., reconcile: _Optional[bool] = ...) -> None: ...
+
+class DigestQuery(_message.Message):
+    __slots__ = ("id", "ns", "prefixes", "names")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NS_FIELD_NUMBER: _ClassVar[int]
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ns: str
+    prefixes: _containers.RepeatedScalarFieldContainer[str]
+    names: _containers.RepeatedCompositeFieldContainer[NameQuery]
+    def __init__(self, id: _Optional[int] = ..., ns: _Optional[str] = ..., prefixes: _Optional[_Iterable[str]] = ..., names: _Optional[_Iterable[_Union[NameQuery, _Mapping]]] = ...) -> None: ...
+
+class NameQuery(_message.Message):
+    __slots__ = ("prefix", "leaves")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    leaves: bytes
+    def __init__(self, prefix: _Optional[str] = ..., leaves: _Optional[bytes] = ...) -> None: ...
+
+class NodeAnswer(_message.Message):
+    __slots__ = ("prefix", "children", "leaves", "is_leaves")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_FIELD_NUMBER: _ClassVar[int]
+    IS_LEAVES_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    children: bytes
+    leaves: bytes
+    is_leaves: bool
+    def __init__(self, prefix: _Optional[str] = ..., children: _Optional[bytes] = ..., leaves: _Optional[bytes] = ..., is_leaves: _Optional[bool] = ...) -> None: ...
+
+class DigestAnswer(_message.Message):
+    __slots__ = ("id", "ns", "rev", "nodes", "names")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NS_FIELD_NUMBER: _ClassVar[int]
+    REV_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    ns: str
+    rev: int
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeAnswer]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[int] = ..., ns: _Optional[str] = ..., rev: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeAnswer, _Mapping]]] = ..., names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KeyRef(_message.Message):
+    __slots__ = ("ns", "key")
+    NS_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ns: str
+    key: str
+    def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class Repair(_message.Message):
+    __slots__ = ("id", "rev", "entries", "deletes", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REV_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    DELETES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    rev: int
+    entries: _containers.RepeatedCompositeFieldContainer[Entry]
+    deletes: _containers.RepeatedCompositeFieldContainer[KeyRef]
+    reason: str
+    def __init__(self, id: _Optional[int] = ..., rev: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., deletes: _Optional[_Iterable[_Union[KeyRef, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class SyncReply(_message.Message):
-    __slots__ = ("batch", "progress", "resync", "chunk", "heartbeat")
+    __slots__ = ("batch", "progress", "resync", "chunk", "heartbeat", "query", "repair")
     BATCH_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     RESYNC_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
     batch: ChangeBatch
     progress: Progress
     resync: Resync
     chunk: SnapshotChunk
     heartbeat: Heartbeat
-    def __init__(self, batch: _Optional[_Union[ChangeBatch, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., resync: _Optional[_Union[Resync, _Mapping]] = ..., chunk: _Optional[_Union[SnapshotChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    query: DigestQuery
+    repair: Repair
+    def __init__(self, batch: _Optional[_Union[ChangeBatch, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., resync: _Optional[_Union[Resync, _Mapping]] = ..., chunk: _Optional[_Union[SnapshotChunk, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., query: _Optional[_Union[DigestQuery, _Mapping]] = ..., repair: _Optional[_Union[Repair, _Mapping]] = ...) -> None: ...

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from statesync.core.digest import NamespaceDigest
+from statesync.core.digest import NamespaceDigest, position
 from statesync.core.errors import StatesyncError
 from statesync.core.sync import HeldKey
 
@@ -109,6 +109,8 @@ class Replica:
         self.held: dict[tuple[str, str], HeldKey] = {}
         self._auth: dict[tuple[str, str], bytes] = {}
         self.digests: dict[str, NamespaceDigest] = {}
+        self._buckets: dict[str, dict[int, set[str]]] = {}
+        """Per namespace, keys by their position's first 4 nibbles (for `leaves`)."""
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         if state_dir is not None:
@@ -237,7 +239,44 @@ class Replica:
         entry = self.get(ns, key)
         return b"" if entry is None else entry.vhash
 
+    def _count(self, ns: str, key: str, old: bytes | None, new: bytes | None) -> None:
+        """`key`'s leaf changed from `old` to `new` (None: not counted)."""
+        self.digest(ns).update(key, old, new)
+        buckets = self._buckets.get(ns)
+        if buckets is not None and (old is None) != (new is None):
+            bucket = buckets.setdefault(_bucket(key), set())
+            if new is None:
+                bucket.discard(key)
+            else:
+                bucket.add(key)
+
+    def leaves(self, ns: str, prefix: str) -> dict[str, bytes]:
+        """The (key -> leaf hash) pairs the digest counts under `prefix`, for
+        digest descent. The by-bucket index is built on first use."""
+        buckets = self._buckets.get(ns)
+        if buckets is None:
+            buckets = self._buckets[ns] = {}
+            for key in self.data.get(ns, {}):
+                buckets.setdefault(_bucket(key), set()).add(key)
+            for held_ns, key in self._auth:
+                if held_ns == ns and self._auth_hash(ns, key) is not None:
+                    buckets.setdefault(_bucket(key), set()).add(key)
+        if len(prefix) >= 4:
+            candidates: Iterable[str] = buckets.get(int(prefix[:4], 16), ())
+        else:
+            candidates = (
+                k for b, keys in buckets.items() if f"{b:04x}".startswith(prefix) for k in keys
+            )
+        found = {}
+        for key in candidates:
+            if len(prefix) <= 4 or position(key).hex().startswith(prefix):
+                leaf = self._auth_hash(ns, key)
+                if leaf is not None:
+                    found[key] = leaf
+        return found
+
     def _rebuild_digests(self) -> None:
+        self._buckets = {}
         self.digests = {}
         for ns, entries in self.data.items():
             self.digests[ns] = NamespaceDigest.from_items(
@@ -270,20 +309,20 @@ class Replica:
                 old = self._auth_hash(ns, key)
                 self.data.setdefault(ns, {})[key] = entry
                 self._release(ns, key, conn)
-                self.digest(ns).update(key, old, entry.leaf)
+                self._count(ns, key, old, entry.leaf)
                 touched.add(ns)
             for ns, key in deletes:
                 old = self._auth_hash(ns, key)
                 self.data.get(ns, {}).pop(key, None)
                 self._release(ns, key, conn)
-                self.digest(ns).update(key, old, None)
+                self._count(ns, key, old, None)
                 touched.add(ns)
             for held, auth in rejected:
                 ns, key = held.namespace, held.key
                 old = self._auth_hash(ns, key)
                 self.held[(ns, key)] = held
                 self._auth[(ns, key)] = auth
-                self.digest(ns).update(key, old, auth or None)
+                self._count(ns, key, old, auth or None)
                 touched.add(ns)
             if conn is not None:
                 conn.executemany(
@@ -343,6 +382,7 @@ class Replica:
             self._auth = {(h.namespace, h.key): a for h, a in rejected}
             if digests is not None and digests.keys() >= entries.keys():
                 self.digests = dict(digests)
+                self._buckets = {}
             else:
                 self._rebuild_digests()
             if conn is not None:
@@ -381,3 +421,7 @@ def read_offline(state_dir: Path) -> dict[str, object]:
         "namespaces": namespaces,
         "held": held,
     }
+
+
+def _bucket(key: str) -> int:
+    return int.from_bytes(position(key)[:2], "big")

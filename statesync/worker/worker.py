@@ -36,6 +36,7 @@ import orjson
 
 from statesync.contracts.compat import check_schema
 from statesync.contracts.registry import Contract, SchemaValidator
+from statesync.core import reconcile
 from statesync.core.canonical import canonical_bytes, parse_json
 from statesync.core.delta import DeltaMismatchError, apply_delta
 from statesync.core.digest import NamespaceDigest
@@ -217,6 +218,8 @@ class Worker:
         """The last refused value of each held key: a delta may still be based on it."""
         self.reconnects = 0
         self.resyncs = 0
+        self.repairs = 0
+        """Keys the controller repaired after a digest descent found them drifted."""
         self.chaos = (
             _Chaos(self.settings)
             if self.settings.chaos_drop or self.settings.chaos_corrupt
@@ -454,6 +457,19 @@ class Worker:
             if snapshot is None:
                 self._advance(reply.progress.rev)
                 self._ack(outgoing)
+        elif kind == "resync" and reply.resync.reconcile:
+            log.info(
+                "worker %s: moving from revision %d to %d, keeping the replica: %s "
+                "(digest descent repairs what differs)",
+                self.worker_id,
+                self.applied_rev,
+                reply.resync.rev,
+                reply.resync.reason,
+            )
+            self.replica.advance(reply.resync.rev)
+            self.cursor = ReplicaCursor(self.applied_rev)
+            self._notify_applied()
+            self._ack(outgoing)
         elif kind == "resync":
             log.info(
                 "worker %s: resync at revision %d: %s",
@@ -462,6 +478,11 @@ class Worker:
                 reply.resync.reason,
             )
             return _Snapshot(reply.resync)
+        elif kind == "query":
+            outgoing.put_nowait(pb.SyncRequest(answer=self._answer(reply.query)))
+        elif kind == "repair":
+            await self._repair(reply.repair)
+            self._ack(outgoing)
         elif kind == "chunk":
             if snapshot is None:
                 raise ProtocolError("a snapshot chunk arrived without a resync")
@@ -506,6 +527,73 @@ class Worker:
         if violations:
             detail = "; ".join(f"{v.path or '(root)'}: {v.message}" for v in violations)
             raise Reject(f"does not conform to schema v{version}: {detail}")
+
+    def _answer(self, query: pb.DigestQuery) -> pb.DigestAnswer:
+        """Describe our digest trie's nodes (and name leaves) for a descent."""
+        ns = query.ns
+
+        def leaves(prefix: str) -> dict[str, bytes]:
+            return self.replica.leaves(ns, prefix)
+
+        out = pb.DigestAnswer(id=query.id, ns=ns, rev=self.applied_rev)
+        for a in reconcile.answer(self.replica.digest(ns), leaves, query.prefixes):
+            out.nodes.add(
+                prefix=a.prefix, children=a.children, leaves=a.leaves, is_leaves=a.is_leaves
+            )
+        for q in query.names:
+            wanted = [q.leaves[i : i + 4] for i in range(0, len(q.leaves), 4)]
+            out.names.extend(reconcile.names(leaves, q.prefix, wanted))
+        return out
+
+    async def _repair(self, repair: pb.Repair) -> None:
+        """Apply the controller's values for drifted keys (never subject to chaos)."""
+        if repair.rev != self.applied_rev:
+            log.info(
+                "worker %s: repair for revision %d skipped at revision %d (the next digest "
+                "check decides again)",
+                self.worker_id,
+                repair.rev,
+                self.applied_rev,
+            )
+            return
+        entries: dict[str, dict[str, Entry]] = {}
+        for e in repair.entries:
+            entries.setdefault(e.ns, {})[e.key] = _entry_of(e)
+        puts = [(ns, key, entry) for ns, keyed in entries.items() for key, entry in keyed.items()]
+        deletes = [(d.ns, d.key) for d in repair.deletes]
+        events = [
+            ChangeEvent(
+                repair.rev,
+                ns,
+                key,
+                "put",
+                orjson.loads(entry.value),
+                "",
+                "",
+                entry.create_rev,
+                entry.version,
+                snapshot=True,
+                schema_version=entry.schema_version,
+            )
+            for ns, key, entry in puts
+        ] + [
+            ChangeEvent(repair.rev, ns, key, "delete", None, "", "", snapshot=True)
+            for ns, key in deletes
+        ]
+        for event in events:
+            await self._run_handler(event)
+        self.replica.apply(repair.rev, puts, deletes, [])
+        self.repairs += len(events)
+        log.warning(
+            "worker %s: repaired %d drifted key(s) at revision %d: %s",
+            self.worker_id,
+            len(events),
+            repair.rev,
+            repair.reason,
+        )
+        for event in events:
+            for callback in self._callbacks:
+                callback(event)
 
     def _advance(self, rev: int) -> None:
         self.replica.advance(rev)
@@ -757,15 +845,19 @@ class _Snapshot:
 
     def add(self, chunk: pb.SnapshotChunk) -> None:
         for e in chunk.entries:
-            self.entries.setdefault(e.ns, {})[e.key] = Entry(
-                e.value,
-                e.create_rev,
-                e.mod_rev,
-                e.version,
-                hashlib.sha256(e.value).digest(),
-                e.schema_version,
-                e.source_hash,
-            )
+            self.entries.setdefault(e.ns, {})[e.key] = _entry_of(e)
+
+
+def _entry_of(e: pb.Entry) -> Entry:
+    return Entry(
+        e.value,
+        e.create_rev,
+        e.mod_rev,
+        e.version,
+        hashlib.sha256(e.value).digest(),
+        e.schema_version,
+        e.source_hash,
+    )
 
 
 def _entry(change: pb.Change, rev: int) -> Entry:

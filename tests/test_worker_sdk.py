@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -237,7 +238,17 @@ def test_one_state_directory_serves_one_worker(tmp_path: Path) -> None:
         first.close()
 
 
-def test_a_worker_that_fell_behind_the_buffer_is_resynced(tmp_path: Path) -> None:
+def until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Poll `condition` until it holds or `timeout` passes (for state with no event)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(0.05)
+    return True
+
+
+def test_a_worker_that_fell_behind_the_buffer_is_reconciled(tmp_path: Path) -> None:
     server = RunningController(tmp_path / "ctl", feed_revisions=20)
     try:
         with Client(server.address) as client:
@@ -261,8 +272,18 @@ def test_a_worker_that_fell_behind_the_buffer_is_resynced(tmp_path: Path) -> Non
                     rev = client.put("q", f"k{i % 50}", i).rev
                 gate.set()
                 assert worker.wait_for(rev, 30)
-                assert worker.list("q") == state_of(client, "q")
-                assert worker.resyncs >= 2  # the bootstrap, then at least one for falling behind
+                # It moved to the head keeping its replica; descent repairs what it lacks.
+                assert until(lambda: worker.list("q") == state_of(client, "q"), 30)
+                assert worker.resyncs == 1  # only the bootstrap: no second snapshot
+                assert worker.repairs > 0
+
+                def verified() -> bool:
+                    status = next(w for w in client.status().workers if w.worker_id == "slow")
+                    return any(r.outcome == "verified" for r in status.repairs)
+
+                assert until(verified, 10)
+                status = next(w for w in client.status().workers if w.worker_id == "slow")
+                assert status.keys_repaired == worker.repairs and status.divergences >= 1
     finally:
         server.stop()
 

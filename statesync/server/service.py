@@ -227,6 +227,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
                 pb.SchemaVersions(ns=ns, versions=[record.targets.get(ns, 0)])
                 for ns in sorted(record.declared)
             ],
+            divergences=record.repairs.divergences,
+            keys_repaired=record.repairs.keys_repaired,
+            repairs=[r.to_pb() for r in record.repairs.history],
         )
 
     async def WaitApplied(

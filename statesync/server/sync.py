@@ -22,6 +22,7 @@ from statesync.core.delta import make_delta
 from statesync.core.errors import CompactedError, ProtocolError, StatesyncError
 from statesync.core.sync import HeldKey, StreamState, SyncSettings, WorkerSession
 from statesync.server.feed import ChangeFeed, Slice, revisions_to_pb
+from statesync.server.reconcile import Reconciler, WorkerRepairs
 from statesync.server.versions import Targets, VersionServer
 from statesync.store.base import Store
 from statesync.wire import entry_to_pb, held_from_pb, pb
@@ -44,6 +45,9 @@ class WorkerRecord:
     """Schema versions the worker understands, per namespace (its hello)."""
     targets: Targets = field(default_factory=dict)
     """The version each declared namespace is served in."""
+    repairs: WorkerRepairs = field(default_factory=WorkerRepairs)
+    full_resync: bool = False
+    """The next resync must send a snapshot (e.g. the served schema version changed)."""
 
 
 class SyncHub:
@@ -71,6 +75,7 @@ class SyncHub:
         self._deltas: dict[tuple[int, str, str], bytes | None] = {}
         self.versions = VersionServer(store)
         feed.contract_listeners.append(self._contracts_changed)
+        self.reconciler = Reconciler(store, self.versions, retry_after_s=2 * settings.heartbeat_s)
 
     # ------------------------------------------------------------ the stream
 
@@ -108,6 +113,7 @@ class SyncHub:
         if stale and not needs_snapshot:
             session.fell_behind("schema version changed: " + ", ".join(stale))
             needs_snapshot = True
+        record.full_resync = bool(stale) or hello.from_rev == 0
         self._register(record)
         if needs_snapshot:
             log.info("worker %s: %s", session.worker_id or "(watch)", session.resync_reason)
@@ -141,6 +147,8 @@ class SyncHub:
         if old is not None:
             session.nacks += old.session.nacks
             session.resyncs += old.session.resyncs
+            record.repairs = old.repairs
+            record.repairs.active = None
         self.workers[session.worker_id] = record
         log.info(
             "worker %s connected from %s: namespaces %s, from revision %d",
@@ -169,9 +177,17 @@ class SyncHub:
                 )
                 return
             if session.state is StreamState.SNAPSHOTTING:
-                async for reply in self._snapshot(record):
-                    yield reply
+                if record.full_resync or session.acked_rev == 0:
+                    async for reply in self._snapshot(record):
+                        yield reply
+                else:
+                    yield self._reconcile_resync(record)
+                record.full_resync = False
                 fed = False
+                continue
+            message = await self.reconciler.next_message(record)
+            if message is not None:
+                yield message
                 continue
             room = session.room()
             chunk: Slice | None = None
@@ -268,6 +284,17 @@ class SyncHub:
         rev = revisions[-1].rev if full and revisions else head
         return Slice(session.cursor, max(rev, session.cursor), revisions, len(changes))
 
+    def _reconcile_resync(self, record: WorkerRecord) -> pb.SyncReply:
+        """Resync by reconciliation: the worker keeps its replica and moves to the
+        head; the digest check at its next ACK finds what it lacks, and descent
+        repairs exactly that (a snapshot only for an empty replica)."""
+        session = record.session
+        head = self.feed.head_rev
+        reason = f"{session.resync_reason}; reconciling instead of a snapshot"
+        log.info("worker %s: %s (moving it to revision %d)", session.worker_id, reason, head)
+        session.snapshot_sent(head, time.monotonic())
+        return pb.SyncReply(resync=pb.Resync(reason=reason, rev=head, reconcile=True))
+
     async def _snapshot(self, record: WorkerRecord) -> AsyncIterator[pb.SyncReply]:
         """Stream a bootstrap: Resync (reason, revision, digests), then chunks."""
         session = record.session
@@ -322,6 +349,7 @@ class SyncHub:
             changed = ", ".join(f"{ns} v{v}" for ns, v in sorted(targets.items()))
             record.targets = targets
             if record.session.state is StreamState.TAILING:
+                record.full_resync = True
                 record.session.fell_behind(f"now served in {changed}: re-sending the state")
                 log.info("worker %s %s", record.session.worker_id, record.session.resync_reason)
                 record.wake.set()
@@ -335,7 +363,8 @@ class SyncHub:
                 ack = request.ack
                 session.ack(ack.rev, {d.ns: (d.root, d.count) for d in ack.digests}, now)
                 session.set_held(held_from_pb(h) for h in ack.held)
-                record.digest = await self._agreement(session)
+                record.digest, differing = await self._agreement(session)
+                self.reconciler.on_ack(record, differing)
                 record.wake.set()
                 self._acked.set()
                 self._acked = asyncio.Event()
@@ -350,6 +379,9 @@ class SyncHub:
                     nack.key,
                     nack.reason,
                 )
+            elif kind == "answer":
+                session.heard(now)
+                await self.reconciler.on_answer(record, request.answer)
             elif kind == "hello":
                 raise ProtocolError(f"a second hello from worker {session.worker_id}")
             else:  # a heartbeat, or a message kind from a newer worker: it is alive
@@ -358,20 +390,22 @@ class SyncHub:
             record.connected = False
             record.wake.set()
 
-    async def _agreement(self, session: WorkerSession) -> str:
-        """Compare the worker's digests with ours at the revision it applied."""
+    async def _agreement(self, session: WorkerSession) -> tuple[str, list[str]]:
+        """Compare the worker's digests with ours at the revision it applied:
+        ("agree" | "differ" | "unknown", the namespaces that differ)."""
         if not session.acked_digests:
-            return "unknown"
-        for ns, (root, _count) in session.acked_digests.items():
+            return "unknown", []
+        differing = []
+        for ns, (root, _count) in sorted(session.acked_digests.items()):
             ours = self.feed.root_at(ns, session.acked_rev)
             if ours is None:
                 try:
                     ours = await asyncio.to_thread(self.store.digest, ns, rev=session.acked_rev)
                 except StatesyncError:
-                    return "unknown"
+                    return "unknown", []
             if ours != root:
-                return "differ"
-        return "agree"
+                differing.append(ns)
+        return ("differ" if differing else "agree"), differing
 
     # ------------------------------------------------------------ queries
 

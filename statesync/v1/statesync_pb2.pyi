@@ -234,7 +234,7 @@ class HeldKey(_message.Message):
     def __init__(self, ns: _Optional[str] = ..., key: _Optional[str] = ..., rev: _Optional[int] = ..., reason: _Optional[str] = ..., held_hash: _Optional[bytes] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("worker_id", "connected", "namespaces", "applied_rev", "lag_revisions", "lag_seconds", "last_ack_unix", "digest", "nacks", "resyncs", "state", "held", "peer", "buffered", "served")
+    __slots__ = ("worker_id", "connected", "namespaces", "applied_rev", "lag_revisions", "lag_seconds", "last_ack_unix", "digest", "nacks", "resyncs", "state", "held", "peer", "buffered", "served", "divergences", "keys_repaired", "repairs")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     NAMESPACES_FIELD_NUMBER: _ClassVar[int]
@@ -250,6 +250,9 @@ class WorkerStatus(_message.Message):
     PEER_FIELD_NUMBER: _ClassVar[int]
     BUFFERED_FIELD_NUMBER: _ClassVar[int]
     SERVED_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCES_FIELD_NUMBER: _ClassVar[int]
+    KEYS_REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    REPAIRS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     connected: bool
     namespaces: _containers.RepeatedScalarFieldContainer[str]
@@ -265,7 +268,56 @@ class WorkerStatus(_message.Message):
     peer: str
     buffered: int
     served: _containers.RepeatedCompositeFieldContainer[SchemaVersions]
-    def __init__(self, worker_id: _Optional[str] = ..., connected: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., applied_rev: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., last_ack_unix: _Optional[float] = ..., digest: _Optional[str] = ..., nacks: _Optional[int] = ..., resyncs: _Optional[int] = ..., state: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ..., peer: _Optional[str] = ..., buffered: _Optional[int] = ..., served: _Optional[_Iterable[_Union[SchemaVersions, _Mapping]]] = ...) -> None: ...
+    divergences: int
+    keys_repaired: int
+    repairs: _containers.RepeatedCompositeFieldContainer[RepairRecord]
+    def __init__(self, worker_id: _Optional[str] = ..., connected: _Optional[bool] = ..., namespaces: _Optional[_Iterable[str]] = ..., applied_rev: _Optional[int] = ..., lag_revisions: _Optional[int] = ..., lag_seconds: _Optional[float] = ..., last_ack_unix: _Optional[float] = ..., digest: _Optional[str] = ..., nacks: _Optional[int] = ..., resyncs: _Optional[int] = ..., state: _Optional[str] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ..., peer: _Optional[str] = ..., buffered: _Optional[int] = ..., served: _Optional[_Iterable[_Union[SchemaVersions, _Mapping]]] = ..., divergences: _Optional[int] = ..., keys_repaired: _Optional[int] = ..., repairs: _Optional[_Iterable[_Union[RepairRecord, _Mapping]]] = ...) -> None: ...
+
+class RepairRecord(_message.Message):
+    __slots__ = ("ns", "reason", "detected_unix", "keys", "key_count", "round_trips", "bytes", "outcome", "seconds")
+    NS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETECTED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TRIPS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ns: str
+    reason: str
+    detected_unix: float
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    key_count: int
+    round_trips: int
+    bytes: int
+    outcome: str
+    seconds: float
+    def __init__(self, ns: _Optional[str] = ..., reason: _Optional[str] = ..., detected_unix: _Optional[float] = ..., keys: _Optional[_Iterable[str]] = ..., key_count: _Optional[int] = ..., round_trips: _Optional[int] = ..., bytes: _Optional[int] = ..., outcome: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class ReconcileRequest(_message.Message):
+    __slots__ = ("workers", "namespaces", "timeout_s")
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedScalarFieldContainer[str]
+    namespaces: _containers.RepeatedScalarFieldContainer[str]
+    timeout_s: float
+    def __init__(self, workers: _Optional[_Iterable[str]] = ..., namespaces: _Optional[_Iterable[str]] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+
+class ReconcileReply(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReconcileResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReconcileResult, _Mapping]]] = ...) -> None: ...
+
+class ReconcileResult(_message.Message):
+    __slots__ = ("worker_id", "record")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    record: RepairRecord
+    def __init__(self, worker_id: _Optional[str] = ..., record: _Optional[_Union[RepairRecord, _Mapping]] = ...) -> None: ...
 
 class StatusReply(_message.Message):
     __slots__ = ("head_rev", "compacted_rev", "workers", "namespaces", "data", "started_unix")

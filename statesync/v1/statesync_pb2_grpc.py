@@ -69,6 +69,11 @@ class StatesyncStub:
                 request_serializer=statesync_dot_v1_dot_statesync__pb2.StatusRequest.SerializeToString,
                 response_deserializer=statesync_dot_v1_dot_statesync__pb2.StatusReply.FromString,
                 _registered_method=True)
+        self.Reconcile = channel.unary_unary(
+                '/statesync.v1.Statesync/Reconcile',
+                request_serializer=statesync_dot_v1_dot_statesync__pb2.ReconcileRequest.SerializeToString,
+                response_deserializer=statesync_dot_v1_dot_statesync__pb2.ReconcileReply.FromString,
+                _registered_method=True)
         self.WaitApplied = channel.unary_unary(
                 '/statesync.v1.Statesync/WaitApplied',
                 request_serializer=statesync_dot_v1_dot_statesync__pb2.WaitAppliedRequest.SerializeToString,
@@ -127,6 +132,13 @@ class StatesyncServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Reconcile(self, request, context):
+        """Check now: a digest descent for each (worker, namespace), repairing what differs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WaitApplied(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -177,6 +189,11 @@ def add_StatesyncServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=statesync_dot_v1_dot_statesync__pb2.StatusRequest.FromString,
                     response_serializer=statesync_dot_v1_dot_statesync__pb2.StatusReply.SerializeToString,
+            ),
+            'Reconcile': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reconcile,
+                    request_deserializer=statesync_dot_v1_dot_statesync__pb2.ReconcileRequest.FromString,
+                    response_serializer=statesync_dot_v1_dot_statesync__pb2.ReconcileReply.SerializeToString,
             ),
             'WaitApplied': grpc.unary_unary_rpc_method_handler(
                     servicer.WaitApplied,
@@ -378,6 +395,33 @@ class Statesync:
             '/statesync.v1.Statesync/Status',
             statesync_dot_v1_dot_statesync__pb2.StatusRequest.SerializeToString,
             statesync_dot_v1_dot_statesync__pb2.StatusReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reconcile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/statesync.v1.Statesync/Reconcile',
+            statesync_dot_v1_dot_statesync__pb2.ReconcileRequest.SerializeToString,
+            statesync_dot_v1_dot_statesync__pb2.ReconcileReply.FromString,
             options,
             channel_credentials,
             insecure,

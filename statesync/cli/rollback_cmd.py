@@ -1,4 +1,5 @@
-"""`statesync rollback`: restore keys to an earlier revision with one new command."""
+"""`statesync rollback` (restore keys to an earlier revision with one new command) and
+`statesync reconcile` (check workers now: find, repair and verify drift)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,41 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_INCOMPLETE = 8
+_SETTLED = {"verified", "no drift", "nothing to repair"}
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    namespaces = [ns for part in args.ns or () for ns in part.split(",") if ns]
+    workers = [w for part in args.worker or () for w in part.split(",") if w]
+    with Client(getattr(args, "server", None) or default_server()) as client:
+        results = client.reconcile(workers=workers, namespaces=namespaces, timeout=args.timeout)
+    unsettled = 0
+    for result in results:
+        r = result.record
+        unsettled += r.outcome not in _SETTLED
+        _dump(
+            {
+                "worker": result.worker_id,
+                "ns": r.ns,
+                "outcome": r.outcome,
+                "keys_repaired": r.key_count,
+                "keys": list(r.keys),
+                "round_trips": r.round_trips,
+                "bytes": r.bytes,
+                "seconds": round(r.seconds, 3),
+            }
+        )
+    if not results:
+        sys.stderr.write("statesync: no worker is connected\n")
+    if unsettled:
+        sys.stderr.write(
+            f"statesync: error: {unsettled} check(s) did not end verified or without drift\n"
+        )
+        return EXIT_INCOMPLETE
+    return 0
+
+
 def _revision(text: str) -> int:
     try:
         rev = int(text)
@@ -85,3 +121,31 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)",
     )
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser(
+        "reconcile",
+        help="check workers now: find drifted keys by digest, repair and verify them",
+        description="Workers are checked at every ACK (their digest against the "
+        "controller's at the same revision) and drift is repaired automatically; this "
+        "forces a full check now. For each connected worker (or --worker) and namespace "
+        "(or --ns): a digest descent over the worker's stream finds exactly the keys it "
+        "has wrong, lacks or has extra; those are repaired with the controller's values "
+        "and the next digest verifies it. Prints one JSON line per (worker, namespace): "
+        '{"worker", "ns", "outcome" (no drift | verified | gave up...), "keys_repaired", '
+        '"keys", "round_trips", "bytes", "seconds"}. Exit 8 if a check did not settle '
+        "before --timeout.",
+        epilog="examples:\n"
+        "  statesync reconcile\n"
+        "  statesync reconcile --worker edge-1 --ns routes\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--worker", action="append", metavar="ID", help="worker id (repeatable)")
+    p.add_argument("--ns", action="append", metavar="NS", help="namespace (repeatable)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds (default 30)")
+    p.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=argparse.SUPPRESS,
+        help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)",
+    )
+    p.set_defaults(func=cmd_reconcile)

@@ -298,6 +298,14 @@ class Client:
     def status(self) -> pb.StatusReply:
         return self._call(self._stub.Status, pb.StatusRequest())
 
+    def reconcile(
+        self, *, workers: Sequence[str] = (), namespaces: Sequence[str] = (), timeout: float = 30.0
+    ) -> list[pb.ReconcileResult]:
+        """Check workers now (every connected one by default): a digest descent per
+        namespace, repairing and verifying what differs. One result per (worker, ns)."""
+        request = pb.ReconcileRequest(workers=workers, namespaces=namespaces, timeout_s=timeout)
+        return list(self._call(self._stub.Reconcile, request, timeout=timeout + 10).results)
+
     def wait_applied(
         self,
         rev: int,

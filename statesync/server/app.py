@@ -218,6 +218,14 @@ class Controller:
         resyncs = CounterMetricFamily(
             "statesync_worker_resyncs", "Snapshot resyncs per worker.", labels=labels
         )
+        divergences = CounterMetricFamily(
+            "statesync_worker_divergences",
+            "Digest mismatches detected per worker (each is localized and repaired).",
+            labels=labels,
+        )
+        repaired = CounterMetricFamily(
+            "statesync_worker_keys_repaired", "Drifted keys repaired per worker.", labels=labels
+        )
         held = GaugeMetricFamily(
             "statesync_worker_held_keys",
             "Keys the worker refused (NACKed) and holds at their last good value.",
@@ -239,9 +247,24 @@ class Controller:
             nacks.add_metric(worker, status.nacks)
             resyncs.add_metric(worker, status.resyncs)
             held.add_metric(worker, len(status.held))
+            divergences.add_metric(worker, status.divergences)
+            repaired.add_metric(worker, status.keys_repaired)
             for versions in status.served:
                 served.add_metric([status.worker_id, versions.ns], versions.versions[0])
         yield from (applied, lag, lag_s, connected, buffered, nacks, resyncs, held, served)
+        yield from (divergences, repaired)
+        seconds = sorted(self.hub.reconciler.seconds_to_repair)
+        repair_time = GaugeMetricFamily(
+            "statesync_repair_seconds",
+            "Detection to verified repair, over the last 1000 repairs.",
+            labels=["quantile"],
+        )
+        for q in (0.5, 0.99, 1.0):
+            if seconds:
+                repair_time.add_metric(
+                    [str(q)], seconds[min(len(seconds) - 1, int(q * len(seconds)))]
+                )
+        yield repair_time
         current = GaugeMetricFamily(
             "statesync_schema_version",
             "The newest registered schema version per namespace.",

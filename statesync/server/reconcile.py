@@ -16,6 +16,7 @@ when, why, cost) for `status`, metrics and logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -107,7 +108,7 @@ class Reconciler:
         self._ids = itertools.count(1)
         self.seconds_to_repair: deque[float] = deque(maxlen=1000)
 
-    def start(self, worker: WorkerRecord, namespace: str, reason: str) -> asyncio.Event | None:
+    def start(self, worker: WorkerRecord, namespace: str, reason: str) -> _Active | None:
         """Localize and repair `namespace` on `worker` now (None: one is under way)."""
         repairs = worker.repairs
         if repairs.active is not None:
@@ -116,7 +117,23 @@ class Reconciler:
         repairs.active = _Active(record, Descent(namespace), time.monotonic())
         repairs.history.append(record)
         worker.wake.set()
-        return repairs.active.done
+        return repairs.active
+
+    async def check(
+        self, worker: WorkerRecord, namespace: str, reason: str, deadline: float
+    ) -> RepairRecord:
+        """A full check now (after any check under way): descend, repair, verify."""
+        while True:
+            active = self.start(worker, namespace, reason)
+            if active is not None:
+                break
+            current = worker.repairs.active
+            if current is not None:
+                await _wait(current.done, deadline)
+        await _wait(active.done, deadline)
+        if not active.done.is_set():
+            active.record.outcome += " (timed out)"
+        return active.record
 
     def on_ack(self, worker: WorkerRecord, differing: list[str]) -> None:
         """An ACK was compared: verify a repair, or start on a new divergence."""
@@ -196,6 +213,9 @@ class Reconciler:
             in_flight = None
             log.warning("worker %s: %s", worker.session.worker_id, exc)
         keys = sorted(active.descent.differing - (in_flight or set()))
+        if not active.descent.differing:
+            self._finish(worker, active, "no drift")
+            return
         if in_flight is None or not keys:
             # Nothing to repair outside what the stream is delivering: look again later.
             self._finish(worker, active, "nothing to repair")
@@ -262,3 +282,10 @@ class Reconciler:
             )
         worker.repairs.active = None
         active.done.set()
+
+
+async def _wait(event: asyncio.Event, deadline: float) -> None:
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), remaining)

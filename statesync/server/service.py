@@ -17,6 +17,7 @@ from statesync.core.commands import Committed
 from statesync.core.errors import InvalidInputError, StatesyncError
 from statesync.core.model import CONTRACTS_NAMESPACE
 from statesync.server.metrics import Metrics
+from statesync.server.reconcile import RepairRecord
 from statesync.server.sync import SyncHub, WorkerRecord
 from statesync.store.base import Store
 from statesync.v1 import statesync_pb2_grpc as pb_grpc
@@ -231,6 +232,45 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             keys_repaired=record.repairs.keys_repaired,
             repairs=[r.to_pb() for r in record.repairs.history],
         )
+
+    async def Reconcile(
+        self, request: pb.ReconcileRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReconcileReply:
+        deadline = time.monotonic() + (request.timeout_s or 30.0)
+        wanted = set(request.workers)
+        reply = pb.ReconcileReply()
+        for worker_id in sorted(wanted - self.hub.workers.keys()):
+            reply.results.add(worker_id=worker_id, record=pb.RepairRecord(outcome="unknown worker"))
+        checks = []
+        for worker_id, record in sorted(self.hub.workers.items()):
+            if wanted and worker_id not in wanted:
+                continue
+            if not record.connected:
+                reply.results.add(
+                    worker_id=worker_id, record=pb.RepairRecord(outcome="not connected")
+                )
+                continue
+            namespaces = [
+                ns
+                for ns in sorted(record.session.namespaces)
+                if not request.namespaces or ns in request.namespaces
+            ]
+            checks.append((worker_id, self._check_worker(record, namespaces, deadline)))
+        for worker_id, records in zip(
+            [w for w, _ in checks], await asyncio.gather(*(c for _, c in checks)), strict=True
+        ):
+            for r in records:
+                reply.results.add(worker_id=worker_id, record=r.to_pb())
+        return reply
+
+    async def _check_worker(
+        self, record: WorkerRecord, namespaces: list[str], deadline: float
+    ) -> list[RepairRecord]:
+        reconciler = self.hub.reconciler
+        return [
+            await reconciler.check(record, ns, "requested by statesync reconcile", deadline)
+            for ns in namespaces
+        ]
 
     async def WaitApplied(
         self, request: pb.WaitAppliedRequest, context: grpc.aio.ServicerContext

@@ -19,13 +19,13 @@ class RunningController:
     """`Controller` on 127.0.0.1:0 in a thread; `address` is where to connect."""
 
     def __init__(self, data: Path, **overrides: object) -> None:
-        self.settings = ServerSettings(
-            data=data,
-            listen="127.0.0.1:0",
-            http=None,
-            sync=FAST,
-            **overrides,  # type: ignore[arg-type]
-        )
+        settings: dict[str, object] = {
+            "data": data,
+            "listen": "127.0.0.1:0",
+            "http": None,
+            "sync": FAST,
+        }
+        self.settings = ServerSettings(**(settings | overrides))  # type: ignore[arg-type]
         self.loop = asyncio.new_event_loop()
         self.controller = Controller(self.settings)
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

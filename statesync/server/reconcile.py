@@ -55,7 +55,7 @@ class RepairRecord:
     keys: list[str] = field(default_factory=list)
     key_count: int = 0
     round_trips: int = 0
-    bytes_exchanged: int = 0
+    bytes_exchanged: int = 0  # descent messages both ways, plus the repair
     outcome: str = "localizing"  # localizing, repairing, verified, nothing to repair, gave up
     seconds: float = 0.0  # detection to verified repair
 
@@ -255,6 +255,7 @@ class Reconciler:
             else:
                 repair.entries.append(self.versions.entry(entry_to_pb(record), worker.targets))
         active.verifying = True
+        active.record.bytes_exchanged += repair.ByteSize()
         worker.repairs.keys_repaired += len(active.keys)
         log.warning(
             "worker %s: repairing %d key(s) of %r at revision %d (%d round trips, %d bytes): %s",

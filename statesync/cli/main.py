@@ -374,6 +374,21 @@ def _worker_json(w: pb.WorkerStatus, now: float) -> dict[str, Any]:
         "peer": w.peer,
         "held": [{"ns": h.ns, "key": h.key, "rev": h.rev, "reason": h.reason} for h in w.held],
         "schema_versions": {s.ns: s.versions[0] for s in w.served if s.versions},
+        "divergences": w.divergences,
+        "keys_repaired": w.keys_repaired,
+        "repairs": [
+            {
+                "ns": r.ns,
+                "outcome": r.outcome,
+                "keys": list(r.keys),
+                "key_count": r.key_count,
+                "reason": r.reason,
+                "round_trips": r.round_trips,
+                "bytes": r.bytes,
+                "seconds": round(r.seconds, 3),
+            }
+            for r in w.repairs
+        ],
     }
 
 
@@ -451,6 +466,7 @@ def _print_status(status: dict[str, Any]) -> None:
         "last ack",
         "digest",
         "nacks",
+        "repaired",
         "held keys",
         title="workers",
         title_justify="left",
@@ -469,9 +485,24 @@ def _print_status(status: dict[str, Any]) -> None:
             _age(w["last_ack_age_s"]),
             f"[{colors[digest]}]{digest}[/]" if digest in colors else digest,
             str(w["nacks"]),
+            f"{w['keys_repaired']} keys" if w["divergences"] else "-",
             held,
         )
     console.print(table)
+    repairs = [(w["worker_id"], r) for w in status["workers"] for r in w["repairs"]]
+    if repairs:
+        table = Table("worker", "ns", "outcome", "keys", "cost", "time", title="repairs")
+        for worker_id, r in repairs[-10:]:
+            keys = ", ".join(r["keys"][:3]) + (" ..." if r["key_count"] > 3 else "")
+            table.add_row(
+                worker_id,
+                r["ns"],
+                r["outcome"],
+                f"{r['key_count']}: {keys}" if r["key_count"] else "-",
+                f"{r['round_trips']} round trips, {r['bytes']} B",
+                f"{r['seconds']:.3f}s",
+            )
+        console.print(table)
 
 
 # ---------------------------------------------------------------- bulk

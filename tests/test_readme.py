@@ -78,6 +78,16 @@ def test_readme_tour_runs(tmp_path: Path) -> None:
     dump = next(o for line, o in by_line.items() if "replica dump" in line)
     assert '"worker_id":"edge-1"' in dump and '"web"' in dump
     assert "dark-mode" in (tmp_path / "edge-2.changes").read_text()
+    checks = next(o for line, o in by_line.items() if line.startswith("statesync reconcile"))
+    outcomes = {(c["worker"], c["ns"]): c["outcome"] for c in map(json.loads, checks.splitlines())}
+    assert outcomes == {
+        ("edge-1", "routes"): "no drift",
+        ("edge-2", "flags"): "no drift",
+        ("edge-2", "routes"): "no drift",
+    }
+    plan = next(o for line, o in by_line.items() if "rollback" in line).splitlines()
+    assert json.loads(plan[-1])["written"] is False
+    assert {json.loads(line)["key"] for line in plan[:-1]} == {"api", "web"}
 
 
 def test_readme_contracts_tour_runs(tmp_path: Path) -> None:

@@ -167,6 +167,12 @@ class Reconciler:
             )
             self.start(worker, ns, f"digest differs at revision {worker.session.acked_rev}")
 
+    def abandon(self, worker: WorkerRecord, why: str) -> None:
+        """The stream is resyncing: a descent under way cannot finish."""
+        active = worker.repairs.active
+        if active is not None:
+            self._finish(worker, active, f"abandoned ({why})")
+
     async def next_message(self, worker: WorkerRecord) -> pb.SyncReply | None:
         """The next reconciliation message for the worker's stream, if any."""
         active = worker.repairs.active

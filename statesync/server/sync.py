@@ -177,6 +177,7 @@ class SyncHub:
                 )
                 return
             if session.state is StreamState.SNAPSHOTTING:
+                self.reconciler.abandon(record, "resync")
                 if record.full_resync or session.acked_rev == 0:
                     async for reply in self._snapshot(record):
                         yield reply

@@ -556,10 +556,7 @@ class Worker:
                 self.applied_rev,
             )
             return
-        entries: dict[str, dict[str, Entry]] = {}
-        for e in repair.entries:
-            entries.setdefault(e.ns, {})[e.key] = _entry_of(e)
-        puts = [(ns, key, entry) for ns, keyed in entries.items() for key, entry in keyed.items()]
+        puts = [(e.ns, e.key, _entry_of(e)) for e in repair.entries]
         deletes = [(d.ns, d.key) for d in repair.deletes]
         events = [
             ChangeEvent(

@@ -161,10 +161,12 @@ class WorkerSession:
         self._move(Event.HELLO_TAIL)
         return False
 
-    def snapshot_sent(self, rev: int, now: float) -> None:
+    def snapshot_sent(self, rev: int, now: float, *, snapshot: bool = True) -> None:
+        """The resync is out: a snapshot at `rev`, or (`snapshot=False`) the order
+        to keep the replica and move to `rev`, reconciled by digest descent."""
         self._move(Event.SNAPSHOT_SENT)
         self.sent_rev = self.cursor = rev
-        self.resyncs += 1
+        self.resyncs += snapshot
         self._unacked.clear()
         self._buffered = 0
         self.last_sent = now

@@ -81,6 +81,8 @@ class _Active:
     descent: Descent
     started: float
     attempts: int = 1
+    earlier_round_trips: int = 0  # spent by earlier attempts on this divergence
+    earlier_bytes: int = 0
     query_id: int = 0
     awaiting: bool = False
     from_rev: int | None = None
@@ -152,6 +154,8 @@ class Reconciler:
                 worker.wake.set()
             else:
                 active.attempts += 1
+                active.earlier_round_trips = active.record.round_trips
+                active.earlier_bytes = active.record.bytes_exchanged
                 active.descent = Descent(ns)
                 active.verifying, active.from_rev, active.keys = False, None, None
                 worker.wake.set()
@@ -204,8 +208,8 @@ class Reconciler:
             lambda prefix: self.store.leaves(ns, prefix),
         )
         active.descent.named(reply.names)
-        active.record.round_trips = active.descent.round_trips
-        active.record.bytes_exchanged = active.descent.bytes_exchanged
+        active.record.round_trips = active.earlier_round_trips + active.descent.round_trips
+        active.record.bytes_exchanged = active.earlier_bytes + active.descent.bytes_exchanged
         if active.descent.done:
             await self._localized(worker, active)
         worker.wake.set()
@@ -228,9 +232,10 @@ class Reconciler:
             worker.repairs.quiet_until = time.monotonic() + self.retry_after_s
             return
         active.keys = keys
-        active.record.keys = keys[:SHOWN_KEYS]
-        active.record.key_count = len(keys)
-        active.record.outcome = "repairing"
+        record = active.record
+        record.keys = (record.keys + [k for k in keys if k not in record.keys])[:SHOWN_KEYS]
+        record.key_count += len(keys)  # earlier attempts' keys were repaired too
+        record.outcome = "repairing"
 
     def _changed_since(self, namespace: str, rev: int) -> set[str] | None:
         """Keys of `namespace` changed after `rev` (None: too many to tell)."""

@@ -178,7 +178,7 @@ class SyncHub:
                 return
             if session.state is StreamState.SNAPSHOTTING:
                 self.reconciler.abandon(record, "resync")
-                if record.full_resync or session.acked_rev == 0:
+                if record.full_resync:
                     async for reply in self._snapshot(record):
                         yield reply
                 else:
@@ -293,7 +293,7 @@ class SyncHub:
         head = self.feed.head_rev
         reason = f"{session.resync_reason}; reconciling instead of a snapshot"
         log.info("worker %s: %s (moving it to revision %d)", session.worker_id, reason, head)
-        session.snapshot_sent(head, time.monotonic())
+        session.snapshot_sent(head, time.monotonic(), snapshot=False)
         return pb.SyncReply(resync=pb.Resync(reason=reason, rev=head, reconcile=True))
 
     async def _snapshot(self, record: WorkerRecord) -> AsyncIterator[pb.SyncReply]:

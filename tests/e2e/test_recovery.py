@@ -1,8 +1,9 @@
-"""Scenarios 2 and 5: a worker that cannot tail the log bootstraps from a snapshot.
+"""Scenarios 2 and 5: a worker that cannot tail the log.
 
 - Compaction: a worker is stopped (SIGTERM, exit 0), writes go on, history
   is compacted through the head; the restarted worker's revision is compacted,
-  so the controller sends a snapshot, and the worker ends equal.
+  so it keeps its replica, moves to the head and is reconciled (no snapshot),
+  and ends equal.
 - Corrupt state directory: the replica file is overwritten, truncated or
   edited (also a value changed under its intact stored hash); the restarted
   worker notices, moves the directory aside, resyncs from a snapshot and
@@ -30,7 +31,7 @@ BEFORE, DURING, AFTER = 400, 400, 300  # writes before the stop, while stopped, 
 SETTINGS = {"sync": {"heartbeat_s": 0.5, "silence_s": 5.0}}
 
 
-def test_compacted_worker_bootstraps_from_snapshot(cluster: Cluster) -> None:
+def test_compacted_worker_is_reconciled_not_re_listed(cluster: Cluster) -> None:
     controller = cluster.start_controller(SETTINGS)
     stopped = cluster.start_worker("stopped", ("a", "b"))
     other = cluster.start_worker("other", ("b", "c"))
@@ -58,7 +59,7 @@ def test_compacted_worker_bootstraps_from_snapshot(cluster: Cluster) -> None:
     assert client.compact(head) == head
     assert client.status().compacted_rev == head
 
-    # Restart while a third writer keeps committing: snapshot, then tail.
+    # Restart while a third writer keeps committing: reconcile, then tail.
     third = Writer(
         controller.address, NAMESPACES, AFTER, keys_per_ns=80, seed=23, prefix="p3",
         rate=150, model=first.model,
@@ -66,14 +67,15 @@ def test_compacted_worker_bootstraps_from_snapshot(cluster: Cluster) -> None:
     third.start()
     stopped.start()
     assert stopped.wait_connected() == left_at, "it should ask to resume from its replica"
-    m = stopped.wait_log(r"resync at revision (\d+): (.*)", 30)
-    assert int(m.group(1)) >= head
-    assert "compacted" in m.group(2)
-    stopped.wait_log(r"replica replaced by the snapshot at revision", 30)
+    m = stopped.wait_log(r"moving from revision (\d+) to (\d+), keeping the replica: (.*)", 30)
+    assert int(m.group(1)) == left_at and int(m.group(2)) >= head
+    assert "compacted" in m.group(3)
     third.join_ok(120)
 
     status = wait_converged(client, ["stopped", "other"])
-    assert worker_view(status, "stopped").resyncs == 1
+    assert "replica replaced by the snapshot" not in stopped.log()
+    returned = worker_view(status, "stopped")
+    assert returned.resyncs == 0 and returned.keys_repaired > 0
     assert worker_view(status, "other").resyncs == 0
     assert "compacted" in controller.log()
     for worker in (stopped, other):

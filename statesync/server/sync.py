@@ -113,7 +113,8 @@ class SyncHub:
         if stale and not needs_snapshot:
             session.fell_behind("schema version changed: " + ", ".join(stale))
             needs_snapshot = True
-        record.full_resync = bool(stale) or hello.from_rev == 0
+        # Watchers hold no replica to reconcile; empty replicas have nothing to keep.
+        record.full_resync = bool(stale) or hello.from_rev == 0 or hello.observer
         self._register(record)
         if needs_snapshot:
             log.info("worker %s: %s", session.worker_id or "(watch)", session.resync_reason)

@@ -137,11 +137,14 @@ class Reconciler:
             active.record.outcome += " (timed out)"
         return active.record
 
-    def on_ack(self, worker: WorkerRecord, differing: list[str]) -> None:
-        """An ACK was compared: verify a repair, or start on a new divergence."""
+    def on_ack(self, worker: WorkerRecord, differing: list[str], *, repaired: int) -> None:
+        """An ACK was compared: verify a repair (once the worker says it applied it),
+        or start on a new divergence."""
         repairs, now = worker.repairs, time.monotonic()
         active = repairs.active
         if active is not None and active.verifying:
+            if repaired != active.query_id:
+                return  # an ACK sent before the repair arrived
             ns = active.record.namespace
             if ns not in differing:
                 self._finish(worker, active, "verified")

@@ -366,7 +366,7 @@ class SyncHub:
                 session.ack(ack.rev, {d.ns: (d.root, d.count) for d in ack.digests}, now)
                 session.set_held(held_from_pb(h) for h in ack.held)
                 record.digest, differing = await self._agreement(session)
-                self.reconciler.on_ack(record, differing)
+                self.reconciler.on_ack(record, differing, repaired=ack.repaired)
                 record.wake.set()
                 self._acked.set()
                 self._acked = asyncio.Event()

@@ -388,14 +388,16 @@ class SchemaVersions(_message.Message):
     def __init__(self, ns: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., replica_version: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("rev", "digests", "held")
+    __slots__ = ("rev", "digests", "held", "repaired")
     REV_FIELD_NUMBER: _ClassVar[int]
     DIGESTS_FIELD_NUMBER: _ClassVar[int]
     HELD_FIELD_NUMBER: _ClassVar[int]
+    REPAIRED_FIELD_NUMBER: _ClassVar[int]
     rev: int
     digests: _containers.RepeatedCompositeFieldContainer[NamespaceDigest]
     held: _containers.RepeatedCompositeFieldContainer[HeldKey]
-    def __init__(self, rev: _Optional[int] = ..., digests: _Optional[_Iterable[_Union[NamespaceDigest, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ...) -> None: ...
+    repaired: int
+    def __init__(self, rev: _Optional[int] = ..., digests: _Optional[_Iterable[_Union[NamespaceDigest, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[HeldKey, _Mapping]]] = ..., repaired: _Optional[int] = ...) -> None: ...
 
 class Nack(_message.Message):
     __slots__ = ("rev", "ns", "key", "reason")

@@ -263,10 +263,10 @@ class Replica:
                     buckets.setdefault(_bucket(key), set()).add(key)
         if len(prefix) >= 4:
             candidates: Iterable[str] = buckets.get(int(prefix[:4], 16), ())
-        else:
-            candidates = (
-                k for b, keys in buckets.items() if f"{b:04x}".startswith(prefix) for k in keys
-            )
+        else:  # the 16**(4 - len) buckets under the prefix
+            first = int(prefix.ljust(4, "0"), 16) if prefix else 0
+            last = int(prefix.ljust(4, "f"), 16) if prefix else 0xFFFF
+            candidates = (k for b in range(first, last + 1) for k in buckets.get(b, ()))
         found = {}
         for key in candidates:
             if len(prefix) <= 4 or position(key).hex().startswith(prefix):

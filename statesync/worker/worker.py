@@ -219,6 +219,7 @@ class Worker:
         self.reconnects = 0
         self.resyncs = 0
         self.repairs = 0
+        self._repaired = 0  # the last repair applied: ACKs name it, so it is verified
         """Keys the controller repaired after a digest descent found them drifted."""
         self.chaos = (
             _Chaos(self.settings)
@@ -479,7 +480,9 @@ class Worker:
             )
             return _Snapshot(reply.resync)
         elif kind == "query":
-            outgoing.put_nowait(pb.SyncRequest(answer=self._answer(reply.query)))
+            # Off the loop: heartbeats go on while a big namespace is described.
+            answer = await asyncio.to_thread(self._answer, reply.query)
+            outgoing.put_nowait(pb.SyncRequest(answer=answer))
         elif kind == "repair":
             await self._repair(reply.repair)
             self._ack(outgoing)
@@ -547,6 +550,7 @@ class Worker:
 
     async def _repair(self, repair: pb.Repair) -> None:
         """Apply the controller's values for drifted keys (never subject to chaos)."""
+        self._repaired = repair.id  # applied or skipped: the next ACK's digest decides
         if repair.rev != self.applied_rev:
             log.info(
                 "worker %s: repair for revision %d skipped at revision %d (the next digest "
@@ -602,7 +606,7 @@ class Worker:
             self._applied.notify_all()
 
     def _ack(self, outgoing: asyncio.Queue[pb.SyncRequest | None]) -> None:
-        ack = pb.Ack(rev=self.applied_rev)
+        ack = pb.Ack(rev=self.applied_rev, repaired=self._repaired)
         for ns in self.namespaces:
             digest = self.replica.digest(ns)
             ack.digests.add(ns=ns, root=digest.root(), count=digest.count)

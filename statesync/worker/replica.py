@@ -183,6 +183,8 @@ class Replica:
             self.held[(ns, key)] = HeldKey(ns, key, rev, reason, self._hash_of(ns, key))
             self._auth[(ns, key)] = auth_hash
         self._rebuild_digests()
+        for ns in self.data:  # built now, at open, rather than inside a first descent
+            self._index(ns)
         for name, value in meta.items():
             if name.startswith("root:"):
                 ns = name[5:]
@@ -255,12 +257,7 @@ class Replica:
         digest descent. The by-bucket index is built on first use."""
         buckets = self._buckets.get(ns)
         if buckets is None:
-            buckets = self._buckets[ns] = {}
-            for key in self.data.get(ns, {}):
-                buckets.setdefault(_bucket(key), set()).add(key)
-            for held_ns, key in self._auth:
-                if held_ns == ns and self._auth_hash(ns, key) is not None:
-                    buckets.setdefault(_bucket(key), set()).add(key)
+            buckets = self._index(ns)
         if len(prefix) >= 4:
             candidates: Iterable[str] = buckets.get(int(prefix[:4], 16), ())
         else:  # the 16**(4 - len) buckets under the prefix
@@ -274,6 +271,16 @@ class Replica:
                 if leaf is not None:
                     found[key] = leaf
         return found
+
+    def _index(self, ns: str) -> dict[int, set[str]]:
+        buckets: dict[int, set[str]] = {}
+        for key in self.data.get(ns, {}):
+            buckets.setdefault(_bucket(key), set()).add(key)
+        for held_ns, key in self._auth:
+            if held_ns == ns and self._auth_hash(ns, key) is not None:
+                buckets.setdefault(_bucket(key), set()).add(key)
+        self._buckets[ns] = buckets
+        return buckets
 
     def _rebuild_digests(self) -> None:
         self._buckets = {}

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import orjson
 
 from statesync.cli import contract_cmd, policy_cmd, rollback_cmd, worker_cmd
+from statesync.cli.args import revision as _revision
 from statesync.core.canonical import parse_json
 from statesync.core.commands import Command, Compare, Delete, Op, Patch, Put, prepare
 from statesync.core.errors import (
@@ -830,16 +831,6 @@ def _address(text: str) -> str:
 
 def _http_address(text: str) -> str | None:
     return None if text.lower() == "none" else _address(text)
-
-
-def _revision(text: str) -> int:
-    try:
-        rev = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a revision is an integer >= 0, got {text!r}") from None
-    if rev < 0:
-        raise argparse.ArgumentTypeError(f"a revision is an integer >= 0, got {text!r}")
-    return rev
 
 
 def _positive(text: str) -> float:

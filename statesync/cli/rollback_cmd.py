@@ -8,6 +8,7 @@ import sys
 
 import orjson
 
+from statesync.cli.args import revision
 from statesync.client import Client, default_server
 from statesync.core.commands import Limits
 from statesync.core.errors import InvalidInputError
@@ -82,16 +83,6 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revision(text: str) -> int:
-    try:
-        rev = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a revision: {text!r}") from None
-    if rev < 0:
-        raise argparse.ArgumentTypeError(f"a revision is >= 0, got {rev}")
-    return rev
-
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "rollback",
@@ -109,7 +100,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "  statesync rollback --to-rev 41 --ns routes --key web --id undo-deploy-42\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--to-rev", type=_revision, required=True, metavar="R")
+    p.add_argument("--to-rev", type=revision, required=True, metavar="R")
     p.add_argument("--ns", action="append", metavar="NS", help="namespace (repeatable)")
     p.add_argument("--key", metavar="K", help="only this key (with one --ns)")
     p.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")

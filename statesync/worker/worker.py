@@ -562,22 +562,7 @@ class Worker:
             return
         puts = [(e.ns, e.key, _entry_of(e)) for e in repair.entries]
         deletes = [(d.ns, d.key) for d in repair.deletes]
-        events = [
-            ChangeEvent(
-                repair.rev,
-                ns,
-                key,
-                "put",
-                orjson.loads(entry.value),
-                "",
-                "",
-                entry.create_rev,
-                entry.version,
-                snapshot=True,
-                schema_version=entry.schema_version,
-            )
-            for ns, key, entry in puts
-        ] + [
+        events = [_state_event(repair.rev, ns, key, entry) for ns, key, entry in puts] + [
             ChangeEvent(repair.rev, ns, key, "delete", None, "", "", snapshot=True)
             for ns, key in deletes
         ]
@@ -820,21 +805,27 @@ class Worker:
             for key, entry in new.items():
                 before = old.get(key)
                 if before is None or before.vhash != entry.vhash:
-                    yield ChangeEvent(
-                        rev,
-                        ns,
-                        key,
-                        "put",
-                        orjson.loads(entry.value),
-                        "",
-                        "",
-                        entry.create_rev,
-                        entry.version,
-                        snapshot=True,
-                        schema_version=entry.schema_version,
-                    )
+                    yield _state_event(rev, ns, key, entry)
             for key in old.keys() - new.keys():
                 yield ChangeEvent(rev, ns, key, "delete", None, "", "", snapshot=True)
+
+
+def _state_event(rev: int, ns: str, key: str, entry: Entry) -> ChangeEvent:
+    """A put that a snapshot or a repair makes (no command behind it)."""
+    value = orjson.loads(entry.value)
+    return ChangeEvent(
+        rev,
+        ns,
+        key,
+        "put",
+        value,
+        "",
+        "",
+        entry.create_rev,
+        entry.version,
+        snapshot=True,
+        schema_version=entry.schema_version,
+    )
 
 
 class _Snapshot:

@@ -317,3 +317,22 @@ def test_a_delta_on_the_wrong_base_is_caught() -> None:
     wrong = canonical_bytes({"a": 5, "pad": "y" * 50})
     with pytest.raises(DeltaMismatchError, match="wrong base"):
         apply_delta("ns", "k", wrong, delta, value_hash(new))
+
+
+def test_a_replica_holding_a_refused_delete_reopens_with_the_same_digest(tmp_path: Path) -> None:
+    from statesync.core.sync import HeldKey
+    from statesync.worker.replica import Entry
+
+    value = b'{"a":1}'
+    entry = Entry(value, 1, 1, 1, value_hash(value))
+    replica = Replica(tmp_path / "r")
+    replica.apply(1, [("ns", "k", entry), ("ns", "j", entry)], [], [])
+    replica.apply(2, [], [], [(HeldKey("ns", "k", 2, "refused a delete"), b"")])
+    root, leaves = replica.digest("ns").root(), replica.leaves("ns", "")
+    replica.close()
+    reopened = Replica(tmp_path / "r")  # used to be declared corrupt: digests disagreed
+    try:
+        assert reopened.digest("ns").root() == root
+        assert reopened.leaves("ns", "") == leaves == {"j": value_hash(value)}
+    finally:
+        reopened.close()

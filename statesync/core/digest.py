@@ -33,6 +33,7 @@ __all__ = [
     "DescentStats",
     "NamespaceDigest",
     "Node",
+    "bucket_of",
     "differing_keys",
     "fingerprint",
     "leaf_value",
@@ -59,6 +60,11 @@ def position(key: str) -> bytes:
 def prefix_of(key: str, depth: int) -> str:
     """The first `depth` nibbles of the key's position, as lowercase hex."""
     return position(key).hex()[:depth]
+
+
+def bucket_of(key: str) -> int:
+    """The first 16 bits (4 nibbles) of the key's position: its deepest materialized node."""
+    return int.from_bytes(position(key)[:2], "big")
 
 
 def leaf_value(key: str, vhash: bytes) -> int:
@@ -100,13 +106,23 @@ class NamespaceDigest:
         self._counts: list[dict[int, int]] = [{} for _ in range(MATERIALIZED_LEVELS + 1)]
 
     @classmethod
-    def from_items(cls, items: Iterable[tuple[str, bytes]]) -> NamespaceDigest:
+    def from_items(
+        cls,
+        items: Iterable[tuple[str, bytes]],
+        *,
+        on_bucket: Callable[[str, int], None] | None = None,
+    ) -> NamespaceDigest:
+        """The digest of (key, value hash) pairs; `on_bucket(key, bucket_of(key))`
+        lets a caller index keys without hashing them a second time."""
         digest = cls()
         bottom_sums = digest._sums[MATERIALIZED_LEVELS]
         bottom_counts = digest._counts[MATERIALIZED_LEVELS]
         shift = 16 - 4 * MATERIALIZED_LEVELS
         for key, vhash in items:
-            idx = int.from_bytes(position(key)[:2], "big") >> shift
+            top = bucket_of(key)
+            if on_bucket is not None:
+                on_bucket(key, top)
+            idx = top >> shift
             bottom_sums[idx] = (bottom_sums.get(idx, 0) + leaf_value(key, vhash)) % _MOD
             bottom_counts[idx] = bottom_counts.get(idx, 0) + 1
         # Upper levels are sums of the level below: one pass per level.
@@ -118,8 +134,11 @@ class NamespaceDigest:
                 counts[parent] = counts.get(parent, 0) + digest._counts[level + 1][idx]
         return digest
 
-    def update(self, key: str, old: bytes | None, new: bytes | None) -> None:
-        """Account for `key` changing from value hash `old` to `new` (None: absent)."""
+    def update(
+        self, key: str, old: bytes | None, new: bytes | None, *, bucket: int | None = None
+    ) -> None:
+        """Account for `key` changing from value hash `old` to `new` (None: absent);
+        `bucket` is `bucket_of(key)` when the caller has it already."""
         if old == new:
             return
         delta = 0
@@ -130,7 +149,7 @@ class NamespaceDigest:
         if new is not None:
             delta += leaf_value(key, new)
             dcount += 1
-        top = int.from_bytes(position(key)[:2], "big")
+        top = bucket_of(key) if bucket is None else bucket
         shift = 16
         # Sums are reduced modulo 2**256 only when read: Python ints do not overflow.
         for sums, counts in zip(self._sums, self._counts, strict=True):

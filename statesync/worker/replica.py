@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from statesync.core.digest import NamespaceDigest, position
+from statesync.core.digest import NamespaceDigest, bucket_of, position
 from statesync.core.errors import StatesyncError
 from statesync.core.sync import HeldKey
 
@@ -183,8 +183,6 @@ class Replica:
             self.held[(ns, key)] = HeldKey(ns, key, rev, reason, self._hash_of(ns, key))
             self._auth[(ns, key)] = auth_hash
         self._rebuild_digests()
-        for ns in self.data:  # built now, at open, rather than inside a first descent
-            self._index(ns)
         for name, value in meta.items():
             if name.startswith("root:"):
                 ns = name[5:]
@@ -243,10 +241,13 @@ class Replica:
 
     def _count(self, ns: str, key: str, old: bytes | None, new: bytes | None) -> None:
         """`key`'s leaf changed from `old` to `new` (None: not counted)."""
-        self.digest(ns).update(key, old, new)
+        if old == new:
+            return
+        top = bucket_of(key)  # hashed once, for the digest and the index
+        self.digest(ns).update(key, old, new, bucket=top)
         buckets = self._buckets.get(ns)
         if buckets is not None and (old is None) != (new is None):
-            bucket = buckets.setdefault(_bucket(key), set())
+            bucket = buckets.setdefault(top, set())
             if new is None:
                 bucket.discard(key)
             else:
@@ -275,23 +276,30 @@ class Replica:
     def _index(self, ns: str) -> dict[int, set[str]]:
         buckets: dict[int, set[str]] = {}
         for key in self.data.get(ns, {}):
-            buckets.setdefault(_bucket(key), set()).add(key)
+            buckets.setdefault(bucket_of(key), set()).add(key)
         for held_ns, key in self._auth:
             if held_ns == ns and self._auth_hash(ns, key) is not None:
-                buckets.setdefault(_bucket(key), set()).add(key)
+                buckets.setdefault(bucket_of(key), set()).add(key)
         self._buckets[ns] = buckets
         return buckets
 
     def _rebuild_digests(self) -> None:
+        """Digests and the descent index, in one pass over the keys (one hash each)."""
         self._buckets = {}
         self.digests = {}
         for ns, entries in self.data.items():
+            buckets: dict[int, set[str]] = self._buckets.setdefault(ns, {})
+
+            def index(key: str, top: int, buckets: dict[int, set[str]] = buckets) -> None:
+                buckets.setdefault(top, set()).add(key)
+
+            counted = ((k, self._auth_hash(ns, k)) for k in entries)
             self.digests[ns] = NamespaceDigest.from_items(
-                (k, self._auth.get((ns, k), e.leaf)) for k, e in entries.items()
+                ((k, h) for k, h in counted if h is not None), on_bucket=index
             )
         for (ns, key), auth in self._auth.items():
             if key not in self.data.get(ns, {}) and auth:
-                self.digest(ns).update(key, None, auth)
+                self._count(ns, key, None, auth)
 
     # ------------------------------------------------------------ writes
 
@@ -428,7 +436,3 @@ def read_offline(state_dir: Path) -> dict[str, object]:
         "namespaces": namespaces,
         "held": held,
     }
-
-
-def _bucket(key: str) -> int:
-    return int.from_bytes(position(key)[:2], "big")

@@ -7,12 +7,12 @@ import getpass
 import socket
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from statesync.cli.args import command
 from statesync.client import Client, default_server
 from statesync.contracts.compat import Mode, Verdict, check, check_schema, diff
 from statesync.contracts.registry import DEFAULT_MODE, Contract
@@ -260,33 +260,6 @@ def cmd_schema_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _server_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        default=argparse.SUPPRESS,
-        help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)",
-    )
-
-
-def _parser(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    name: str,
-    help: str,
-    description: str,
-    examples: Sequence[str],
-) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=help,
-        description=description,
-        epilog="examples:\n" + "".join(f"  {e}\n" for e in examples),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _server_option(p)
-    return p
-
-
 def _version(text: str) -> int:
     try:
         number = int(text.removeprefix("v"))
@@ -304,7 +277,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         description="Contract checks that need no write access.",
     )
     contract_sub = contract.add_subparsers(dest="contract_command", required=True, metavar="ACTION")
-    p = _parser(
+    p = command(
         contract_sub,
         "check",
         "exit 0 if NEW_SCHEMA is compatible, 1 if it breaks the mode",
@@ -350,7 +323,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "compatibility mode. Registering is a command with a revision, in the log.",
     )
     schema_sub = schema.add_subparsers(dest="schema_command", required=True, metavar="ACTION")
-    p = _parser(
+    p = command(
         schema_sub,
         "register",
         "register SCHEMA.json as NS's next version (exit 4 with every reason if refused)",
@@ -377,7 +350,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--reason", metavar="TEXT", help="why (required with --force; recorded)")
     p.set_defaults(func=cmd_schema_register)
 
-    p = _parser(
+    p = command(
         schema_sub,
         "set",
         "change NS's compatibility mode or owner",
@@ -390,7 +363,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--contact", metavar="CONTACT")
     p.set_defaults(func=cmd_schema_set)
 
-    p = _parser(
+    p = command(
         schema_sub,
         "list",
         "every namespace with a contract: owner, mode, current version",
@@ -400,7 +373,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--json", action="store_true", help="JSON lines")
     p.set_defaults(func=cmd_schema_list)
 
-    p = _parser(
+    p = command(
         schema_sub,
         "show",
         "a version's schema, translation, who registered it and why",
@@ -413,7 +386,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_schema_show)
 
-    p = _parser(
+    p = command(
         schema_sub,
         "diff",
         "structural differences between two versions of NS",

@@ -21,7 +21,6 @@ import shutil
 import signal
 import socket
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,6 +30,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import orjson
 
 from statesync.cli import contract_cmd, policy_cmd, rollback_cmd, worker_cmd
+from statesync.cli.args import DATA_HELP as _DATA_HELP
+from statesync.cli.args import SERVER_HELP as _SERVER_HELP
+from statesync.cli.args import command as _command
 from statesync.cli.args import revision as _revision
 from statesync.core.canonical import parse_json
 from statesync.core.commands import Command, Compare, Delete, Op, Patch, Put, prepare
@@ -851,38 +853,6 @@ def _batch_size(text: str) -> int:
     if not 1 <= size <= MAX_BATCH:
         raise argparse.ArgumentTypeError(f"expected 1 to {MAX_BATCH} ops, got {text!r}")
     return size
-
-
-_SERVER_HELP = "controller address HOST:PORT (default: $STATESYNC_SERVER, else 127.0.0.1:7700)"
-_DATA_HELP = "data directory (default: $STATESYNC_DATA, else ./statesync-data)"
-
-
-def _command(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
-    name: str,
-    help: str,
-    description: str,
-    examples: Sequence[str],
-    *,
-    server: bool = True,
-    data: bool = False,
-) -> argparse.ArgumentParser:
-    epilog = "examples:\n" + "".join(f"  {e}\n" for e in examples)
-    p: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=help,
-        description=textwrap.fill(description, 79),
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    # SUPPRESS: an option given before the command is kept when this one is absent.
-    if server:
-        p.add_argument(
-            "--server", metavar="HOST:PORT", default=argparse.SUPPRESS, help=_SERVER_HELP
-        )
-    if data:
-        p.add_argument("--data", metavar="DIR", default=argparse.SUPPRESS, help=_DATA_HELP)
-    return p
 
 
 def _add_write_options(p: argparse.ArgumentParser) -> None:

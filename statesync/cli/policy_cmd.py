@@ -7,6 +7,7 @@ import sys
 
 import orjson
 
+from statesync.cli.args import command
 from statesync.client import Client, default_server
 from statesync.contracts.registry import DEFAULT_MODE, Contract
 from statesync.core.policy import ConflictPolicy
@@ -65,29 +66,28 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         "proven before it is switched on.",
     )
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
-    p = policy_sub.add_parser(
+    p = command(
+        policy_sub,
         "set",
-        help="set NS's conflict policy (and shadow candidate)",
-        description="Set the conflict policy of NS; --shadow POLICY evaluates a candidate "
-        "beside it (none: off). A command with a revision, in the log.",
-        epilog="examples:\n"
-        "  statesync policy set carts merge\n"
-        "  statesync policy set carts reject --shadow merge    # prove merge first\n"
-        "  statesync policy set carts reject --shadow none\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "set NS's conflict policy (and shadow candidate)",
+        "Set the conflict policy of NS; --shadow POLICY evaluates a candidate beside it "
+        "(none: off). A command with a revision, in the log.",
+        [
+            "statesync policy set carts merge",
+            "statesync policy set carts reject --shadow merge    # prove merge first",
+            "statesync policy set carts reject --shadow none",
+        ],
     )
     p.add_argument("ns", metavar="NS")
     p.add_argument("policy", choices=_POLICIES, metavar="POLICY", help=" | ".join(_POLICIES))
     p.add_argument("--shadow", choices=[*_POLICIES, "none"], metavar="POLICY")
-    p.add_argument("--server", metavar="HOST:PORT", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_policy_set)
-    p = policy_sub.add_parser(
+    p = command(
+        policy_sub,
         "show",
-        help="the policies of NS, or of every namespace with a contract (JSON lines)",
-        description="Print {namespace, conflict_policy, shadow_policy} per namespace.",
-        epilog="examples:\n  statesync policy show\n  statesync policy show carts\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "the policies of NS, or of every namespace with a contract (JSON lines)",
+        "Print {namespace, conflict_policy, shadow_policy} per namespace.",
+        ["statesync policy show", "statesync policy show carts"],
     )
     p.add_argument("ns", metavar="NS", nargs="?")
-    p.add_argument("--server", metavar="HOST:PORT", default=argparse.SUPPRESS)
     p.set_defaults(func=cmd_policy_show)

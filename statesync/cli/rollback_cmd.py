@@ -8,7 +8,7 @@ import sys
 
 import orjson
 
-from statesync.cli.args import revision
+from statesync.cli.args import command, revision
 from statesync.client import Client, default_server
 from statesync.core.commands import Limits
 from statesync.core.errors import InvalidInputError
@@ -84,39 +84,35 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
+    p = command(
+        sub,
         "rollback",
-        help="restore keys to their values at an earlier revision (one new command)",
-        description="Restore every key of the chosen namespaces (all of them by default), "
+        "restore keys to their values at an earlier revision (one new command)",
+        "Restore every key of the chosen namespaces (all of them by default), "
         "or one --key, to its value at --to-rev: changed keys get their old value back, "
         "keys created since are deleted, keys deleted since are recreated. Prints the diff "
         'as JSON lines ({"ns", "key", "action", "current", "target", ...}), then writes '
         "it as ONE new command guarded by every key's current mod_rev, so a write in "
         "between fails it (exit 3) rather than being overwritten. History is never "
         "rewritten. A compacted --to-rev is refused (exit 6).",
-        epilog="examples:\n"
-        "  statesync rollback --to-rev 41 --ns routes --dry-run   # show what would change\n"
-        "  statesync rollback --to-rev 41 --ns routes\n"
-        "  statesync rollback --to-rev 41 --ns routes --key web --id undo-deploy-42\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        [
+            "statesync rollback --to-rev 41 --ns routes --dry-run   # show what would change",
+            "statesync rollback --to-rev 41 --ns routes",
+            "statesync rollback --to-rev 41 --ns routes --key web --id undo-deploy-42",
+        ],
     )
     p.add_argument("--to-rev", type=revision, required=True, metavar="R")
     p.add_argument("--ns", action="append", metavar="NS", help="namespace (repeatable)")
     p.add_argument("--key", metavar="K", help="only this key (with one --ns)")
     p.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
     p.add_argument("--id", metavar="CMD_ID", help="command id, for a safe retry")
-    p.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        default=argparse.SUPPRESS,
-        help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)",
-    )
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser(
+    p = command(
+        sub,
         "reconcile",
-        help="check workers now: find drifted keys by digest, repair and verify them",
-        description="Workers are checked at every ACK (their digest against the "
+        "check workers now: find drifted keys by digest, repair and verify them",
+        "Workers are checked at every ACK (their digest against the "
         "controller's at the same revision) and drift is repaired automatically; this "
         "forces a full check now. For each connected worker (or --worker) and namespace "
         "(or --ns): a digest descent over the worker's stream finds exactly the keys it "
@@ -125,18 +121,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         '{"worker", "ns", "outcome" (no drift | verified | gave up...), "keys_repaired", '
         '"keys", "round_trips", "bytes", "seconds"}. Exit 8 if a check did not settle '
         "before --timeout.",
-        epilog="examples:\n"
-        "  statesync reconcile\n"
-        "  statesync reconcile --worker edge-1 --ns routes\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ["statesync reconcile", "statesync reconcile --worker edge-1 --ns routes"],
     )
     p.add_argument("--worker", action="append", metavar="ID", help="worker id (repeatable)")
     p.add_argument("--ns", action="append", metavar="NS", help="namespace (repeatable)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds (default 30)")
-    p.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        default=argparse.SUPPRESS,
-        help="controller address (default: $STATESYNC_SERVER or 127.0.0.1:7700)",
-    )
     p.set_defaults(func=cmd_reconcile)

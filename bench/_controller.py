@@ -16,11 +16,13 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO, Any
 
 import orjson
 
 __all__ = [
     "CLK_TCK",
+    "ChildProcess",
     "ControllerProcess",
     "MachineLoad",
     "Profiler",
@@ -125,7 +127,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-class ControllerProcess:
+class ChildProcess:
+    """A benchmark's child process with its stderr in `log`: CPU, stop, log tail."""
+
+    proc: subprocess.Popen[Any]
+    pid: int
+    log: Path
+    _stderr: IO[bytes]
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (a graceful shutdown), SIGKILL after `timeout`; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+        return self.proc.returncode
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+class ControllerProcess(ChildProcess):
     def __init__(self, data: Path, log: Path) -> None:
         data.mkdir(parents=True, exist_ok=True)
         self.log = log
@@ -147,9 +176,6 @@ class ControllerProcess:
         self.port = int(line)
         self.address = f"127.0.0.1:{self.port}"
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.pid)
-
     def peak_rss_mb(self) -> float:
         return rss_mb(self.pid, "VmHWM")
 
@@ -158,20 +184,6 @@ class ControllerProcess:
 
     def reset_peak_rss(self) -> bool:
         return reset_peak_rss(self.pid)
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._stderr.close()
-        return self.proc.returncode
-
-    def log_tail(self, chars: int = 2000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
 
 
 class Profiler:

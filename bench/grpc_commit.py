@@ -63,6 +63,7 @@ from typing import Any
 
 import grpc
 import orjson
+from _controller import ChildProcess
 from rich.console import Console
 from rich.table import Table
 
@@ -177,7 +178,7 @@ def store_bench() -> ModuleType:
 # ---------------------------------------------------------------- controller
 
 
-class ControllerProcess:
+class ControllerProcess(ChildProcess):
     def __init__(self, data: Path, log: Path, *, noop: bool = False) -> None:
         data.mkdir(parents=True, exist_ok=True)
         self.log = log
@@ -223,22 +224,6 @@ class ControllerProcess:
             fields = stat[stat.rindex(")") + 2 :].split()
             out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
         return out
-
-    def cpu(self) -> float:
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._stderr.close()
-        return self.proc.returncode
 
 
 def thread_breakdown(

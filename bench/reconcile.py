@@ -67,7 +67,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _controller import MachineLoad, cpu_seconds, git_describe, rss_mb
+from _controller import ChildProcess, MachineLoad, cpu_seconds, git_describe, rss_mb
 
 from statesync import Command, Delete, Put
 from statesync.client import Client
@@ -332,7 +332,7 @@ def undo_drift(state_dir: Path, undo: Undo) -> None:
 # ---------------------------------------------------------------- processes
 
 
-class Serve:
+class Serve(ChildProcess):
     """`statesync serve` on a data directory, until stop() (SIGTERM)."""
 
     def __init__(self, data: Path, log: Path, extra: Sequence[str] = ()) -> None:
@@ -369,22 +369,11 @@ class Serve:
         self.pid = self.proc.pid
         self.address = f"127.0.0.1:{info['grpc']}"
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.pid)
-
     def stop(self, timeout: float = 120) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._stderr.close()
-        return self.proc.returncode
+        return super().stop(timeout)
 
     def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
+        return super().log_tail(chars)
 
 
 def log_time(line: str) -> float:

@@ -1,0 +1,127 @@
+"""What every system under test provides to the scenarios.
+
+A `System` runs the server side (its own processes, its own data directory,
+loopback ports) and says what it promises. A `Conn` is one client connection,
+made from `System.endpoint()` (a plain dict, so that a child process can
+connect too: `connect(spec, endpoint)`).
+
+Keys are bare names ("k-0000001"); each system maps them into its own
+namespace (statesync namespace "bench", etcd prefix "bench/", NATS KV bucket
+"bench"). Values are bytes (a 100-byte JSON document).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+OnEvent = Callable[[str, bytes | None, int], None]
+"""Called by a watch for each change applied: (key, value or None for a delete, revision)."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A whole-namespace read: what a peer's user does to (re)build a replica."""
+
+    items: dict[str, bytes]
+    revision: int
+    """The revision (etcd) or stream sequence (NATS) the listing is consistent at."""
+    wire_bytes: int
+    """Bytes received for it: protobuf sizes of the responses (gRPC), or the
+    client's inbound byte counter (NATS). HTTP/2 framing is not counted."""
+    round_trips: int
+
+
+class Watch(abc.ABC):
+    """A running watch; survives a server restart (resumes where it was)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class Conn(abc.ABC):
+    @abc.abstractmethod
+    async def put(self, key: str, value: bytes) -> int:
+        """One write, acknowledged with the system's default durability; its revision."""
+
+    @abc.abstractmethod
+    async def put_window(self, items: list[tuple[str, bytes]], window: int) -> list[float]:
+        """Pipelined writes on this one connection: up to `window` outstanding,
+        each acknowledged individually. The latency of each (seconds), in order."""
+
+    @abc.abstractmethod
+    async def load(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """Bulk-load (setup, not measured): the fastest way the system offers. The head revision after."""
+
+    @abc.abstractmethod
+    async def list_all(self) -> Listing:
+        """Every key of the namespace, consistent at one revision, the way a
+        careful user of the system re-lists (paginated where the system wants that)."""
+
+    @abc.abstractmethod
+    async def watch(self, on_event: OnEvent, *, from_revision: int) -> Watch:
+        """Deliver every change after `from_revision` (0: from now on) to on_event."""
+
+    @abc.abstractmethod
+    async def head(self) -> int:
+        """The current revision / last stream sequence."""
+
+    @abc.abstractmethod
+    async def compact(self) -> None:
+        """Drop history up to the head, where the system has such a thing."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class System(abc.ABC):
+    name: str
+    """Short id used in tables and on the command line: statesync, etcd, nats, nats-sync, nats-r3."""
+    label: str
+    durability: str
+    """One sentence: what an acknowledged write survives, in this configuration."""
+    client: str
+    """Which client library and API drives it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Start the server(s) on a fresh data directory under workdir; return when ready."""
+
+    @abc.abstractmethod
+    def restart(self) -> None:
+        """Stop gracefully (SIGTERM) and start again on the same data; return when ready."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """SIGTERM, wait; raise if a server did not exit cleanly."""
+
+    @abc.abstractmethod
+    def server_pids(self) -> list[int]: ...
+
+    @abc.abstractmethod
+    def endpoint(self) -> dict[str, Any]:
+        """Picklable: what `connect` needs (addresses, names)."""
+
+    @classmethod
+    @abc.abstractmethod
+    async def connect(cls, endpoint: dict[str, Any]) -> Conn: ...
+
+    def spec(self) -> str:
+        """`module:Class`, so a child process can import the class."""
+        return f"{type(self).__module__}:{type(self).__qualname__}"
+
+
+def system_class(spec: str) -> type[System]:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+async def connect(spec: str, endpoint: dict[str, Any]) -> Conn:
+    return await system_class(spec).connect(endpoint)

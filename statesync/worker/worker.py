@@ -113,9 +113,11 @@ class WorkerSettings:
     """How often the worker tells the controller it is alive."""
     stale_after_s: float = 5.0
     """Nothing from the controller for this long: the stream is stale, reconnect."""
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 10.0
-    """Reconnect delay: uniformly random in [0, min(cap, base * 2**attempt)] (full jitter)."""
+    backoff_base_s: float = 0.1
+    backoff_cap_s: float = 5.0
+    """Reconnect delay: uniformly random in [0, min(cap, base * 2**attempt)] (full jitter);
+    attempt is 0 right after a stream that was established (a controller restart
+    is back within ~0.1 s), and counts failed attempts from there."""
     handler_retry_cap_s: float = 30.0
     chaos_drop: float = 0.0
     """Fault injection: the fraction of changes silently not applied (a buggy worker)."""
@@ -128,6 +130,17 @@ class WorkerSettings:
             rate = getattr(self, name)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} is a fraction in [0, 1], got {rate!r}")
+
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # The worker paces its own reconnects (full jitter, above). gRPC's subchannels
+    # outlive a channel and would otherwise add their own backoff (1 s, growing):
+    # workers would stay away for seconds after a controller restart.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 
 
 class _Chaos:
@@ -343,7 +356,7 @@ class Worker:
                     self.connected = False
                 if self._stopping.is_set():
                     break
-                attempt = 1 if established else attempt + 1
+                attempt = 0 if established else attempt + 1
                 self.reconnects += 1
                 delay = random.uniform(
                     0, min(self.settings.backoff_cap_s, self.settings.backoff_base_s * 2**attempt)
@@ -387,9 +400,7 @@ class Worker:
                 outgoing.put_nowait(pb.SyncRequest(heartbeat=pb.Heartbeat(sent_unix=time.time())))
 
         established = False
-        async with grpc.aio.insecure_channel(
-            self.server, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        ) as channel:
+        async with grpc.aio.insecure_channel(self.server, options=CHANNEL_OPTIONS) as channel:
             self._stub = stub = pb_grpc.StatesyncStub(channel)
             await self._fetch_schemas()
             call = stub.Sync(requests())

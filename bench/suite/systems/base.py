@@ -55,7 +55,7 @@ class Conn(abc.ABC):
 
     @abc.abstractmethod
     async def load(self, items: Iterable[tuple[str, bytes]]) -> int:
-        """Bulk-load (setup, not measured): the fastest way the system offers. The head revision after."""
+        """Bulk-load (setup, not measured) the fastest way the system offers; the head after."""
 
     @abc.abstractmethod
     async def list_all(self) -> Listing:
@@ -80,7 +80,7 @@ class Conn(abc.ABC):
 
 class System(abc.ABC):
     name: str
-    """Short id used in tables and on the command line: statesync, etcd, nats, nats-sync, nats-r3."""
+    """Short id for tables and the command line: statesync, etcd, nats, nats-sync, nats-r3."""
     label: str
     durability: str
     """One sentence: what an acknowledged write survives, in this configuration."""

@@ -1,0 +1,567 @@
+"""results.json -> report.md (a table per scenario, the goals, profiles) and PNG plots.
+
+Every cell is the median over the rounds with min-max; the first column of a
+table is statesync's figure divided by that system's, on the table's headline
+metric."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Run = dict[str, Any]
+Getter = Callable[[Run], float | None]
+TIMES = "\N{MULTIPLICATION SIGN}"
+DASH = "\N{EN DASH}"
+
+
+def _dig(run: Run, *path: str | int) -> Any:
+    node: Any = run
+    for step in path:
+        if (isinstance(node, dict) and step in node) or (
+            isinstance(node, list) and isinstance(step, int) and step < len(node)
+        ):
+            node = node[step]
+        else:
+            return None
+    return node
+
+
+def get(*path: str | int) -> Getter:
+    return lambda run: _dig(run, *path)
+
+
+def boot_at(keys: int, field: str) -> Getter:
+    def pick(run: Run) -> float | None:
+        for size in _dig(run, "bootstrap", "sizes") or []:
+            if size["keys"] == keys:
+                return size[field]
+        return None
+
+    return pick
+
+
+def relist_total(keys: int) -> Getter:
+    """A peer's answer to drift: re-list and compare with its own copy."""
+
+    def pick(run: Run) -> float | None:
+        listed, compared = boot_at(keys, "seconds")(run), boot_at(keys, "compare_seconds")(run)
+        return None if listed is None or compared is None else listed + compared
+
+    return pick
+
+
+class Figures:
+    """Values of one metric for one system across rounds."""
+
+    def __init__(self, results: dict[str, Any]) -> None:
+        self.results = results
+        self.systems = list(results["systems"])
+
+    def runs(self, system: str) -> list[Run]:
+        return [r for r in self.results["runs"] if r["system"] == system]
+
+    def values(self, system: str, getter: Getter) -> list[float]:
+        out = []
+        for run in self.runs(system):
+            value = getter(run)
+            if isinstance(value, int | float):
+                out.append(float(value))
+        return out
+
+    def median(self, system: str, getter: Getter) -> float | None:
+        values = self.values(system, getter)
+        return statistics.median(values) if values else None
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if unit == "B":
+        return _bytes(value)
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return text + (f" {unit}" if unit else "")
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def cell(fig: Figures, system: str, getter: Getter, unit: str = "") -> str:
+    values = fig.values(system, getter)
+    if not values:
+        return "-"
+    mid = fmt(statistics.median(values), unit)
+    if len(values) == 1:
+        return mid
+    return f"{mid} ({fmt(min(values), unit)}{DASH}{fmt(max(values), unit)})"
+
+
+def ratio(fig: Figures, system: str, getter: Getter) -> str:
+    if system == "statesync":
+        return "1 (statesync)"
+    ours, theirs = fig.median("statesync", getter), fig.median(system, getter)
+    if ours is None or theirs is None or theirs == 0:
+        return "-"
+    return f"{ours / theirs:.2f}{TIMES}"
+
+
+Column = tuple[str, Getter, str]
+
+
+def table(
+    fig: Figures, systems: list[str], headline: tuple[str, Getter], columns: list[Column]
+) -> list[str]:
+    name, getter = headline
+    head = [f"statesync ÷ system ({name})", "system", *[c[0] for c in columns]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for system in systems:
+        if not any(fig.values(system, c[1]) for c in columns):
+            continue
+        cells = [ratio(fig, system, getter), f"**{system}**"]
+        cells += [cell(fig, system, g, unit) for _, g, unit in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def durability_lines(results: dict[str, Any], systems: list[str]) -> list[str]:
+    lines = ["| system | what an acknowledged write survives | driven by |", "|---|---|---|"]
+    for name in systems:
+        info = results["systems"][name]
+        lines.append(f"| **{name}**: {info['label']} | {info['durability']} | {info['client']} |")
+    return lines
+
+
+def goals(fig: Figures, results: dict[str, Any]) -> list[dict[str, Any]]:
+    sizes = results["sizes"]
+    out = []
+
+    def add(goal: str, ours: float | None, theirs: float | None, target: str, ok: bool | None):
+        out.append({"goal": goal, "statesync": ours, "peer": theirs, "target": target, "met": ok})
+
+    par = get("writes", "parallel", "ops_per_s")
+    ours, etcd = fig.median("statesync", par), fig.median("etcd", par)
+    r = ours / etcd if ours and etcd else None
+    add(
+        f"durable writes, {sizes['clients']} unary clients: ≥ 1.5{TIMES} etcd",
+        ours,
+        etcd,
+        f"{r:.2f}{TIMES} etcd" if r else "-",
+        None if r is None else r >= 1.5,
+    )
+    window = get("writes", "window", "ops_per_s")
+    ours = fig.median("statesync", window)
+    nats = (
+        max([v for v in (fig.median("nats", par), fig.median("nats", window)) if v] or [0.0])
+        or None
+    )
+    r = ours / nats if ours and nats else None
+    add(
+        "batched stream, fsynced: ≥ NATS default (acks before fsync), its best write mode",
+        ours,
+        nats,
+        f"{r:.2f}{TIMES} nats" if r else "-",
+        None if r is None else r >= 1.0,
+    )
+    p99 = get("fanout", "p99_ms")
+    ours = fig.median("statesync", p99)
+    peers = {s: fig.median(s, p99) for s in fig.systems if s != "statesync"}
+    peers = {s: v for s, v in peers.items() if v is not None}
+    best = min(peers, key=lambda s: peers[s]) if peers else None
+    theirs = peers[best] if best else None
+    add(
+        f"fan-out p99 at {sizes['fan_rate']:.0f} writes/s to {sizes['fan_watchers']} workers: "
+        f"≤ best peer ({best or '-'})",
+        ours,
+        theirs,
+        f"{ours / theirs:.2f}{TIMES} {best}" if ours and theirs else "-",
+        None if ours is None or theirs is None else ours <= theirs,
+    )
+    keys = sizes["bootstrap_keys"][0]
+    ours = fig.median("statesync", boot_at(keys, "seconds"))
+    etcd = fig.median("etcd", boot_at(keys, "seconds"))
+    add(
+        f"bootstrap of {keys:,} keys: ≤ etcd's range read",
+        ours,
+        etcd,
+        f"{ours / etcd:.2f}{TIMES} etcd" if ours and etcd else "-",
+        None if ours is None or etcd is None else ours <= etcd,
+    )
+    k10 = fig.median("statesync", get("drift", "cases", "10", "bytes"))
+    relist = fig.median("statesync", get("drift", "relist", "bytes"))
+    share = k10 / relist if k10 is not None and relist else None
+    add(
+        f"drift repair, k = 10 of {sizes['drift_keys']:,} keys: ≤ 1% of a re-list's bytes",
+        k10,
+        relist,
+        f"{share:.4%} of a re-list" if share is not None else "-",
+        None if share is None else share <= 0.01,
+    )
+    return out
+
+
+def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| goal | statesync | compared with | measured | met |", "|---|---|---|---|---|"]
+    for row in rows:
+        met = {True: "**yes**", False: "**no**", None: "not measured"}[row["met"]]
+        lines.append(
+            f"| {row['goal']} | {fmt(row['statesync'])} | {fmt(row['peer'])} | "
+            f"{row['target']} | {met} |"
+        )
+    return lines
+
+
+def profile_lines(results: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for scenario, label in (("writes", "16 unary clients"), ("fanout", "fan-out")):
+        for run in results["runs"]:
+            if run["system"] != "statesync":
+                continue
+            node = run.get(scenario, {})
+            prof = (node.get("parallel") or {}).get("profile") if scenario == "writes" else None
+            prof = prof or node.get("profile")
+            if not prof:
+                continue
+            lines.append(f"**Controller, {label}** (py-spy, round {run['repeat'] + 1}):")
+            lines.append("")
+            lines.append("| own time | frame |")
+            lines.append("|---:|---|")
+            for frame, share in prof.get("own", [])[:10]:
+                lines.append(f"| {share:.1f}% | `{frame}` |")
+            lines.append("")
+            lines.append("| inclusive (statesync frames) | frame |")
+            lines.append("|---:|---|")
+            for frame, share in prof.get("inclusive", [])[:10]:
+                lines.append(f"| {share:.1f}% | `{frame}` |")
+            lines.append("")
+            break
+    return lines
+
+
+def sections(results: dict[str, Any]) -> dict[str, list[str]]:
+    fig = Figures(results)
+    systems = fig.systems
+    sizes = results["sizes"]
+    out: dict[str, list[str]] = {}
+    ms = "ms"
+    out["Durable writes"] = table(
+        fig,
+        systems,
+        (f"{sizes['clients']} clients ops/s", get("writes", "parallel", "ops_per_s")),
+        [
+            ("1 client ops/s", get("writes", "sequential", "ops_per_s"), ""),
+            ("1 client p50", get("writes", "sequential", "p50_ms"), ms),
+            ("1 client p99", get("writes", "sequential", "p99_ms"), ms),
+            (f"{sizes['clients']} clients ops/s", get("writes", "parallel", "ops_per_s"), ""),
+            (f"{sizes['clients']} clients p99", get("writes", "parallel", "p99_ms"), ms),
+            (
+                f"pipelined, window {sizes['window']}: ops/s",
+                get("writes", "window", "ops_per_s"),
+                "",
+            ),
+            ("pipelined p99", get("writes", "window", "p99_ms"), ms),
+            ("server CPU, 16 clients", get("writes", "parallel", "server_cpu_s"), "s"),
+        ],
+    )
+    out["Fan-out"] = table(
+        fig,
+        systems,
+        ("p99, lower is better", get("fanout", "p99_ms")),
+        [
+            ("ack→applied p50", get("fanout", "p50_ms"), ms),
+            ("p99", get("fanout", "p99_ms"), ms),
+            ("max", get("fanout", "max_ms"), ms),
+            ("writes/s achieved", get("fanout", "writes_per_s"), ""),
+            ("events/s delivered", get("fanout", "events_per_s"), ""),
+            ("server CPU (% of a core)", get("fanout", "server_cpu_pct"), "%"),
+            ("changes missed", get("fanout", "missing"), ""),
+        ],
+    )
+    boot_cols: list[Column] = []
+    for keys in sizes["bootstrap_keys"]:
+        boot_cols += [
+            (f"{keys:,} keys: time", boot_at(keys, "seconds"), "s"),
+            (f"{keys:,} keys: bytes", boot_at(keys, "bytes"), "B"),
+        ]
+    first = sizes["bootstrap_keys"][0]
+    out["Bootstrap"] = table(
+        fig,
+        systems,
+        (f"time at {first:,} keys, lower is better", boot_at(first, "seconds")),
+        boot_cols,
+    )
+    away = sizes["away_keys"]
+    out["Away while history was compacted"] = table(
+        fig,
+        systems,
+        ("time, lower is better", _away_time(away)),
+        [
+            ("time", _away_time(away), "s"),
+            ("bytes", _away_bytes(away), "B"),
+        ],
+    )
+    out["Reconnect storm"] = table(
+        fig,
+        systems,
+        ("all at head, lower is better", get("storm", "ready_to_all_at_head_s")),
+        [
+            ("restart (stop + start)", get("storm", "restart_s"), "s"),
+            ("ready → all at head", get("storm", "ready_to_all_at_head_s"), "s"),
+            ("ready → half at head", get("storm", "ready_to_median_at_head_s"), "s"),
+            ("server peak RSS", get("storm", "server_peak_rss_mb"), "MiB"),
+            ("caught up", get("storm", "caught_up"), ""),
+        ],
+    )
+    drift_cols: list[Column] = []
+    dk = sizes["drift_keys"]
+    for k in sizes["drift_k"]:
+        drift_cols += [
+            (f"k={k}: time", _drift(k, "seconds", dk, "seconds"), "s"),
+            (f"k={k}: bytes", _drift(k, "bytes", dk, "bytes"), "B"),
+        ]
+    out["Drift"] = table(
+        fig,
+        systems,
+        ("time at k=10, lower is better", _drift(10, "seconds", dk, "seconds")),
+        drift_cols,
+    )
+    last = sizes["bootstrap_keys"][-1]
+    out["Memory"] = table(
+        fig,
+        systems,
+        ("server MiB per million keys", boot_at(last, "server_mb_per_million_keys")),
+        [
+            ("server RSS, empty", boot_at(last, "server_rss_empty_mb"), "MiB"),
+            (f"server RSS, {last:,} keys", boot_at(last, "server_rss_mb"), "MiB"),
+            ("server MiB per million keys", boot_at(last, "server_mb_per_million_keys"), ""),
+            ("worker/reader MiB per million keys", boot_at(last, "reader_mb_per_million_keys"), ""),
+        ],
+    )
+    return out
+
+
+def _away_time(keys: int) -> Getter:
+    def pick(run: Run) -> float | None:
+        if run["system"] == "statesync":
+            return _dig(run, "drift", "away", "seconds")
+        return boot_at(keys, "seconds")(run)
+
+    return pick
+
+
+def _away_bytes(keys: int) -> Getter:
+    def pick(run: Run) -> float | None:
+        if run["system"] == "statesync":
+            return _dig(run, "drift", "away", "bytes")
+        return boot_at(keys, "bytes")(run)
+
+    return pick
+
+
+def _drift(k: int, ours: str, keys: int, theirs: str) -> Getter:
+    """statesync: the repair's figure; a peer: re-list (+ compare) at `keys`, whatever k is."""
+
+    def pick(run: Run) -> float | None:
+        if run["system"] == "statesync":
+            return _dig(run, "drift", "cases", str(k), ours)
+        if theirs == "seconds":
+            return relist_total(keys)(run)
+        return boot_at(keys, theirs)(run)
+
+    return pick
+
+
+NOTES = {
+    "Durable writes": (
+        "Each client is a connection doing one put at a time (100-byte JSON values, a new key "
+        "each), {clients} clients in 2 client processes of {half} connections. Pipelined: one "
+        "connection with up to {window} writes outstanding, each acknowledged on its own "
+        "(statesync: CommitStream, one put per command; etcd: concurrent unary Puts on one "
+        "HTTP/2 channel; NATS: JetStream publishes with acks awaited)."
+    ),
+    "Fan-out": (
+        "One writer, {fan_rate:.0f} puts/s for {fan_seconds:.0f} s, each put its own task on "
+        "one connection; {fan_watchers} watchers (statesync: SDK Workers with an in-memory "
+        "replica, ACKing; etcd: Watch streams; NATS: ordered consumers), 4 per client process. "
+        "Latency = when a watcher applied the change minus when the writer's put returned, "
+        "one clock (applied-before-ack counts as 0)."
+    ),
+    "Bootstrap": (
+        "A fresh reader reaching the head. statesync: a new Worker with an on-disk replica "
+        "until it has applied the head (snapshot over the sync stream, digests checked). "
+        "Peers: the whole namespace read into a dict (etcd: paginated Range at one revision, "
+        "10,000 per page; NATS: an ordered consumer delivering the last value per subject). "
+        "Bytes: protobuf sizes received (gRPC), the client's inbound byte count (NATS)."
+    ),
+    "Away while history was compacted": (
+        "A worker away while 1% of {away_keys:,} keys changed and history was compacted. "
+        "statesync: it comes back and is reconciled by digest descent (time = detection to "
+        "verified repair). Peers: their watch cannot resume past compaction (etcd) or has no "
+        "history to resume from beyond the last value (NATS history=1): re-list."
+    ),
+    "Reconnect storm": (
+        "{storm_workers} watchers connected; the server is restarted (SIGTERM, start on the "
+        "same data); then one write. Time from the server being ready until every watcher "
+        "has applied that write; peak RSS of the restarted server."
+    ),
+    "Drift": (
+        "k wrong keys on a worker of {drift_keys:,} keys. statesync: found at an ACK by "
+        "digest, localized by descent, repaired and verified (bench/reconcile.py's cases; "
+        "time = detection to verified). Peers have no way to detect drift: re-list and "
+        "compare with the local copy, whatever k is (time = re-list + compare)."
+    ),
+    "Memory": (
+        "RSS after loading the largest bootstrap size. Worker/reader: the bootstrapping "
+        "process's peak RSS growth (statesync: a Worker whose replica is SQLite on disk; "
+        "peers: a dict of every key and value)."
+    ),
+}
+
+
+def markdown(results: dict[str, Any], plots: list[str]) -> str:
+    fig = Figures(results)
+    sizes = results["sizes"]
+    lines = [
+        f"# statesync next to etcd and NATS JetStream ({results['date']})",
+        "",
+        f"Command: `{results['command']}`, {results.get('runtime_s', 0) / 60:.0f} min; "
+        f"commit {results['git']}; Python {results['python']}, {results['cpus']} CPUs. "
+        f"Figures are medians of {sizes['repeats']} round(s) with min{DASH}max; rounds alternate "
+        "between systems (each round runs every system in turn, on a fresh data directory).",
+        "",
+        "## What each system promises",
+        "",
+        *durability_lines(results, fig.systems),
+        "",
+        "## Goals",
+        "",
+        *goal_lines(goals(fig, results)),
+        "",
+    ]
+    params = {**sizes, "half": sizes["clients"] // 2}
+    for title, rows in sections(results).items():
+        lines += [f"## {title}", "", NOTES[title].format(**params), "", *rows, ""]
+    errors = [
+        (r["system"], r["repeat"], k, v) for r in results["runs"] for k, v in r["errors"].items()
+    ]
+    if errors:
+        lines += ["## Errors", ""]
+        for system, repeat, scenario, text in errors:
+            last = text.strip().splitlines()[-1]
+            lines.append(f"- {system}, round {repeat + 1}, {scenario}: `{last}`")
+        lines.append("")
+    prof = profile_lines(results)
+    if prof:
+        lines += ["## Where statesync's controller spends its time", "", *prof]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(lines)
+
+
+def draw(results: dict[str, Any], out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig_data = Figures(results)
+    systems = fig_data.systems
+    drawn = []
+
+    # Throughput bars: median with min-max whiskers.
+    modes = [
+        ("1 client", get("writes", "sequential", "ops_per_s")),
+        ("16 clients", get("writes", "parallel", "ops_per_s")),
+        ("pipelined", get("writes", "window", "ops_per_s")),
+    ]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(1, len(systems))
+    for n, system in enumerate(systems):
+        meds, lo, hi = [], [], []
+        for _, getter in modes:
+            values = fig_data.values(system, getter) or [0.0]
+            m = statistics.median(values)
+            meds.append(m)
+            lo.append(m - min(values))
+            hi.append(max(values) - m)
+        xs = [i + n * width for i in range(len(modes))]
+        ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=system)
+    ax.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(modes))])
+    ax.set_xticklabels([m for m, _ in modes])
+    ax.set_ylabel("durable writes/s")
+    ax.set_title(f"Durable writes (median, min{DASH}max)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "writes_throughput.png", dpi=110)
+    plt.close(fig)
+    drawn.append("writes_throughput.png")
+
+    for name, path, title in (
+        (
+            "writes_latency_cdf.png",
+            ("writes", "parallel", "cdf_ms"),
+            "Durable write latency, 16 clients",
+        ),
+        ("fanout_latency_cdf.png", ("fanout", "cdf_ms"), "Fan-out: write acknowledged → applied"),
+    ):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        any_line = False
+        for system in systems:
+            runs = [r for r in fig_data.runs(system) if _dig(r, *path)]
+            if not runs:
+                continue
+            cdf = _dig(runs[len(runs) // 2], *path)
+            ys = [i / (len(cdf) - 1) for i in range(len(cdf))]
+            ax.plot([max(x, 0.01) for x in cdf], ys, label=system)
+            any_line = True
+        if not any_line:
+            plt.close(fig)
+            continue
+        ax.set_xscale("log")
+        ax.set_xlabel("ms (log)")
+        ax.set_ylabel("fraction")
+        ax.set_title(title + " (CDF, median round)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        drawn.append(name)
+
+    sizes = results["sizes"]["bootstrap_keys"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    width = 0.8 / max(1, len(systems))
+    plotted = False
+    for n, system in enumerate(systems):
+        meds = [fig_data.median(system, boot_at(k, "seconds")) or 0.0 for k in sizes]
+        if any(meds):
+            plotted = True
+            ax.bar([i + n * width for i in range(len(sizes))], meds, width, label=system)
+    if plotted:
+        ax.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(sizes))])
+        ax.set_xticklabels([f"{k:,} keys" for k in sizes])
+        ax.set_ylabel("seconds to reach the head")
+        ax.set_title("Bootstrap (median)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "bootstrap.png", dpi=110)
+        drawn.append("bootstrap.png")
+    plt.close(fig)
+    return drawn
+
+
+def write(results: dict[str, Any], out_dir: Path, *, plots: bool = True) -> Path:
+    drawn = draw(results, out_dir) if plots else []
+    path = out_dir / "report.md"
+    path.write_text(markdown(results, drawn))
+    return path

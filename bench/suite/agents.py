@@ -228,9 +228,7 @@ class _Child:
         """statesync: a fresh worker with an on-disk replica until it is at the head."""
         conn = await self.conn()
         try:
-            t0 = time.perf_counter()
-            listing, keys = await conn.bootstrap(Path(state_dir))  # type: ignore[attr-defined]
-            seconds = time.perf_counter() - t0
+            seconds, listing, keys = await conn.bootstrap(Path(state_dir))  # type: ignore[attr-defined]
         finally:
             await conn.close()
         if keys != expect:

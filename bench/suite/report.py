@@ -223,16 +223,17 @@ def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def profile_lines(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
-    for scenario, label in (("writes", "16 unary clients"), ("fanout", "fan-out")):
+    where = (
+        ("Controller, 16 unary clients", ("writes", "parallel", "profile")),
+        ("Controller, fan-out", ("fanout", "profile")),
+        ("Worker, bootstrap", ("bootstrap", "sizes", 0, "profile")),
+    )
+    for label, path in where:
         for run in results["runs"]:
-            if run["system"] != "statesync":
-                continue
-            node = run.get(scenario, {})
-            prof = (node.get("parallel") or {}).get("profile") if scenario == "writes" else None
-            prof = prof or node.get("profile")
+            prof = _dig(run, *path) if run["system"] == "statesync" else None
             if not prof:
                 continue
-            lines.append(f"**Controller, {label}** (py-spy, round {run['repeat'] + 1}):")
+            lines.append(f"**{label}** (py-spy, round {run['repeat'] + 1}):")
             lines.append("")
             lines.append("| own time | frame |")
             lines.append("|---:|---|")
@@ -313,9 +314,10 @@ def sections(results: dict[str, Any]) -> dict[str, list[str]]:
     out["Reconnect storm"] = table(
         fig,
         systems,
-        ("all at head, lower is better", get("storm", "ready_to_all_at_head_s")),
+        ("restart → all at head, lower is better", get("storm", "restart_to_all_at_head_s")),
         [
             ("restart (stop + start)", get("storm", "restart_s"), "s"),
+            ("restart → all at head", get("storm", "restart_to_all_at_head_s"), "s"),
             ("ready → all at head", get("storm", "ready_to_all_at_head_s"), "s"),
             ("ready → half at head", get("storm", "ready_to_median_at_head_s"), "s"),
             ("server peak RSS", get("storm", "server_peak_rss_mb"), "MiB"),
@@ -411,8 +413,8 @@ NOTES = {
     ),
     "Reconnect storm": (
         "{storm_workers} watchers connected; the server is restarted (SIGTERM, start on the "
-        "same data); then one write. Time from the server being ready until every watcher "
-        "has applied that write; peak RSS of the restarted server."
+        "same data); then one write. Time from the restart until every watcher has applied "
+        "that write, and from the server being ready again; peak RSS of the restarted server."
     ),
     "Drift": (
         "k wrong keys on a worker of {drift_keys:,} keys. statesync: found at an ACK by "

@@ -102,10 +102,11 @@ class Context:
             out.append(Agent(system.spec(), system.endpoint(), name, self.workdir / f"{name}.log"))
         return out
 
-    def profiler(self, system: System, tag: str) -> Profiler | None:
+    def profiler(self, system: System, tag: str, pid: int | None = None) -> Profiler | None:
+        """py-spy on statesync's controller (or on `pid`, a worker), with --profile."""
         if self.profile_dir is None or system.name != "statesync":
             return None
-        return Profiler(system.server_pids()[0], self.profile_dir / f"{tag}.txt")
+        return Profiler(pid or system.server_pids()[0], self.profile_dir / f"{tag}.txt")
 
 
 def server_cpu(system: System) -> float:
@@ -248,9 +249,8 @@ def reconnect_storm(system: System, ctx: Context) -> dict[str, Any]:
         t0 = time.perf_counter()
         gather(watchers, "watch", watchers=s.storm_workers // procs, from_revision=head)
         connect_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        stopped = time.time()
         system.restart()
-        restart_s = time.perf_counter() - t0
         ready = time.time()
         marker = key_name(ctx.keys(1))
         writer.request("put_keys", keys=[marker])
@@ -263,7 +263,8 @@ def reconnect_storm(system: System, ctx: Context) -> dict[str, Any]:
         "workers": len(seen),
         "caught_up": len(late),
         "initial_connect_s": connect_s,
-        "restart_s": restart_s,
+        "restart_s": ready - stopped,
+        "restart_to_all_at_head_s": (max(late) - stopped) if late else float("nan"),
         "ready_to_all_at_head_s": (max(late) - ready) if late else float("nan"),
         "ready_to_median_at_head_s": (pct(late, 0.5) - ready) if late else float("nan"),
         "server_peak_rss_mb": peak,
@@ -290,7 +291,11 @@ def bootstrap(system: System, ctx: Context) -> dict[str, Any]:
                 rss0 = reader.request("rss")["rss_mb"]
                 if system.name == "statesync":
                     state = ctx.workdir / f"boot-{size}-{time.monotonic_ns()}"
+                    prof = ctx.profiler(system, f"bootstrap-{size}-worker", reader.pid)
                     r = reader.request("bootstrap", state_dir=str(state), expect=size)
+                    if prof is not None:
+                        prof.stop()
+                        r["profile"] = prof.summary()
                 else:
                     r = reader.request("list_all", expect=size)
                     if r["differ"]:
@@ -326,7 +331,7 @@ def statesync_reconcile(ctx: Context, repeat: int, seed: int) -> dict[str, Any]:
     from bench import reconcile
 
     s = ctx.sizes
-    base = ctx.workdir.parent / "statesync-reconcile"
+    base = ctx.workdir / "statesync-reconcile"
     base.mkdir(exist_ok=True)
     args = argparse.Namespace(
         keys=s.drift_keys,

@@ -238,19 +238,20 @@ class StatesyncConn(Conn):
                 raise TimeoutError(f"worker at {worker.applied_rev}, not {rev}, after {timeout} s")
             await asyncio.sleep(0.005)
 
-    async def bootstrap(self, state_dir: Path) -> tuple[Listing, int]:
-        """A fresh worker with an on-disk replica until it has applied the head;
-        what it received, and how many keys its replica holds."""
+    async def bootstrap(self, state_dir: Path) -> tuple[float, Listing, int]:
+        """A fresh worker with an on-disk replica until it has applied the head:
+        the seconds that took, what it received, and how many keys it holds."""
         head = await self.head()
+        t0 = time.perf_counter()
         worker, task = await self._start_worker(state_dir)
         await self._until_applied(worker, head)
+        seconds = time.perf_counter() - t0
         worker.stop_soon()
         await task
         keys = sum(1 for _ in worker.replica.items(NAMESPACE, ""))
         worker.replica.close()
-        return Listing(
-            items={}, revision=head, wire_bytes=worker.bytes_received, round_trips=1
-        ), keys
+        listing = Listing(items={}, revision=head, wire_bytes=worker.bytes_received, round_trips=1)
+        return seconds, listing, keys
 
     async def head(self) -> int:
         reply = await self.stub.Status(pb.StatusRequest(), timeout=60)

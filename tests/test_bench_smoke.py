@@ -1,0 +1,97 @@
+"""`python -m bench --smoke` end to end, so the comparison harness never rots:
+statesync and NATS always, etcd where its binary is installed (required in CI,
+where .ci/run installs Debian's etcd-server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def systems() -> list[str]:
+    names = ["statesync", "nats"]
+    if shutil.which("etcd"):
+        names.append("etcd")
+    elif os.environ.get("CI"):
+        pytest.fail("etcd is not installed: CI must cover it (apt-get install etcd-server)")
+    return names
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("bench-smoke")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--smoke",
+            "--systems",
+            ",".join(systems()),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return proc, out
+
+
+def test_smoke_runs_every_scenario_cleanly(smoke) -> None:
+    proc, out = smoke
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = orjson.loads((out / "results.json").read_bytes())
+    assert {r["system"] for r in results["runs"]} == set(systems())
+    for run in results["runs"]:
+        assert run["errors"] == {}, run["errors"]
+        name = run["system"]
+        writes = run["writes"]
+        for mode in ("sequential", "parallel", "window"):
+            assert writes[mode]["ops"] > 0 and writes[mode]["p99_ms"] > 0, (name, mode)
+        assert writes["window"]["ops"] == results["sizes"]["window_puts"]
+        fan = run["fanout"]
+        assert fan["write_errors"] == 0 and fan["missing"] == 0, (name, fan)
+        assert fan["events_delivered"] == fan["writes"] * results["sizes"]["fan_watchers"]
+        storm = run["storm"]
+        assert storm["caught_up"] == storm["workers"] == results["sizes"]["storm_workers"]
+        [boot] = run["bootstrap"]["sizes"]
+        assert boot["keys"] == results["sizes"]["bootstrap_keys"][0] and boot["bytes"] > 0
+    [ours] = [r for r in results["runs"] if r["system"] == "statesync"]
+    drift = ours["drift"]
+    assert set(drift["cases"]) == {str(k) for k in results["sizes"]["drift_k"]}
+    for k, case in drift["cases"].items():
+        assert case["problems"] == [] and case["bytes"] > 0, (k, case)
+    assert 0 < drift["away"]["bytes"] < drift["away"]["snapshot_bytes"]
+
+
+def test_smoke_report_has_a_table_per_scenario_and_plots(smoke) -> None:
+    proc, out = smoke
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = (out / "report.md").read_text()
+    for section in (
+        "## What each system promises",
+        "## Goals",
+        "## Durable writes",
+        "## Fan-out",
+        "## Bootstrap",
+        "## Away while history was compacted",
+        "## Reconnect storm",
+        "## Drift",
+        "## Memory",
+    ):
+        assert section in report
+    for name in systems():
+        assert f"| **{name}** |" in report
+    for png in ("writes_throughput.png", "writes_latency_cdf.png", "fanout_latency_cdf.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({png})" in report

@@ -258,7 +258,7 @@ class _Child:
         """For each watcher, when it had seen every one of `keys` (None: not within `within` s)."""
         deadline = time.monotonic() + within
         while True:
-            done = [all(k in seen for k in keys) for _, _, seen in self.watches]
+            done = [seen.keys() >= set(keys) for _, _, seen in self.watches]
             if all(done) or time.monotonic() > deadline:
                 return [
                     max(seen[k] for k in keys) if ok else None

@@ -179,9 +179,11 @@ def goals(fig: Figures, results: dict[str, Any]) -> list[dict[str, Any]]:
     peers = {s: v for s, v in peers.items() if v is not None}
     best = min(peers, key=lambda s: peers[s]) if peers else None
     theirs = peers[best] if best else None
+    rate = fig.median("statesync", get("fanout", "writes_per_s"))
+    sustained = f" (statesync sustained {rate:,.0f} writes/s)" if rate else ""
     add(
         f"fan-out p99 at {sizes['fan_rate']:.0f} writes/s to {sizes['fan_watchers']} workers: "
-        f"≤ best peer ({best or '-'})",
+        f"≤ best peer ({best or '-'}){sustained}",
         ours,
         theirs,
         f"{ours / theirs:.2f}{TIMES} {best}" if ours and theirs else "-",

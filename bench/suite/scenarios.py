@@ -192,8 +192,9 @@ def fan_out(system: System, ctx: Context) -> dict[str, Any]:
         cpu0, t0 = server_cpu(system), time.perf_counter()
         first = ctx.keys(int(s.fan_rate * s.fan_seconds))
         written = writer.request("put_rate", rate=s.fan_rate, seconds=s.fan_seconds, first=first)
-        last_key = max(written["acked"])[0] if written["acked"] else key_name(first)
-        gather(watchers, "wait_seen", keys=[last_key], within=60)
+        # Every acknowledged write, not just the last one sent: concurrent puts
+        # may commit in another order than they were sent.
+        gather(watchers, "wait_seen", keys=[k for k, _, _ in written["acked"]], within=60)
         cpu = server_cpu(system) - cpu0
         wall = time.perf_counter() - t0
         if prof is not None:

@@ -59,6 +59,10 @@ def test_smoke_runs_every_scenario_cleanly(smoke) -> None:
         for mode in ("sequential", "parallel", "window"):
             assert writes[mode]["ops"] > 0 and writes[mode]["p99_ms"] > 0, (name, mode)
         assert writes["window"]["ops"] == results["sizes"]["window_puts"]
+        # Atomic multi-key batches: statesync commands and etcd Txns; NATS KV has none.
+        assert ("batched" in writes) == (name != "nats"), name
+        if name != "nats":
+            assert writes["batched"]["ops"] == results["sizes"]["batches"]
         fan = run["fanout"]
         assert fan["write_errors"] == 0 and fan["missing"] == 0, (name, fan)
         assert fan["events_delivered"] == fan["writes"] * results["sizes"]["fan_watchers"]

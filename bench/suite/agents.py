@@ -134,6 +134,27 @@ class _Child:
         finally:
             await conn.close()
 
+    async def op_put_batches(
+        self, batches: int, size: int, window: int, first: int
+    ) -> dict[str, Any] | None:
+        """Atomic batches of `size` puts; None where the system has none."""
+        conn = await self.conn()
+        work = [
+            [
+                (key_name(first + b * size + i), value_bytes(first + b * size + i))
+                for i in range(size)
+            ]
+            for b in range(batches)
+        ]
+        try:
+            t0 = time.perf_counter()
+            latencies = await conn.put_batches(work, window)
+            return {"latencies": latencies, "elapsed": time.perf_counter() - t0}
+        except NotImplementedError:
+            return None
+        finally:
+            await conn.close()
+
     async def op_put_rate(self, rate: float, seconds: float, first: int) -> dict[str, Any]:
         """One writer, write i due at t0 + i/rate; a late write goes at once.
         Each put is its own task, so a slow ack does not hold back the next."""

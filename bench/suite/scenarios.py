@@ -25,6 +25,9 @@ class Sizes:
     clients: int
     window_puts: int
     window: int
+    batches: int
+    batch_size: int
+    batch_window: int
     fan_rate: float
     fan_seconds: float
     fan_watchers: int
@@ -43,6 +46,9 @@ SMOKE = Sizes(
     clients=16,
     window_puts=500,
     window=256,
+    batches=20,
+    batch_size=100,
+    batch_window=8,
     fan_rate=200,
     fan_seconds=1,
     fan_watchers=4,
@@ -60,6 +66,9 @@ QUICK = Sizes(
     clients=16,
     window_puts=20_000,
     window=256,
+    batches=400,
+    batch_size=100,
+    batch_window=8,
     fan_rate=2000,
     fan_seconds=10,
     fan_watchers=32,
@@ -172,6 +181,16 @@ def durable_writes(system: System, ctx: Context) -> dict[str, Any]:
         )
         out["window"] = latency_summary(r["latencies"], r["elapsed"])
         out["window"]["window"] = s.window
+        r = single.request(
+            "put_batches",
+            batches=s.batches,
+            size=s.batch_size,
+            window=s.batch_window,
+            first=ctx.keys(s.batches * s.batch_size),
+        )
+        if r is not None:
+            out["batched"] = latency_summary(r["latencies"], r["elapsed"])
+            out["batched"]["puts_per_s"] = s.batches * s.batch_size / r["elapsed"]
     finally:
         close_all([single, *parallel])
     return out

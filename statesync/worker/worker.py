@@ -114,10 +114,12 @@ class WorkerSettings:
     stale_after_s: float = 5.0
     """Nothing from the controller for this long: the stream is stale, reconnect."""
     backoff_base_s: float = 0.1
-    backoff_cap_s: float = 5.0
+    backoff_cap_s: float = 1.0
     """Reconnect delay: uniformly random in [0, min(cap, base * 2**attempt)] (full jitter);
-    attempt is 0 right after a stream that was established (a controller restart
-    is back within ~0.1 s), and counts failed attempts from there."""
+    attempt is 0 right after a stream that was established, and counts failed
+    attempts from there. The 1 s cap keeps a fleet back within about a second of
+    a controller restart: the jitter spreads it, and the controller streams at
+    most 4 snapshots at once, so a herd costs it little."""
     handler_retry_cap_s: float = 30.0
     chaos_drop: float = 0.0
     """Fault injection: the fraction of changes silently not applied (a buggy worker)."""

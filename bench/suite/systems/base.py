@@ -53,6 +53,12 @@ class Conn(abc.ABC):
         """Pipelined writes on this one connection: up to `window` outstanding,
         each acknowledged individually. The latency of each (seconds), in order."""
 
+    async def put_batches(self, batches: list[list[tuple[str, bytes]]], window: int) -> list[float]:
+        """Atomic multi-key writes, one command or transaction per batch, up to
+        `window` outstanding; each batch's latency. NotImplementedError where the
+        system has no atomic multi-key write (NATS KV)."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     async def load(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Bulk-load (setup, not measured) the fastest way the system offers; the head after."""

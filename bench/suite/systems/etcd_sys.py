@@ -317,6 +317,24 @@ class EtcdConn(Conn):
         await asyncio.gather(*(worker() for _ in range(max(1, min(window, len(items))))))
         return latencies
 
+    async def put_batches(self, batches: list[list[tuple[str, bytes]]], window: int) -> list[float]:
+        """One Txn of puts per batch (one Raft entry, atomic), `window` in flight."""
+        latencies = [0.0] * len(batches)
+        indexes = iter(range(len(batches)))
+
+        async def worker() -> None:
+            for i in indexes:
+                ops = [
+                    pb.RequestOp(request_put=pb.PutRequest(key=self.prefix + k.encode(), value=v))
+                    for k, v in batches[i]
+                ]
+                t0 = time.perf_counter()
+                await self._txn(pb.TxnRequest(success=ops), timeout=self.timeout)
+                latencies[i] = time.perf_counter() - t0
+
+        await asyncio.gather(*(worker() for _ in range(max(1, min(window, len(batches))))))
+        return latencies
+
     async def load(self, items: Iterable[tuple[str, bytes]]) -> int:
         """Txns of `txn_ops` puts (one Raft entry, one fsync each), `load_concurrency`
         in flight; the items may be a generator."""

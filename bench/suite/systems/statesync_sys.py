@@ -154,6 +154,13 @@ class StatesyncConn(Conn):
             request.tag = tag
         return await self._stream(requests, window)
 
+    async def put_batches(self, batches: list[list[tuple[str, bytes]]], window: int) -> list[float]:
+        requests = [
+            command_to_pb(Command([Put(NAMESPACE, k, orjson.loads(v)) for k, v in batch]), tag=tag)
+            for tag, batch in enumerate(batches)
+        ]
+        return await self._stream(requests, window)
+
     async def _stream(self, requests: list[pb.CommandRequest], window: int) -> list[float]:
         call = self.stub.CommitStream()
         slots = asyncio.Semaphore(window)

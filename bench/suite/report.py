@@ -213,6 +213,68 @@ def goals(fig: Figures, results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def headline(results: dict[str, Any]) -> list[str]:
+    """One row per scenario's main figure, one column per system (medians)."""
+    fig = Figures(results)
+    sizes = results["sizes"]
+    last = sizes["bootstrap_keys"][-1]
+    rows: list[tuple[str, Getter, str]] = [
+        ("durable writes/s, 1 client", get("writes", "sequential", "ops_per_s"), ""),
+        (
+            f"durable writes/s, {sizes['clients']} clients",
+            get("writes", "parallel", "ops_per_s"),
+            "",
+        ),
+        (
+            f"pipelined writes/s, {sizes['window']} in flight",
+            get("writes", "window", "ops_per_s"),
+            "",
+        ),
+        (
+            f"batched puts/s, {sizes['batch_size']} per atomic command",
+            get("writes", "batched", "puts_per_s"),
+            "",
+        ),
+        (
+            f"fan-out to {sizes['fan_watchers']}: writes/s sustained (of {sizes['fan_rate']:.0f})",
+            get("fanout", "writes_per_s"),
+            "",
+        ),
+        ("fan-out: ack→applied p99", get("fanout", "p99_ms"), "ms"),
+        *[(f"bootstrap, {k:,} keys", boot_at(k, "seconds"), "s") for k in sizes["bootstrap_keys"]],
+        (
+            f"back after compaction ({sizes['away_keys']:,} keys, 1% changed): bytes",
+            _away_bytes(sizes["away_keys"]),
+            "B",
+        ),
+        (
+            f"reconnect storm, {sizes['storm_workers']} workers: restart → all at head",
+            get("storm", "restart_to_all_at_head_s"),
+            "s",
+        ),
+        (
+            f"drift, k = 10 of {sizes['drift_keys']:,}: time",
+            _drift(10, "seconds", sizes["drift_keys"], "seconds"),
+            "s",
+        ),
+        (
+            f"drift, k = 10 of {sizes['drift_keys']:,}: bytes",
+            _drift(10, "bytes", sizes["drift_keys"], "bytes"),
+            "B",
+        ),
+        ("server RSS per million keys", boot_at(last, "server_mb_per_million_keys"), "MiB"),
+    ]
+    systems = fig.systems
+    lines = [
+        "| median of the rounds | " + " | ".join(systems) + " |",
+        "|---|" + "---:|" * len(systems),
+    ]
+    for label, getter, unit in rows:
+        cells = [fmt(fig.median(s, getter), unit) for s in systems]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def goal_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| goal | statesync | compared with | measured | met |", "|---|---|---|---|---|"]
     for row in rows:
@@ -462,6 +524,10 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         "",
         *goal_lines(goals(fig, results)),
         "",
+        "## Headline",
+        "",
+        *headline(results),
+        "",
     ]
     params = {**sizes, "half": sizes["clients"] // 2}
     for title, rows in sections(results).items():
@@ -576,8 +642,39 @@ def draw(results: dict[str, Any], out_dir: Path) -> list[str]:
     return drawn
 
 
+ANALYSIS = "analysis.md"
+"""Hand-written reading of a committed run, kept next to it and appended to the report."""
+
+
 def write(results: dict[str, Any], out_dir: Path, *, plots: bool = True) -> Path:
     drawn = draw(results, out_dir) if plots else []
+    text = markdown(results, drawn)
+    analysis = out_dir / ANALYSIS
+    if analysis.exists():
+        text += "\n" + analysis.read_text()
     path = out_dir / "report.md"
-    path.write_text(markdown(results, drawn))
+    path.write_text(text)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.suite.report DIR`: render DIR/report.md and plots again
+    from DIR/results.json (after a change to the report, or to analysis.md)."""
+    import argparse
+
+    import orjson
+
+    parser = argparse.ArgumentParser(prog="python -m bench.suite.report", description=main.__doc__)
+    parser.add_argument("dir", type=Path, help="a results directory, e.g. bench/results/DATE")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    source = args.dir / "results.json"
+    if not source.exists():
+        parser.error(f"{source} does not exist")
+    path = write(orjson.loads(source.read_bytes()), args.dir, plots=not args.no_plots)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -138,9 +138,9 @@ CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     # The worker paces its own reconnects (full jitter, above). gRPC's subchannels
     # outlive a channel and would otherwise add their own backoff (1 s, growing):
-    # workers would stay away for seconds after a controller restart.
+    # workers would stay away for seconds after a controller restart. The connect
+    # timeout (min_reconnect_backoff_ms, 20 s) stays: a slow link must still connect.
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 

@@ -32,6 +32,7 @@ __all__ = [
     "pct",
     "reset_peak_rss",
     "rss_mb",
+    "statesync_exe",
 ]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -50,6 +51,16 @@ def ready(controller):
 settings = ServerSettings(data=Path(sys.argv[1]), listen="127.0.0.1:0", http=None)
 asyncio.run(Controller(settings).run(on_ready=ready))
 """
+
+
+def statesync_exe() -> str:
+    exe = Path(sys.executable).with_name("statesync")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("statesync")
+    if found is None:
+        raise RuntimeError("the statesync command is not installed (pip install -e .)")
+    return found
 
 
 def make_value(i: int) -> dict[str, object]:

@@ -67,7 +67,14 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _controller import ChildProcess, MachineLoad, cpu_seconds, git_describe, rss_mb
+from _controller import (
+    ChildProcess,
+    MachineLoad,
+    cpu_seconds,
+    git_describe,
+    rss_mb,
+    statesync_exe,
+)
 
 from statesync import Command, Delete, Put
 from statesync.client import Client
@@ -147,16 +154,6 @@ def make_value(i: int, gen: int = 0) -> dict[str, object]:
 
 def canonical(doc: dict[str, object]) -> bytes:
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-
-
-def statesync_exe() -> str:
-    exe = Path(sys.executable).with_name("statesync")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("statesync")
-    if found is None:
-        raise RuntimeError("the statesync command is not installed (pip install -e .)")
-    return found
 
 
 # ---------------------------------------------------------------- building, offline

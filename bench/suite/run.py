@@ -4,6 +4,7 @@ alternate between systems, write results.json, report.md and plots."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -132,10 +133,10 @@ def run_system(name: str, args: argparse.Namespace, ctx: Context, repeat: int) -
         workdir = ctx.workdir / f"r{repeat}-{name}-{phase}"
         workdir.mkdir(parents=True)
         system = cls(workdir)
-        phase_ctx = Context(ctx.sizes, workdir, ctx.console, ctx.profile_dir)
-        phase_ctx.profile_dir = ctx.profile_dir and ctx.profile_dir / f"r{repeat}"
-        if phase_ctx.profile_dir:
-            phase_ctx.profile_dir.mkdir(parents=True, exist_ok=True)
+        profiles = ctx.profile_dir and ctx.profile_dir / f"r{repeat}"
+        if profiles:
+            profiles.mkdir(parents=True, exist_ok=True)
+        phase_ctx = Context(ctx.sizes, workdir, ctx.console, profiles)
         t0 = time.perf_counter()
         system.start()
         out[f"{phase}_start_s"] = time.perf_counter() - t0
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     sizes = MODES[args.mode]
     if args.repeats is not None:
-        sizes = scenarios.Sizes(**{**sizes.__dict__, "repeats": args.repeats})
+        sizes = dataclasses.replace(sizes, repeats=args.repeats)
     names = available(args.systems, console, ci=bool(os.environ.get("CI")))
     today = datetime.date.today().isoformat()
     out_dir = args.out or (

@@ -6,6 +6,7 @@ clock (`time.time()` on the same machine)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ QUICK = Sizes(
     agent_processes=8,
     repeats=3,
 )
-FULL = Sizes(**{**QUICK.__dict__, "bootstrap_keys": (200_000, 1_000_000), "drift_keys": 1_000_000})
+FULL = dataclasses.replace(QUICK, bootstrap_keys=(200_000, 1_000_000), drift_keys=1_000_000)
 MODES = {"smoke": SMOKE, "quick": QUICK, "full": FULL}
 
 
@@ -199,14 +200,24 @@ def durable_writes(system: System, ctx: Context) -> dict[str, Any]:
 # ---------------------------------------------------------------- fan-out
 
 
-def fan_out(system: System, ctx: Context) -> dict[str, Any]:
-    s = ctx.sizes
-    procs = min(s.agent_processes, s.fan_watchers)
-    watchers = ctx.agents(system, procs, "watchers")
-    [writer] = ctx.agents(system, 1, "rate-writer")
+def watching(system: System, ctx: Context, count: int, role: str) -> tuple[list[Agent], Agent]:
+    """`count` watchers at the head, spread over the agent processes, and a writer."""
+    procs = min(ctx.sizes.agent_processes, count)
+    watchers = ctx.agents(system, procs, role)
+    [writer] = ctx.agents(system, 1, f"{role}-writer")
     try:
         head = writer.request("head")
-        gather(watchers, "watch", watchers=s.fan_watchers // procs, from_revision=head)
+        gather(watchers, "watch", watchers=count // procs, from_revision=head)
+    except BaseException:
+        close_all([*watchers, writer])
+        raise
+    return watchers, writer
+
+
+def fan_out(system: System, ctx: Context) -> dict[str, Any]:
+    s = ctx.sizes
+    watchers, writer = watching(system, ctx, s.fan_watchers, "watchers")
+    try:
         prof = ctx.profiler(system, "fanout")
         cpu0, t0 = server_cpu(system), time.perf_counter()
         first = ctx.keys(int(s.fan_rate * s.fan_seconds))
@@ -260,15 +271,10 @@ def fan_out(system: System, ctx: Context) -> dict[str, Any]:
 
 
 def reconnect_storm(system: System, ctx: Context) -> dict[str, Any]:
-    s = ctx.sizes
-    procs = min(s.agent_processes, s.storm_workers)
-    watchers = ctx.agents(system, procs, "storm")
-    [writer] = ctx.agents(system, 1, "marker")
+    t0 = time.perf_counter()
+    watchers, writer = watching(system, ctx, ctx.sizes.storm_workers, "storm")
+    connect_s = time.perf_counter() - t0
     try:
-        head = writer.request("head")
-        t0 = time.perf_counter()
-        gather(watchers, "watch", watchers=s.storm_workers // procs, from_revision=head)
-        connect_s = time.perf_counter() - t0
         stopped = time.time()
         system.restart()
         ready = time.time()

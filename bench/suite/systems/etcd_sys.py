@@ -265,26 +265,18 @@ class EtcdConn(Conn):
         self.range_end = prefix_end(self.prefix)
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         ch = self.channel
-        self._range = ch.unary_unary(
-            RANGE,
-            request_serializer=pb.RangeRequest.SerializeToString,
-            response_deserializer=pb.RangeResponse.FromString,
-        )
-        self._put = ch.unary_unary(
-            PUT,
-            request_serializer=pb.PutRequest.SerializeToString,
-            response_deserializer=pb.PutResponse.FromString,
-        )
-        self._txn = ch.unary_unary(
-            TXN,
-            request_serializer=pb.TxnRequest.SerializeToString,
-            response_deserializer=pb.TxnResponse.FromString,
-        )
-        self._compact = ch.unary_unary(
-            COMPACT,
-            request_serializer=pb.CompactionRequest.SerializeToString,
-            response_deserializer=pb.CompactionResponse.FromString,
-        )
+
+        def unary(path: str, request: Any, response: Any) -> Any:
+            return ch.unary_unary(
+                path,
+                request_serializer=request.SerializeToString,
+                response_deserializer=response.FromString,
+            )
+
+        self._range = unary(RANGE, pb.RangeRequest, pb.RangeResponse)
+        self._put = unary(PUT, pb.PutRequest, pb.PutResponse)
+        self._txn = unary(TXN, pb.TxnRequest, pb.TxnResponse)
+        self._compact = unary(COMPACT, pb.CompactionRequest, pb.CompactionResponse)
         self.watch_method = ch.stream_stream(
             WATCH,
             request_serializer=pb.WatchRequest.SerializeToString,

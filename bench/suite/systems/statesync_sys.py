@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import orjson
 
+from bench._controller import statesync_exe
 from bench.suite.systems.base import Conn, Listing, OnEvent, System, Watch
 from statesync import Command, Put
 from statesync.v1 import statesync_pb2 as pb
@@ -35,12 +36,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def statesync_exe() -> str:
-    from bench.reconcile import statesync_exe as find
-
-    return find()
 
 
 class Statesync(System):
@@ -134,8 +129,7 @@ class WorkerWatch(Watch):
 
     async def close(self) -> None:
         self.worker.stop_soon()
-        await self.task
-        self.worker.replica.close()
+        await self.task  # run() closes the replica
 
 
 class StatesyncConn(Conn):
@@ -255,8 +249,7 @@ class StatesyncConn(Conn):
         seconds = time.perf_counter() - t0
         worker.stop_soon()
         await task
-        keys = sum(1 for _ in worker.replica.items(NAMESPACE, ""))
-        worker.replica.close()
+        keys = len(worker.replica.data.get(NAMESPACE, {}))
         listing = Listing(items={}, revision=head, wire_bytes=worker.bytes_received, round_trips=1)
         return seconds, listing, keys
 

@@ -305,7 +305,8 @@ PARSE_ERRORS = [
     pytest.param('{"a": 1e400}', "/a", "not finite", id="overflowing-float"),
     pytest.param('{"a": [9007199254740992]}', "/a/0", "outside", id="big-int"),
     pytest.param('{"a": "\\ud800"}', "/a", "lone surrogate", id="escaped-lone-surrogate"),
-    pytest.param('{"\\udc00": 1}', "/\udc00", "lone surrogate", id="surrogate-object-key"),
+    # A key that cannot be a string is named as the text spells it.
+    pytest.param('{"\\udc00": 1}', "/\\udc00", "lone surrogate", id="surrogate-object-key"),
     pytest.param('{"a": [1,', "", "malformed JSON", id="truncated"),
     pytest.param('{"a": 1} x', "", "malformed JSON", id="trailing-data"),
     pytest.param("", "", "malformed JSON", id="empty"),
@@ -322,7 +323,7 @@ def test_parse_json_rejects(text: str | bytes, path: str, why: str) -> None:
     err = info.value
     assert (err.namespace, err.key, err.path) == ("app", "k", path)
     assert why in err.reason
-    check_error(err, json_ok="\udc00" not in path)
+    check_error(err)
 
 
 def test_parse_json_malformed_names_line_and_column() -> None:

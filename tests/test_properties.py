@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digest_descent import differing_keys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -48,7 +49,7 @@ from statesync import (
     StoreSettings,
 )
 from statesync.core.commands import CompareKind
-from statesync.core.digest import NamespaceDigest, differing_keys, position, value_hash
+from statesync.core.digest import NamespaceDigest, position, value_hash
 from statesync.core.errors import (
     CommandIdReusedError,
     CompactedError,

@@ -293,8 +293,7 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
                     "a contract change is a command of its own", namespace=op.namespace
                 )
             ns = check_namespace(op.namespace)
-            check_value(op.request, namespace=CONTRACTS_NAMESPACE, key=ns)
-            request = canonical_bytes(op.request)
+            request = canonical_bytes(op.request, namespace=CONTRACTS_NAMESPACE, key=ns)
             ops.append(PreparedOp("contract", CONTRACTS_NAMESPACE, ns, value=request))
             continue
         if not isinstance(op, Put | Patch | Delete):
@@ -305,8 +304,7 @@ def prepare(command: Command, limits: Limits = Limits()) -> PreparedCommand:
             raise InvalidCommandError("a key may appear in only one op", namespace=ns, key=key)
         seen.add((ns, key))
         if isinstance(op, Put):
-            fast = check_value(op.value, namespace=ns, key=key)
-            value = canonical_bytes(op.value, fast=fast)
+            value = canonical_bytes(op.value, namespace=ns, key=key)
             if len(value) > limits.max_value_bytes:
                 raise ValueTooLargeError(ns, key, len(value), limits.max_value_bytes)
             for name in ("schema_version", "base_rev"):

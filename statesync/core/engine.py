@@ -16,7 +16,7 @@ import jsonpatch
 import jsonpointer
 import orjson
 
-from statesync.core.canonical import canonical_bytes, check_value
+from statesync.core.canonical import canonical_bytes
 from statesync.core.commands import CompareKind, Limits, PreparedCommand
 from statesync.core.errors import (
     ConflictError,
@@ -156,8 +156,7 @@ def apply_patch(ns: str, key: str, base: bytes, patch: tuple, limits: Limits) ->
             IndexError,
         ) as exc:
             raise InvalidPatchError(ns, key, index, op.get("path"), str(exc)) from None
-    fast = check_value(doc, namespace=ns, key=key)
-    value = canonical_bytes(doc, fast=fast)
+    value = canonical_bytes(doc, namespace=ns, key=key)
     if len(value) > limits.max_value_bytes:
         raise ValueTooLargeError(ns, key, len(value), limits.max_value_bytes)
     return value

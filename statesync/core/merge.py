@@ -44,7 +44,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from statesync.core.canonical import _pointer_token
+from statesync.core.canonical import pointer_token
 from statesync.core.engine import _json_equal
 
 __all__ = ["MISSING", "MergeConflict", "MergeResult", "merge3"]
@@ -136,7 +136,7 @@ def _merge(
                 base.get(name, MISSING),
                 current.get(name, MISSING),
                 writer.get(name, MISSING),
-                f"{path}/{_pointer_token(name)}",
+                f"{path}/{pointer_token(name)}",
                 conflicts,
             )
             if value is not MISSING:

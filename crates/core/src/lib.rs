@@ -1,0 +1,18 @@
+//! statesync's core: the semantics of values and digests, with no I/O.
+//!
+//! This crate owns what every statesync process must compute identically:
+//! strict I-JSON parsing ([`value`]), RFC 8785 canonical bytes
+//! ([`canonical`]) and the per-namespace digests ([`digest`]). It opens no
+//! files or sockets, starts no threads and reads no clock; the store, the
+//! server, the worker and the Python binding are built on it. The vectors in
+//! `conformance/` hold it to the same bytes as every other implementation.
+
+#![deny(unsafe_code)]
+
+pub mod canonical;
+pub mod digest;
+pub mod value;
+
+pub use canonical::canonical_bytes;
+pub use digest::{Hash, NamespaceDigest, Node, U256};
+pub use value::{ErrorKind, MAX_DEPTH, MAX_SAFE_INTEGER, Value, ValueError};

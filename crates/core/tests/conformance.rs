@@ -1,0 +1,130 @@
+//! The language-neutral vectors in `conformance/`, run against the Rust core.
+
+use std::path::PathBuf;
+
+use serde_json::Value as Json;
+use statesync_core::canonical::canonical_bytes;
+use statesync_core::digest::{self, NamespaceDigest, Node, U256};
+use statesync_core::value::parse;
+
+fn vectors(rel: &str) -> Json {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../conformance")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let file: Json = serde_json::from_str(&text).expect("vector file is JSON");
+    assert_eq!(file["format_version"], 1, "{rel}: unknown format_version");
+    file
+}
+
+fn list<'a>(file: &'a Json, field: &str) -> &'a Vec<Json> {
+    file[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no list {field}"))
+}
+
+fn text(v: &Json) -> &str {
+    v.as_str().expect("a string")
+}
+
+fn canonical_of(value: &Json) -> Vec<u8> {
+    // Vector values are JSON in the file: serialize them and parse strictly.
+    let json = serde_json::to_vec(value).unwrap();
+    canonical_bytes(&parse(&json).expect("a vector value is I-JSON"))
+}
+
+#[test]
+fn canonical_valid() {
+    let file = vectors("canonical/vectors.json");
+    let cases = list(&file, "valid");
+    assert!(cases.len() >= 40);
+    for case in cases {
+        let name = text(&case["name"]);
+        let value = parse(text(&case["input"]).as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bytes = canonical_bytes(&value);
+        assert_eq!(hex::encode(&bytes), text(&case["canonical_hex"]), "{name}");
+        assert_eq!(
+            hex::encode(digest::sha256(&bytes)),
+            text(&case["sha256"]),
+            "{name}"
+        );
+        let again = canonical_bytes(&parse(&bytes).unwrap());
+        assert_eq!(again, bytes, "{name}: canonical bytes are a fixed point");
+    }
+}
+
+#[test]
+fn canonical_invalid() {
+    let file = vectors("canonical/vectors.json");
+    let cases = list(&file, "invalid");
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let name = text(&case["name"]);
+        let raw = match case.get("input_hex").and_then(Json::as_str) {
+            Some(h) => hex::decode(h).unwrap(),
+            // serde_json refuses lone surrogates, so such inputs are written as escapes.
+            None => text(&case["input"]).as_bytes().to_vec(),
+        };
+        let err = parse(&raw).expect_err(name);
+        assert_eq!(err.kind.code(), text(&case["error"]), "{name}: {err}");
+    }
+}
+
+fn hash32(v: &Json) -> [u8; 32] {
+    hex::decode(text(v)).unwrap().try_into().unwrap()
+}
+
+#[test]
+fn digest_cases() {
+    let file = vectors("digest/vectors.json");
+    let empty = NamespaceDigest::new();
+    assert_eq!(hex::encode(empty.root()), text(&file["empty_root"]));
+    for case in list(&file, "cases") {
+        let name = text(&case["name"]);
+        let mut pairs = Vec::new();
+        for item in list(case, "items") {
+            let key = text(&item["key"]).to_owned();
+            let canonical = canonical_of(&item["value"]);
+            assert_eq!(canonical, text(&item["canonical"]).as_bytes(), "{name}/{key}");
+            let vhash = digest::value_hash(&canonical);
+            assert_eq!(vhash, hash32(&item["value_hash"]), "{name}/{key}");
+            assert_eq!(digest::position(&key), hash32(&item["position"]), "{name}/{key}");
+            assert_eq!(
+                digest::leaf_value(&key, &vhash),
+                U256::from_be_bytes(&hash32(&item["leaf"]))
+            );
+            pairs.push((key, vhash));
+        }
+        let built = NamespaceDigest::from_items(pairs.iter().map(|(k, h)| (k.as_str(), h)), |_, _| {});
+        let mut incremental = NamespaceDigest::new();
+        for (key, vhash) in pairs.iter().rev() {
+            incremental.update(key, None, Some(vhash));
+        }
+        for digest in [&built, &incremental] {
+            assert_eq!(digest.count(), case["count"].as_u64().unwrap(), "{name}");
+            assert_eq!(hex::encode(digest.root()), text(&case["root"]), "{name}");
+            for node in list(case, "nodes") {
+                let prefix = text(&node["prefix"]);
+                let got = digest.materialized_node(prefix).unwrap_or_else(|| {
+                    Node::from_leaves(
+                        pairs
+                            .iter()
+                            .filter(|(k, _)| hex::encode(digest::position(k)).starts_with(prefix))
+                            .map(|(k, h)| (k.as_str(), h)),
+                    )
+                });
+                assert_eq!(got.count, node["count"].as_u64().unwrap(), "{name} {prefix}");
+                assert_eq!(
+                    got.sum,
+                    U256::from_be_bytes(&hash32(&node["sum"])),
+                    "{name} {prefix}"
+                );
+                assert_eq!(
+                    hex::encode(got.fingerprint()),
+                    text(&node["fingerprint"]),
+                    "{name} {prefix}"
+                );
+            }
+        }
+    }
+}

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import unquote
 
 BACKWARD = "backward"
@@ -57,8 +57,8 @@ _OBJECT_KWS = _words(
 ANALYZED = _words("type enum const anyOf oneOf allOf $ref").union(
     _NUMBER_KWS, _STRING_KWS, _ARRAY_KWS, _OBJECT_KWS
 )
-_SINGLE = ("additionalProperties", "propertyNames", "items", "contains", "not", "if", "then")
-_SINGLE += ("else", "unevaluatedItems", "unevaluatedProperties", "contentSchema")
+_SINGLE: tuple[str, ...] = ("additionalProperties", "propertyNames", "items", "contains", "not")
+_SINGLE += ("if", "then", "else", "unevaluatedItems", "unevaluatedProperties", "contentSchema")
 _LISTS = ("prefixItems", "allOf", "anyOf", "oneOf")
 _MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
@@ -148,7 +148,7 @@ def json_key(value: object) -> object:
     return ("other", repr(value))
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -304,7 +304,10 @@ def const_rule(old: Obj, new: Obj, path: str) -> list[Finding]:
 # -- numbers -------------------------------------------------------------------
 
 
-def _bound(schema: Obj, upper: bool) -> tuple[str, Any, bool] | None:
+_Bound = tuple[str, int | float, bool]  # (keyword, value, exclusive)
+
+
+def _bound(schema: Obj, upper: bool) -> _Bound | None:
     """The tightest (keyword, value, exclusive) among a schema's lower or upper bounds."""
     names = ("maximum", "exclusiveMaximum") if upper else ("minimum", "exclusiveMinimum")
     found = [(kw, schema[kw], kw.startswith("exclusive")) for kw in names if kw in schema]
@@ -315,7 +318,7 @@ def _bound(schema: Obj, upper: bool) -> tuple[str, Any, bool] | None:
     return min(found, key=lambda b: (sign * b[1], not b[2]))
 
 
-def _inside(x: float, bound: tuple[str, Any, bool] | None, upper: bool) -> bool:
+def _inside(x: float, bound: _Bound | None, upper: bool) -> bool:
     if bound is None:
         return True
     _, v, exclusive = bound
@@ -324,7 +327,7 @@ def _inside(x: float, bound: tuple[str, Any, bool] | None, upper: bool) -> bool:
     return x > v if exclusive else x >= v
 
 
-def _witness(a: tuple[str, Any, bool], b: tuple[str, Any, bool], upper: bool) -> str | None:
+def _witness(a: _Bound, b: _Bound, upper: bool) -> str | None:
     """A number inside bound `a` and outside bound `b`, preferring the midpoint."""
     mid = (a[1] + b[1]) / 2
     if isinstance(a[1], int) and isinstance(b[1], int) and mid == int(mid):

@@ -31,7 +31,7 @@ import bisect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import jsonschema_rs
 import orjson
@@ -121,7 +121,7 @@ def configure_request(
 class SchemaValidator:
     """One schema version, compiled once (jsonschema-rs, formats asserted)."""
 
-    def __init__(self, namespace: str, version: int, schema: Mapping[str, Any] | bool) -> None:
+    def __init__(self, namespace: str, version: int, schema: dict[str, Any] | bool) -> None:
         self.namespace = namespace
         self.version = version
         self._compiled = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
@@ -274,7 +274,10 @@ class Contract:
             self,
             mode=Mode(request["mode"]) if "mode" in request else self.mode,
             owner=_owner(request, self.namespace) if "owner" in request else self.owner,
-            conflict_policy=_policy(request, "conflict_policy", self.conflict_policy),
+            # _policy returns None only for shadow_policy or when `current` is None.
+            conflict_policy=cast(
+                ConflictPolicy, _policy(request, "conflict_policy", self.conflict_policy)
+            ),
             shadow_policy=_policy(request, "shadow_policy", self.shadow_policy),
             versions=list(self.versions),
             _validators={},
@@ -307,7 +310,9 @@ class Contract:
                 )
             translation = parsed.to_json()
         mode = configured.mode
-        verdict = check(schema, [v.schema for v in self.versions], mode)
+        # check_schema raised unless `schema` is a JSON object or a boolean.
+        valid = cast("dict[str, Any] | bool", schema)
+        verdict = check(valid, [v.schema for v in self.versions], mode)
         if not verdict.compatible and not force:
             raise IncompatibleSchemaError(
                 self.namespace, version, mode.value, [b.to_dict() for b in verdict.breaking]

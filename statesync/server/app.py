@@ -115,7 +115,9 @@ class Controller:
             self.store.head_rev,
             host,
             self.port,
-            f", HTTP on {split_address(settings.http)[0]}:{self.http_port}" if self._http else "",
+            f", HTTP on {split_address(settings.http)[0]}:{self.http_port}"
+            if settings.http
+            else "",
         )
 
     async def stop(self) -> None:

@@ -30,6 +30,7 @@ from statesync.store.base import Store
 from statesync.wire import entry_to_pb, pb
 
 if TYPE_CHECKING:
+    from statesync.core.model import KeyRecord
     from statesync.server.sync import WorkerRecord
     from statesync.server.versions import VersionServer
 
@@ -259,7 +260,7 @@ class Reconciler:
         assert active.keys is not None
         ns, rev = active.descent.namespace, worker.session.sent_rev
 
-        def read() -> list[tuple[str, object]]:
+        def read() -> list[tuple[str, KeyRecord | None]]:
             return [(key, self.store.get(ns, key, rev=rev)) for key in active.keys or ()]
 
         repair = pb.Repair(id=active.query_id, rev=rev, reason=active.record.reason)

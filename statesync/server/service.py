@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -40,7 +41,7 @@ _STREAM_DEPTH = 256
 """Commands of one CommitStream in flight before the server stops reading it."""
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: StatesyncError) -> None:
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: StatesyncError) -> None:
     context.set_trailing_metadata(((ERROR_METADATA_KEY, error_to_pb(error).SerializeToString()),))
     await context.abort(status_code(error), str(error))
 
@@ -71,7 +72,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         return committed
 
     async def Commit(
-        self, request: pb.CommandRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CommandRequest,
+        context: grpc.aio.ServicerContext[pb.CommandRequest, pb.CommandReply],
     ) -> pb.CommandReply:
         try:
             return committed_to_pb(await self._commit(request))
@@ -80,7 +83,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             raise  # abort raised already; this keeps type checkers informed
 
     async def CommitStream(
-        self, requests: AsyncIterator[pb.CommandRequest], context: grpc.aio.ServicerContext
+        self,
+        requests: AsyncIterator[pb.CommandRequest],
+        context: grpc.aio.ServicerContext[pb.CommandRequest, pb.CommandReply],
     ) -> AsyncIterator[pb.CommandReply]:
         """Commands are submitted as they arrive (sharing group commits) and
         answered in order; a bounded queue pushes back on a fast client."""
@@ -105,7 +110,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         finally:
             reader.cancel()
 
-    async def Get(self, request: pb.GetRequest, context: grpc.aio.ServicerContext) -> pb.GetReply:
+    async def Get(
+        self, request: pb.GetRequest, context: grpc.aio.ServicerContext[pb.GetRequest, pb.GetReply]
+    ) -> pb.GetReply:
         try:
             rev = _rev_arg(request.rev)
             record = self.store.get(request.ns, request.key, rev=rev)
@@ -118,7 +125,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         return pb.GetReply(entry=entry_to_pb(record), rev=at)
 
     async def Range(
-        self, request: pb.RangeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.RangeRequest,
+        context: grpc.aio.ServicerContext[pb.RangeRequest, pb.RangePage],
     ) -> AsyncIterator[pb.RangePage]:
         page_size = request.page_size or 1000
         try:
@@ -142,7 +151,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             await _abort(context, exc)
 
     async def Snapshot(
-        self, request: pb.SnapshotRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.SnapshotRequest,
+        context: grpc.aio.ServicerContext[pb.SnapshotRequest, pb.SnapshotChunk],
     ) -> AsyncIterator[pb.SnapshotChunk]:
         try:
             snap = self.store.snapshot(
@@ -172,7 +183,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             await asyncio.to_thread(snap.__exit__, None, None, None)
 
     async def Compact(
-        self, request: pb.CompactRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.CompactRequest,
+        context: grpc.aio.ServicerContext[pb.CompactRequest, pb.CompactReply],
     ) -> pb.CompactReply:
         try:
             await asyncio.to_thread(self.store.compact, request.rev)
@@ -182,7 +195,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         return pb.CompactReply(compacted_rev=self.store.compacted_rev)
 
     async def Status(
-        self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.StatusRequest,
+        context: grpc.aio.ServicerContext[pb.StatusRequest, pb.StatusReply],
     ) -> pb.StatusReply:
         reply = pb.StatusReply(
             head_rev=self.store.head_rev,
@@ -234,7 +249,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         )
 
     async def Reconcile(
-        self, request: pb.ReconcileRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ReconcileRequest,
+        context: grpc.aio.ServicerContext[pb.ReconcileRequest, pb.ReconcileReply],
     ) -> pb.ReconcileReply:
         deadline = time.monotonic() + (request.timeout_s or 30.0)
         wanted = set(request.workers)
@@ -273,7 +290,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         ]
 
     async def WaitApplied(
-        self, request: pb.WaitAppliedRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.WaitAppliedRequest,
+        context: grpc.aio.ServicerContext[pb.WaitAppliedRequest, pb.WaitAppliedReply],
     ) -> pb.WaitAppliedReply:
         applied, pending = await self.hub.wait_applied(
             request.rev,
@@ -291,7 +310,9 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         return reply
 
     async def Sync(
-        self, requests: AsyncIterator[pb.SyncRequest], context: grpc.aio.ServicerContext
+        self,
+        requests: AsyncIterator[pb.SyncRequest],
+        context: grpc.aio.ServicerContext[pb.SyncRequest, pb.SyncReply],
     ) -> AsyncIterator[pb.SyncReply]:
         try:
             async for reply in self.hub.serve(requests, context):

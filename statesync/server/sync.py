@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
 import grpc
@@ -80,7 +80,9 @@ class SyncHub:
     # ------------------------------------------------------------ the stream
 
     async def serve(
-        self, requests: AsyncIterator[pb.SyncRequest], context: grpc.aio.ServicerContext
+        self,
+        requests: AsyncIterator[pb.SyncRequest],
+        context: grpc.aio.ServicerContext[pb.SyncRequest, pb.SyncReply],
     ) -> AsyncIterator[pb.SyncReply]:
         now = time.monotonic()
         session = WorkerSession(self.settings, now=now)
@@ -235,7 +237,7 @@ class SyncHub:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(record.wake.wait(), self.settings.heartbeat_s)
 
-    def _with_deltas(self, revision: pb.Revision, skip: set[object]) -> pb.Revision:
+    def _with_deltas(self, revision: pb.Revision, skip: Collection[object]) -> pb.Revision:
         """The revision with each update sent as a patch where that is smaller;
         never for a (namespace, key) or namespace in `skip`."""
         out: pb.Revision | None = None

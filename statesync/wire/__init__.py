@@ -10,8 +10,8 @@ in `statesync.core.errors`, so a client rebuilds the same error type.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import grpc
 import orjson
@@ -110,7 +110,9 @@ def _op_from_pb(index: int, op: pb.Op) -> Op:
             raise InvalidPatchError(
                 op.patch.ns, op.patch.key, None, "", "a JSON Patch is an array of operations"
             )
-        return Patch(op.patch.ns, op.patch.key, patch)
+        # Each op is checked by the core when the command is prepared (a non-object op
+        # is an InvalidPatchError there); the annotation of Patch.patch says what passes.
+        return Patch(op.patch.ns, op.patch.key, patch)  # type: ignore[arg-type]
     if kind == "delete":
         return Delete(op.delete.ns, op.delete.key)
     if kind == "contract":
@@ -263,7 +265,9 @@ def error_from_rpc(exc: grpc.RpcError, address: str) -> StatesyncError:
 
 
 def _trailing(exc: grpc.RpcError) -> Iterable[tuple[str, Any]]:
-    metadata: Sequence[tuple[str, Any]] | None = None
+    metadata: Iterable[tuple[str, Any]] | None = None
     if hasattr(exc, "trailing_metadata"):
-        metadata = exc.trailing_metadata()
+        # grpc's concrete errors (sync and aio) return (key, value) pairs or None; the stub
+        # of the abstract RpcError says a tuple of key/value records.
+        metadata = cast("Iterable[tuple[str, Any]] | None", exc.trailing_metadata())
     return metadata or ()

@@ -35,7 +35,7 @@ from statesync.cli.args import SERVER_HELP as _SERVER_HELP
 from statesync.cli.args import command as _command
 from statesync.cli.args import revision as _revision
 from statesync.core.canonical import parse_json
-from statesync.core.commands import Command, Compare, Delete, Op, Patch, Put, prepare
+from statesync.core.commands import Command, Compare, Delete, Patch, Put, prepare
 from statesync.core.errors import (
     InvalidInputError,
     InvalidPatchError,
@@ -184,7 +184,10 @@ def _json_arg(text: str) -> str | bytes:
 # ---------------------------------------------------------------- writes
 
 
-def _write(args: argparse.Namespace, op: Op) -> int:
+_KeyOp = Put | Patch | Delete  # the ops that name a key (a SetContract does not)
+
+
+def _write(args: argparse.Namespace, op: _KeyOp) -> int:
     with _client(args) as client:
         committed = client.commit(
             Command([op], _compares(op, args.expect_rev), command_id=args.id)
@@ -229,7 +232,7 @@ def _write(args: argparse.Namespace, op: Op) -> int:
     return EXIT_OK
 
 
-def _compares(op: Op, expect_rev: int | None) -> list[Compare]:
+def _compares(op: _KeyOp, expect_rev: int | None) -> list[Compare]:
     if expect_rev is None:
         return []
     return [Compare.mod_rev_is(op.namespace, op.key, expect_rev)]
@@ -511,7 +514,7 @@ def _print_status(status: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- bulk
 
 
-def _parse_op_line(line: bytes) -> Op | None:
+def _parse_op_line(line: bytes) -> _KeyOp | None:
     doc = parse_json(line)
     if not isinstance(doc, dict):
         raise InvalidInputError("each line is a JSON object")
@@ -543,7 +546,7 @@ def _line_names(line: bytes) -> str:
     return ""
 
 
-def _read_ops(lines: Iterable[bytes], source: str) -> list[tuple[int, Op]]:
+def _read_ops(lines: Iterable[bytes], source: str) -> list[tuple[int, _KeyOp]]:
     """Every line is checked completely (names, values, patch shape, size)
     before anything is sent: a bad line refuses the whole file."""
     ops = []
@@ -564,10 +567,10 @@ def _read_ops(lines: Iterable[bytes], source: str) -> list[tuple[int, Op]]:
     return ops
 
 
-def _batches(ops: list[tuple[int, Op]], size: int) -> list[list[tuple[int, Op]]]:
+def _batches(ops: list[tuple[int, _KeyOp]], size: int) -> list[list[tuple[int, _KeyOp]]]:
     """Consecutive ops, at most `size` per batch and each key at most once."""
-    batches: list[list[tuple[int, Op]]] = []
-    batch: list[tuple[int, Op]] = []
+    batches: list[list[tuple[int, _KeyOp]]] = []
+    batch: list[tuple[int, _KeyOp]] = []
     keys: set[tuple[str, str]] = set()
     for lineno, op in ops:
         k = (op.namespace, op.key)
@@ -614,15 +617,15 @@ def cmd_load(args: argparse.Namespace) -> int:
                 done += len(batches[i])
                 progress.update(task, advance=len(batches[i]))
     if failure is not None:
-        i, exc = failure
+        i, error = failure
         first, last = batches[i][0][0], batches[i][-1][0]
         lines = f"{first}" if first == last else f"{first}-{last}"
         _error_line(
-            f"{source}:{lines}: {exc} (this batch was not written; "
+            f"{source}:{lines}: {error} (this batch was not written; "
             f"{done} of {len(ops)} ops were committed"
             + (f", the last at revision {last_rev})" if last_rev else ")")
         )
-        return exc.exit_code
+        return error.exit_code
     _dump({"rev": last_rev, "ops": len(ops)})
     return EXIT_OK
 
@@ -1241,7 +1244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format=_LOG_FORMAT, stream=sys.stderr)
     try:
-        code = args.func(args)
+        code: int = args.func(args)
         sys.stdout.flush()
         return code
     except StatesyncError as exc:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import orjson
 
 from statesync.contracts.registry import Contract, configure_request, register_request
+from statesync.core.canonical import JSONValue
 from statesync.core.commands import (
     Command,
     Committed,
@@ -86,7 +87,8 @@ class RollbackStep:
     def op(self) -> Op:
         if self.target is None:
             return Delete(self.namespace, self.key)
-        return Put(self.namespace, self.key, self.target.json())
+        # A stored value is JSON; KeyRecord.json() is annotated `object`.
+        return Put(self.namespace, self.key, cast(JSONValue, self.target.json()))
 
 
 class Client:
@@ -130,7 +132,9 @@ class Client:
     def commit(self, command: Command) -> Committed:
         return committed_from_pb(self._call(self._stub.Commit, command_to_pb(command)))
 
-    def _write(self, op: Op, expect_rev: int | None, command_id: str | None) -> Committed:
+    def _write(
+        self, op: Put | Patch | Delete, expect_rev: int | None, command_id: str | None
+    ) -> Committed:
         compares = (
             [] if expect_rev is None else [Compare.mod_rev_is(op.namespace, op.key, expect_rev)]
         )
@@ -293,10 +297,12 @@ class Client:
         return self._stream(self._stub.Snapshot, request)
 
     def compact(self, rev: int) -> int:
-        return self._call(self._stub.Compact, pb.CompactRequest(rev=rev)).compacted_rev
+        reply: pb.CompactReply = self._call(self._stub.Compact, pb.CompactRequest(rev=rev))
+        return reply.compacted_rev
 
     def status(self) -> pb.StatusReply:
-        return self._call(self._stub.Status, pb.StatusRequest())
+        reply: pb.StatusReply = self._call(self._stub.Status, pb.StatusRequest())
+        return reply
 
     def reconcile(
         self, *, workers: Sequence[str] = (), namespaces: Sequence[str] = (), timeout: float = 30.0

@@ -26,6 +26,14 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_mypy_strict_is_clean() -> None:
+    """The package passes `mypy --strict` ([tool.mypy] in pyproject.toml)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_public_api_is_pinned() -> None:
     assert sorted(statesync.__all__) == sorted(
         [

@@ -13,7 +13,7 @@ DATA_HELP = "data directory (default: $STATESYNC_DATA, else ./statesync-data)"
 
 
 def command(
-    sub: argparse._SubParsersAction,  # type: ignore[type-arg]
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
     help: str,
     description: str,

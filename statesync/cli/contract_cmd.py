@@ -270,7 +270,7 @@ def _version(text: str) -> int:
     return number
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     contract = sub.add_parser(
         "contract",
         help="check a schema against older versions (a CI gate, like `buf breaking`)",

@@ -46,7 +46,10 @@ from statesync.core.errors import (
 from statesync.core.model import KeyRecord, check_namespace
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from statesync.client import Client
+    from statesync.store.sqlite import SQLiteStore
     from statesync.v1 import statesync_pb2 as pb
 
 __all__ = ["build_parser", "main"]
@@ -130,7 +133,7 @@ def _record_json(record: KeyRecord) -> dict[str, Any]:
     }
 
 
-def _progress(description: str):  # type: ignore[no-untyped-def]
+def _progress(description: str) -> Progress:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -693,7 +696,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- offline log
 
 
-def _offline_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _offline_store(args: argparse.Namespace) -> SQLiteStore:
     from statesync.server.app import DB_FILE
     from statesync.store.sqlite import SQLiteStore
 

@@ -52,7 +52,7 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = sub.add_parser(
         "policy",
         help="conflict policies for writes based on an old revision (put --base-rev)",

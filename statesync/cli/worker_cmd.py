@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -47,7 +48,7 @@ is retried with backoff and logged, never skipped. Exit 65 refuses the change
 """
 
 
-def _exec_handler(command: str, worker_id: str):  # type: ignore[no-untyped-def]
+def _exec_handler(command: str, worker_id: str) -> Callable[[ChangeEvent], Awaitable[None]]:
     async def run(event: ChangeEvent) -> None:
         env = dict(
             os.environ,
@@ -164,7 +165,7 @@ def cmd_replica_dump(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "worker",
         help="run a worker replica until SIGTERM",

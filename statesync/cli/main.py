@@ -250,6 +250,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
     patch = parse_json(_json_arg(args.patch), namespace=args.ns, key=args.key)
     if not isinstance(patch, list):
         raise InvalidPatchError(args.ns, args.key, None, None, "a JSON Patch is an array of ops")
+    # Each op is checked by the core (prepare), which refuses a non-object op.
     return _write(args, Patch(args.ns, args.key, patch))  # type: ignore[arg-type]
 
 
@@ -526,6 +527,8 @@ def _parse_op_line(line: bytes) -> _KeyOp | None:
             raise InvalidInputError(f"unknown snapshot format {doc['format']!r}")
         return None  # a snapshot's header line
     op, ns, key = doc.get("op"), doc.get("ns"), doc.get("key")
+    # ns, key and the patch are untrusted JSON here: _read_ops runs prepare() on each op,
+    # which refuses a missing or mistyped namespace, key or patch op with its own error.
     if op == "put" and "value" in doc:
         return Put(ns, key, doc["value"])  # type: ignore[arg-type]
     if op == "patch" and "patch" in doc:

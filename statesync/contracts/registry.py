@@ -506,9 +506,11 @@ class ContractGate:
             "current": current,
             "writer": change.record.value,
         }
+        # `inputs` holds exactly decide()'s keyword arguments, with their types.
         decision = decide(policy, **inputs)  # type: ignore[arg-type]
         shadow = None if contract is None else contract.shadow_policy
         if shadow is not None and shadow is not policy:
+            # As above: `inputs` holds decide()'s keyword arguments.
             self._compare(change, base_rev, policy, decision, shadow, decide(shadow, **inputs))  # type: ignore[arg-type]
         if decision.error is not None:
             raise decision.error

@@ -482,6 +482,7 @@ def _spec_error(
     exc: _SpecError, namespace: str | None, from_version: object, to_version: object
 ) -> InvalidTranslationError:
     known = type(from_version) is int and type(to_version) is int
+    # The versions are ints when `known`, which mypy cannot relate to the two checks.
     return InvalidTranslationError(
         exc.reason,
         namespace=namespace,
@@ -516,6 +517,7 @@ def parse_translation(data: object, *, namespace: str | None = None) -> Translat
         down, _ = _compile(data["down"], "/down") if "down" in data else (_derive_down(up), ())
     except _SpecError as exc:
         raise _spec_error(exc, namespace, from_version, to_version) from None
+    # _check_versions raised unless both versions are ints.
     return Translation(from_version, to_version, up, down)  # type: ignore[arg-type]
 
 

@@ -87,6 +87,7 @@ def parse_json(
     lone surrogates and nesting deeper than `MAX_DEPTH`, with an error naming where.
     """
     try:
+        # The native parser returns only JSON values; its stub says Any.
         return _native.parse_json(text)  # type: ignore[no-any-return]
     except _native.ValueRefused as exc:
         _refuse(exc, namespace, key)

@@ -25,6 +25,7 @@ class RunningController:
             "http": None,
             "sync": FAST,
         }
+        # The overrides are ServerSettings fields given by keyword; a wrong one is a TypeError.
         self.settings = ServerSettings(**(settings | overrides))  # type: ignore[arg-type]
         self.loop = asyncio.new_event_loop()
         self.controller = Controller(self.settings)

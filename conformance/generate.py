@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import compat_vectors
+import patch_vectors
 import rfc8785
 import translate_vectors
 import validate_vectors
@@ -483,6 +484,7 @@ def vector_files() -> dict[str, str]:
         "canonical/vectors.json": render(_canonical_vectors()) + "\n",
         "digest/vectors.json": render(_digest_vectors()) + "\n",
         "log/vectors.json": render(_log_vectors()) + "\n",
+        "patch/vectors.json": render(patch_vectors.build()) + "\n",
         "compat/vectors.json": render(compat_vectors.build()) + "\n",
         "translate/vectors.json": render(translate_vectors.build()) + "\n",
         "validate/vectors.json": render(validate_vectors.build()) + "\n",

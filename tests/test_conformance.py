@@ -22,6 +22,7 @@ from digest_descent import differing_keys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import statesync._native as _native
 from statesync.contracts.registry import SchemaValidator
 from statesync.core.canonical import (
     MAX_SAFE_INTEGER,
@@ -29,6 +30,7 @@ from statesync.core.canonical import (
     check_value,
     parse_json,
 )
+from statesync.core.commands import Command, Limits, Patch, prepare
 from statesync.core.digest import (
     NamespaceDigest,
     fingerprint,
@@ -36,7 +38,8 @@ from statesync.core.digest import (
     position,
     value_hash,
 )
-from statesync.core.errors import InvalidValueError, SchemaViolationError
+from statesync.core.engine import apply_patch
+from statesync.core.errors import InvalidPatchError, InvalidValueError, SchemaViolationError
 from statesync.core.model import (
     GENESIS_HASH,
     Change,
@@ -50,6 +53,7 @@ VECTOR_FILES = (
     "canonical/vectors.json",
     "digest/vectors.json",
     "log/vectors.json",
+    "patch/vectors.json",
     "compat/vectors.json",  # run by tests/test_contracts_compat.py
     "translate/vectors.json",  # run by tests/test_contracts_translate.py
     "validate/vectors.json",
@@ -63,6 +67,7 @@ def _load(rel: str) -> dict[str, Any]:
 CANONICAL = _load("canonical/vectors.json")
 DIGEST = _load("digest/vectors.json")
 LOG = _load("log/vectors.json")
+PATCH = _load("patch/vectors.json")
 VALIDATE = _load("validate/vectors.json")
 
 
@@ -252,6 +257,43 @@ def test_log_anchor_after_compaction() -> None:
     at_or_below = [c for c in full["changes"] if c["change"]["rev"] <= compacted]
     assert tail["anchor"] == at_or_below[-1]["hash"]
     assert tail["head"] == full["head"]
+
+
+# -- JSON Patch -----------------------------------------------------------------
+
+_NO_LIMIT = Limits(max_value_bytes=1 << 62)
+
+
+def _patched(vector: dict[str, Any]) -> bytes:
+    """The vector applied as a command's patch op is: prepared, then applied."""
+    [op] = prepare(Command([Patch("ns", "k", vector["patch"])]), _NO_LIMIT).ops
+    return apply_patch("ns", "k", canonical_bytes(vector["document"]), op.patch, _NO_LIMIT)
+
+
+@pytest.mark.parametrize("vector", PATCH["vectors"], ids=_ids(PATCH["vectors"]))
+def test_patch_vector(vector: dict[str, Any]) -> None:
+    expected = vector["canonical"].encode("utf-8")
+    assert _patched(vector) == expected
+    assert canonical_bytes(parse_json(expected)) == expected
+
+
+@pytest.mark.parametrize("vector", PATCH["failures"], ids=_ids(PATCH["failures"]))
+def test_patch_failure(vector: dict[str, Any]) -> None:
+    with pytest.raises(_native.PatchRefused) as refused:
+        checked = _native.check_patch(vector["patch"])
+        _native.apply_patch(canonical_bytes(vector["document"]), checked, 1 << 62)
+    assert refused.value.args[:2] == (vector["error"], vector["op_index"])
+    with pytest.raises(InvalidPatchError) as info:
+        _patched(vector)
+    assert (info.value.namespace, info.value.key) == ("ns", "k")
+    assert info.value.op_index == vector["op_index"]
+
+
+def test_patch_vectors_cover_the_brief() -> None:
+    names = {v["name"] for v in PATCH["vectors"]}
+    assert {"add 1.0 gives 1", "add the whole document", "move a member to the root"} <= names
+    kinds = {v["error"] for v in PATCH["failures"]}
+    assert {"not_found", "test_failed", "conflict", "too_deep", "bad_pointer"} <= kinds
 
 
 # -- the files are up to date -------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "canonical_bytes",
     "canonical_json",
     "check_value",
+    "json_equal",
     "parse_json",
     "pointer",
     "sha256",
@@ -46,9 +47,16 @@ def pointer(tokens: list[str | int]) -> str:
     return "".join("/" + pointer_token(t) for t in tokens)
 
 
-def _refuse(exc: _native.ValueRefused, namespace: str | None, key: str | None) -> NoReturn:
+def value_error(
+    exc: _native.ValueRefused, namespace: str | None, key: str | None
+) -> InvalidValueError:
+    """The typed error of a native value refusal, which knows no namespace or key."""
     _kind, tokens, reason = exc.args
-    raise InvalidValueError(namespace, key, pointer(tokens), reason) from None
+    return InvalidValueError(namespace, key, pointer(tokens), reason)
+
+
+def _refuse(exc: _native.ValueRefused, namespace: str | None, key: str | None) -> NoReturn:
+    raise value_error(exc, namespace, key) from None
 
 
 def check_value(value: Any, *, namespace: str | None = None, key: str | None = None) -> None:
@@ -91,3 +99,12 @@ def parse_json(
         return _native.parse_json(text)  # type: ignore[no-any-return]
     except _native.ValueRefused as exc:
         _refuse(exc, namespace, key)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality (RFC 6902 4.6), the one `test` ops use: true is not 1,
+    numbers compare by value (1 equals 1.0), object members in any order."""
+    try:
+        return _native.json_equal(a, b)
+    except _native.ValueRefused as exc:
+        _refuse(exc, None, None)

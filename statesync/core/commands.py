@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import jsonpointer
 import orjson
 
-from statesync.core.canonical import JSONValue, canonical_bytes, check_value, sha256
+import statesync._native as _native
+from statesync.core.canonical import JSONValue, canonical_bytes, sha256
 from statesync.core.errors import (
     InvalidCommandError,
     InvalidPatchError,
-    InvalidValueError,
     ValueTooLargeError,
 )
 from statesync.core.model import CONTRACTS_NAMESPACE, check_key, check_namespace
@@ -177,7 +176,7 @@ class PreparedOp:
     namespace: str
     key: str
     value: bytes | None = None  # canonical bytes, for put and contract
-    patch: tuple[dict[str, Any], ...] = ()
+    patch: bytes = b""  # canonical bytes of the checked JSON Patch, for patch
     schema_version: int = 0
     base_rev: int = 0
 
@@ -191,56 +190,17 @@ class PreparedCommand:
     trace: str | None
 
 
-_PATCH_OP_MEMBERS = {
-    "add": "value",
-    "replace": "value",
-    "test": "value",
-    "move": "from",
-    "copy": "from",
-    "remove": None,
-}
+def patch_error(exc: _native.PatchRefused, namespace: str, key: str) -> InvalidPatchError:
+    """The typed error of a native patch refusal, which knows no namespace or key."""
+    _kind, index, path, reason = exc.args
+    return InvalidPatchError(namespace, key, index, path, reason)
 
 
-def _check_pointer(namespace: str, key: str, index: int, name: str, pointer: object) -> None:
-    if not isinstance(pointer, str):
-        raise InvalidPatchError(
-            namespace, key, index, None, f"{name!r} must be a JSON Pointer string"
-        )
+def _check_patch(namespace: str, key: str, patch: object) -> bytes:
     try:
-        jsonpointer.JsonPointer(pointer)
-    except jsonpointer.JsonPointerException as exc:
-        raise InvalidPatchError(namespace, key, index, pointer, f"bad {name!r}: {exc}") from None
-
-
-def _check_patch(namespace: str, key: str, patch: object) -> tuple[dict[str, Any], ...]:
-    if not isinstance(patch, list | tuple):
-        raise InvalidPatchError(namespace, key, None, None, "a JSON Patch is an array of ops")
-    for index, op in enumerate(patch):
-        if not isinstance(op, dict):
-            raise InvalidPatchError(namespace, key, index, None, "a patch op is an object")
-        kind = op.get("op")
-        if kind not in _PATCH_OP_MEMBERS:
-            raise InvalidPatchError(namespace, key, index, None, f"unknown patch op {kind!r}")
-        _check_pointer(namespace, key, index, "path", op.get("path"))
-        needed = _PATCH_OP_MEMBERS[kind]
-        if needed is not None and needed not in op:
-            raise InvalidPatchError(
-                namespace, key, index, op["path"], f"a {kind!r} op needs {needed!r}"
-            )
-        if needed == "from":
-            _check_pointer(namespace, key, index, "from", op["from"])
-        if needed == "value":
-            try:
-                check_value(op["value"], namespace=namespace, key=key)
-            except InvalidValueError as exc:
-                raise InvalidPatchError(
-                    namespace,
-                    key,
-                    index,
-                    op["path"],
-                    f"bad 'value' (at {exc.path or 'its root'}): {exc.reason}",
-                ) from None
-    return tuple(patch)
+        return _native.check_patch(patch)
+    except _native.PatchRefused as exc:
+        raise patch_error(exc, namespace, key) from None
 
 
 def _fingerprint(ops: Sequence[PreparedOp], compares: Sequence[Compare]) -> bytes:
@@ -253,8 +213,10 @@ def _fingerprint(ops: Sequence[PreparedOp], compares: Sequence[Compare]) -> byte
             header += [op.schema_version, op.base_rev]
         parts.append(orjson.dumps(header))
         parts.append(op.value or b"")
-        if op.patch:
-            parts.append(canonical_bytes(list(op.patch)))
+        # Fingerprints are kept with idempotency records: an empty patch adds
+        # nothing, as it did when patches were tuples.
+        if op.patch not in (b"", b"[]"):
+            parts.append(op.patch)
     for c in compares:
         parts.append(orjson.dumps([c.namespace, c.key, c.kind.value, c.mod_rev]))
     return sha256(b"\x1e".join(parts))

@@ -2,20 +2,16 @@
 sent with the hash of the result so a worker holding the wrong base notices.
 
 The controller sends a delta only when it is smaller than the value and
-re-applying it here gives exactly the new canonical bytes (a diff tool that
-confuses 1, 1.0 and true can never produce a wrong delta).
+re-applying it gives exactly the new canonical bytes; the diff, that check and
+the worker's application are the native core's (crates/core/src/delta.rs).
 """
 
 from __future__ import annotations
 
-import hashlib
-
-import jsonpatch
-import orjson
-
-from statesync.core.commands import Limits
-from statesync.core.engine import apply_patch
-from statesync.core.errors import InvalidInputError, ProtocolError
+import statesync._native as _native
+from statesync.core.canonical import value_error
+from statesync.core.commands import patch_error
+from statesync.core.errors import ProtocolError
 
 __all__ = ["DeltaMismatchError", "apply_delta", "make_delta"]
 
@@ -26,24 +22,22 @@ class DeltaMismatchError(ProtocolError):
 
 def make_delta(ns: str, key: str, old: bytes, new: bytes) -> bytes | None:
     """The patch from `old` to `new` (canonical JSON), or None when a full value is better."""
-    patch = jsonpatch.make_patch(orjson.loads(old), orjson.loads(new)).patch
-    encoded = orjson.dumps(patch)
-    if len(encoded) >= len(new):
-        return None
     try:
-        result = apply_patch(ns, key, old, tuple(patch), Limits(max_value_bytes=len(new) + 1))
-    except InvalidInputError:
-        return None
-    return encoded if result == new else None
+        return _native.make_delta(old, new)
+    except _native.ValueRefused as exc:
+        raise value_error(exc, ns, key) from None
 
 
 def apply_delta(ns: str, key: str, base: bytes, delta: bytes, value_hash: bytes) -> bytes:
     """The new canonical value, checked against `value_hash`."""
     try:
-        patch = tuple(orjson.loads(delta))
-        value = apply_patch(ns, key, base, patch, Limits(max_value_bytes=1 << 40))
-    except (InvalidInputError, orjson.JSONDecodeError, TypeError) as exc:
-        raise DeltaMismatchError(f"{ns}/{key}: delta does not apply to the base: {exc}") from None
-    if hashlib.sha256(value).digest() != value_hash:
-        raise DeltaMismatchError(f"{ns}/{key}: delta result does not match its hash (wrong base)")
-    return value
+        return _native.apply_delta(base, delta, value_hash)
+    except _native.DeltaMismatch:
+        raise DeltaMismatchError(
+            f"{ns}/{key}: delta result does not match its hash (wrong base)"
+        ) from None
+    except _native.PatchRefused as exc:
+        cause: Exception = patch_error(exc, ns, key)
+    except _native.ValueRefused as exc:
+        cause = value_error(exc, ns, key)
+    raise DeltaMismatchError(f"{ns}/{key}: delta does not apply to the base: {cause}") from None

@@ -8,20 +8,14 @@ and plans nothing when a compare fails or an op cannot apply.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import jsonpatch
-import jsonpointer
-import orjson
-
-from statesync.core.canonical import canonical_bytes
-from statesync.core.commands import CompareKind, Limits, PreparedCommand
+import statesync._native as _native
+from statesync.core.commands import CompareKind, Limits, PreparedCommand, patch_error
 from statesync.core.errors import (
     ConflictError,
     FailedCompare,
-    InvalidPatchError,
     NotFoundError,
     ValueTooLargeError,
 )
@@ -69,97 +63,16 @@ def _check_compares(command: PreparedCommand, read: ReadKey) -> None:
         raise ConflictError(failed)
 
 
-def _json_equal(a: object, b: object) -> bool:
-    """JSON equality (RFC 6902 4.6): true is not 1, numbers compare by value."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
-
-
-def _resolve(doc: object, pointer: str, *, parent_only: bool) -> object:
-    """Follow an RFC 6901 pointer through objects and arrays only.
-
-    jsonpatch would index into strings; a pointer never can. Raises
-    JsonPointerException when a step leaves the containers.
-    """
-    node = doc
-    tokens = jsonpointer.JsonPointer(pointer).parts
-    for token in tokens[:-1] if parent_only else tokens:
-        if isinstance(node, dict):
-            if token not in node:
-                raise jsonpointer.JsonPointerException(f"member {token!r} not found")
-            node = node[token]
-        elif isinstance(node, list):
-            if not token.isdigit() or int(token) >= len(node) or token != str(int(token)):
-                raise jsonpointer.JsonPointerException(f"no array index {token!r}")
-            node = node[int(token)]
-        else:
-            raise jsonpointer.JsonPointerException(
-                f"cannot point inside a {type(node).__name__} at {token!r}"
-            )
-    if parent_only and tokens and not isinstance(node, dict | list):
-        raise jsonpointer.JsonPointerException(f"cannot point inside a {type(node).__name__}")
-    return node
-
-
-def _apply_op(doc: object, op: dict) -> object:
-    kind = op["op"]
-    if kind == "test":
-        try:
-            actual = _resolve(doc, op["path"], parent_only=False)
-        except jsonpointer.JsonPointerException as exc:
-            raise jsonpatch.JsonPatchTestFailed(str(exc)) from None
-        if not _json_equal(actual, op["value"]):
-            raise jsonpatch.JsonPatchTestFailed(f"value at {op['path']!r} is not {op['value']!r}")
-        return doc
-    if op["path"] == "":  # the whole document (RFC 6902 4.1, 4.3)
-        if kind in ("add", "replace"):
-            return copy.deepcopy(op["value"])
-        if kind in ("move", "copy"):
-            return copy.deepcopy(_resolve(doc, op["from"], parent_only=False))
-        raise jsonpatch.JsonPatchConflict("cannot remove the whole document")
-    _resolve(doc, op["path"], parent_only=True)
-    if kind in ("move", "copy"):
-        source = _resolve(doc, op["from"], parent_only=False)
-        if kind == "copy" and op["from"] == "":
-            op = {"op": "add", "path": op["path"], "value": source}
-        elif kind == "move":
-            frm = jsonpointer.JsonPointer(op["from"]).parts
-            to = jsonpointer.JsonPointer(op["path"]).parts
-            if len(to) > len(frm) and to[: len(frm)] == frm:
-                raise jsonpatch.JsonPatchConflict(
-                    f"cannot move {op['from']!r} into its own child {op['path']!r}"
-                )
-    return jsonpatch.JsonPatch([copy.deepcopy(op)]).apply(doc, in_place=True)
-
-
-def apply_patch(ns: str, key: str, base: bytes, patch: tuple, limits: Limits) -> bytes:
-    """Apply an RFC 6902 patch strictly to canonical `base`; the result is canonical."""
-    doc = orjson.loads(base)
-    for index, op in enumerate(patch):
-        try:
-            # One op at a time so that the error can name the op that failed.
-            doc = _apply_op(doc, op)
-        except jsonpatch.JsonPatchTestFailed as exc:
-            raise InvalidPatchError(ns, key, index, op.get("path"), f"test failed: {exc}") from None
-        except (
-            jsonpatch.JsonPatchException,
-            jsonpointer.JsonPointerException,
-            TypeError,
-            KeyError,
-            IndexError,
-        ) as exc:
-            raise InvalidPatchError(ns, key, index, op.get("path"), str(exc)) from None
-    value = canonical_bytes(doc, namespace=ns, key=key)
-    if len(value) > limits.max_value_bytes:
-        raise ValueTooLargeError(ns, key, len(value), limits.max_value_bytes)
-    return value
+def apply_patch(ns: str, key: str, base: bytes, patch: bytes, limits: Limits) -> bytes:
+    """Apply a checked patch (`PreparedOp.patch`) strictly to canonical `base`
+    (crates/core/src/patch.rs); the result is canonical."""
+    try:
+        return _native.apply_patch(base, patch, limits.max_value_bytes)
+    except _native.PatchRefused as exc:
+        raise patch_error(exc, ns, key) from None
+    except _native.ValueTooLarge as exc:
+        size, limit = exc.args
+        raise ValueTooLargeError(ns, key, size, limit) from None
 
 
 def evaluate(

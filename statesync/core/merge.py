@@ -44,8 +44,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from statesync.core.canonical import pointer_token
-from statesync.core.engine import _json_equal
+from statesync.core.canonical import json_equal, pointer_token
 
 __all__ = ["MISSING", "MergeConflict", "MergeResult", "merge3"]
 
@@ -113,7 +112,7 @@ class MergeResult:
 def _equal(a: object, b: object) -> bool:
     if a is MISSING or b is MISSING:
         return a is b
-    return _json_equal(a, b)
+    return json_equal(a, b)
 
 
 def _merge(

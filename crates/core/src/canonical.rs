@@ -51,6 +51,44 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// The length of the canonical bytes of `value`, without writing them: a
+/// patch keeps its document's size up to date op by op with it.
+pub fn canonical_len(value: &Value) -> usize {
+    match value {
+        Value::Null | Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Int(n) => {
+            let digits = n.unsigned_abs().checked_ilog10().map_or(1, |d| d as usize + 1);
+            digits + usize::from(*n < 0)
+        }
+        Value::Float(x) if *x == 0.0 => 1,
+        Value::Float(x) => ryu_js::Buffer::new().format_finite(*x).len(),
+        Value::String(s) => string_len(s),
+        Value::Array(items) => {
+            2 + items.len().saturating_sub(1) + items.iter().map(canonical_len).sum::<usize>()
+        }
+        Value::Object(members) => {
+            2 + members.len().saturating_sub(1)
+                + members
+                    .iter()
+                    .map(|(k, v)| string_len(k) + 1 + canonical_len(v))
+                    .sum::<usize>()
+        }
+    }
+}
+
+/// The length of a string in canonical form, quotes included (see [`write_string`]).
+pub fn string_len(s: &str) -> usize {
+    2 + s
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | 0x08 | 0x0c | b'\n' | b'\r' | b'\t' => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
 /// RFC 8785 orders object members by the UTF-16 code units of their keys.
 /// UTF-8 byte order agrees except between U+E000..U+FFFF and supplementary
 /// characters, so the UTF-16 comparison runs only when a key needs it.

@@ -2,7 +2,8 @@
 //!
 //! This crate owns what every statesync process must compute identically:
 //! strict I-JSON parsing ([`value`]), RFC 8785 canonical bytes
-//! ([`canonical`]) and the per-namespace digests ([`digest`]). It opens no
+//! ([`canonical`]), the per-namespace digests ([`digest`]), JSON Patch
+//! application ([`patch`]) and the deltas sent to workers ([`delta`]). It opens no
 //! files or sockets, starts no threads and reads no clock; the store, the
 //! server, the worker and the Python binding are built on it. The vectors in
 //! `conformance/` hold it to the same bytes as every other implementation.
@@ -10,9 +11,12 @@
 #![deny(unsafe_code)]
 
 pub mod canonical;
+pub mod delta;
 pub mod digest;
+pub mod patch;
 pub mod value;
 
 pub use canonical::canonical_bytes;
 pub use digest::{Hash, NamespaceDigest, Node, U256};
+pub use patch::{Op, PatchError, PatchErrorKind, Pointer, json_equal};
 pub use value::{ErrorKind, MAX_DEPTH, MAX_SAFE_INTEGER, Value, ValueError};

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use serde_json::Value as Json;
 use statesync_core::canonical::canonical_bytes;
 use statesync_core::digest::{self, NamespaceDigest, Node, U256};
-use statesync_core::value::parse;
+use statesync_core::patch;
+use statesync_core::value::{Value, parse};
 
 fn vectors(rel: &str) -> Json {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,10 +28,14 @@ fn text(v: &Json) -> &str {
     v.as_str().expect("a string")
 }
 
-fn canonical_of(value: &Json) -> Vec<u8> {
+fn value_of(value: &Json) -> Value {
     // Vector values are JSON in the file: serialize them and parse strictly.
     let json = serde_json::to_vec(value).unwrap();
-    canonical_bytes(&parse(&json).expect("a vector value is I-JSON"))
+    parse(&json).expect("a vector value is I-JSON")
+}
+
+fn canonical_of(value: &Json) -> Vec<u8> {
+    canonical_bytes(&value_of(value))
 }
 
 #[test]
@@ -126,5 +131,45 @@ fn digest_cases() {
                 );
             }
         }
+    }
+}
+
+fn apply_patch(case: &Json) -> Result<Value, patch::PatchError> {
+    let ops = patch::parse(&value_of(&case["patch"]))?;
+    patch::apply(value_of(&case["document"]), &ops, usize::MAX)
+}
+
+#[test]
+fn patch_vectors() {
+    let file = vectors("patch/vectors.json");
+    let cases = list(&file, "vectors");
+    assert!(cases.len() >= 30);
+    for case in cases {
+        let name = text(&case["name"]);
+        let result = apply_patch(case).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let bytes = canonical_bytes(&result);
+        assert_eq!(bytes, text(&case["canonical"]).as_bytes(), "{name}");
+        assert_eq!(
+            canonical_bytes(&parse(&bytes).unwrap()),
+            bytes,
+            "{name}: a fixed point"
+        );
+    }
+}
+
+#[test]
+fn patch_failures() {
+    let file = vectors("patch/vectors.json");
+    let cases = list(&file, "failures");
+    assert!(cases.len() >= 30);
+    for case in cases {
+        let name = text(&case["name"]);
+        let err = apply_patch(case).expect_err(name);
+        assert_eq!(err.kind.code(), text(&case["error"]), "{name}: {err}");
+        assert_eq!(
+            err.index,
+            case["op_index"].as_u64().map(|i| i as usize),
+            "{name}: {err}"
+        );
     }
 }

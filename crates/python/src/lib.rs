@@ -1,18 +1,21 @@
 //! `statesync._native`: the thin PyO3 binding of the Rust crates.
 //!
 //! It converts at the edge and holds no semantics of its own: values are
-//! checked, canonicalized and hashed by `statesync-core`. Refusals are raised
-//! as `ValueRefused(kind, tokens, reason)`; the Python package turns them into
-//! its typed errors (it knows the namespace and key, this layer does not).
+//! checked, canonicalized and hashed, and patches applied, by `statesync-core`.
+//! Refusals are raised as `ValueRefused(kind, tokens, reason)` and
+//! `PatchRefused(kind, op index, path, reason)`; the Python package turns them
+//! into its typed errors (it knows the namespace and key, this layer does not).
 
 use pyo3::prelude::*;
 
 mod digest;
+mod patch;
 mod values;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     values::register(m)?;
     digest::register(m)?;
+    patch::register(m)?;
     Ok(())
 }

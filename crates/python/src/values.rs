@@ -16,7 +16,7 @@ create_exception!(
 
 /// A refusal whose path tokens are Python objects: a key that is not valid
 /// Unicode (a lone surrogate) cannot become a Rust string, yet names the place.
-struct Refused {
+pub struct Refused {
     kind: ErrorKind,
     tokens: Vec<Py<PyAny>>,
     reason: String,
@@ -39,6 +39,27 @@ impl Refused {
     fn into_pyerr(self, py: Python<'_>) -> PyErr {
         let tokens = PyList::new(py, self.tokens).expect("a list of objects");
         ValueRefused::new_err((self.kind.code(), tokens.unbind(), self.reason))
+    }
+
+    /// The JSON Pointer of the offending member, for a message (a key that is
+    /// not valid Unicode shows replacement characters).
+    pub fn pointer(&self, py: Python<'_>) -> String {
+        self.tokens
+            .iter()
+            .map(|t| {
+                value::pointer_token(
+                    &t.bind(py)
+                        .str()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 
     fn from_core(py: Python<'_>, err: ValueError) -> Self {
@@ -71,13 +92,15 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-fn repr(obj: &Bound<'_, PyAny>) -> String {
+/// `repr(obj)`, for messages.
+pub fn repr(obj: &Bound<'_, PyAny>) -> String {
     obj.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into())
 }
 
-/// Converts a Python object into a checked [`Value`]. Only the exact JSON types
-/// are accepted (a `str` subclass such as an enum member is not JSON).
-fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Refused> {
+/// Converts a Python object into a checked [`Value`] that will sit `depth`
+/// arrays and objects deep. Only the exact JSON types are accepted (a `str`
+/// subclass such as an enum member is not JSON).
+pub fn to_value(obj: &Bound<'_, PyAny>, depth: usize) -> Result<Value, Refused> {
     let py = obj.py();
     if obj.is_none() {
         return Ok(Value::Null);
@@ -194,6 +217,11 @@ pub fn to_python(py: Python<'_>, value: &Value) -> PyResult<Py<PyAny>> {
     })
 }
 
+/// `ValueRefused` for a core refusal.
+pub fn value_refused(py: Python<'_>, err: ValueError) -> PyErr {
+    Refused::from_core(py, err).into_pyerr(py)
+}
+
 /// Reads JSON text (`bytes` or `str`) strictly; raises `ValueRefused`.
 pub fn parse_text(text: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = text.py();
@@ -210,7 +238,7 @@ pub fn parse_text(text: &Bound<'_, PyAny>) -> PyResult<Value> {
             type_name(text)
         )));
     };
-    parsed.map_err(|e| Refused::from_core(py, e).into_pyerr(py))
+    parsed.map_err(|e| value_refused(py, e))
 }
 
 /// Checks a Python object and converts it; raises `ValueRefused`.

@@ -38,6 +38,9 @@ def test_reconcile_finds_and_repairs_drift_made_behind_the_workers_back(
         bad = Worker(server.address, worker_id="bad", namespaces=["app"], state_dir=tmp_path / "b")
         with good, bad:
             assert good.wait_for(rev, 10) and bad.wait_for(rev, 10)
+            # Edit only once the controller has both ACKs: an ACK sent after the edit
+            # would have the drift found and repaired before `reconcile` is asked.
+            assert client.wait_applied(rev, workers=["good", "bad"], timeout=10).complete
             # Someone edits the replica by hand (through the replica: it stays self-consistent).
             edited = b'{"i":"edited"}'
             entry = Entry(edited, 1, rev, 1, hashlib.sha256(edited).digest())

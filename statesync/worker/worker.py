@@ -27,7 +27,7 @@ import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,9 @@ def _corrupted(entry: Entry) -> Entry:
     """A wrong value, consistent with its own hash, so only the digest can tell."""
     value = canonical_bytes({"statesync_chaos": "corrupted", "was": entry.vhash.hex()[:16]})
     digest = hashlib.sha256(value).digest()
-    return replace(entry, value=value, vhash=digest, source_hash=b"")
+    return Entry(
+        value, entry.create_rev, entry.mod_rev, entry.version, digest, entry.schema_version
+    )
 
 
 class Worker:
@@ -265,7 +267,7 @@ class Worker:
         return None if entry is None else orjson.loads(entry.value)
 
     def list(self, ns: str, prefix: str = "") -> dict[str, Any]:
-        return {k: orjson.loads(e.value) for k, e in self.replica.items(ns, prefix)}
+        return {k: orjson.loads(v) for k, v in self.replica.values(ns, prefix)}
 
     def on_change(self, callback: Callable[[ChangeEvent], None]) -> None:
         """Call `callback(event)` after each change is applied (on the worker's loop)."""
@@ -381,7 +383,7 @@ class Worker:
                     from_rev=0 if self._force_snapshot else self.applied_rev,
                     heartbeat_s=self.settings.heartbeat_s,
                     deltas=self.deltas,
-                    held=[held_to_pb(h) for h in self.replica.held.values()],
+                    held=[held_to_pb(h) for h in self.replica.held()],
                     versions=[
                         pb.SchemaVersions(
                             ns=ns, versions=v, replica_version=self.replica.schema_version(ns)
@@ -606,9 +608,8 @@ class Worker:
     def _ack(self, outgoing: asyncio.Queue[pb.SyncRequest | None]) -> None:
         ack = pb.Ack(rev=self.applied_rev, repaired=self._repaired)
         for ns in self.namespaces:
-            digest = self.replica.digest(ns)
-            ack.digests.add(ns=ns, root=digest.root(), count=digest.count)
-        ack.held.extend(held_to_pb(h) for h in self.replica.held.values())
+            ack.digests.add(ns=ns, root=self.replica.root(ns), count=self.replica.count(ns))
+        ack.held.extend(held_to_pb(h) for h in self.replica.held())
         outgoing.put_nowait(pb.SyncRequest(ack=ack))
 
     # ------------------------------------------------------------ applying
@@ -813,11 +814,10 @@ class Worker:
     def _snapshot_events(self, entries: dict[str, dict[str, Entry]], rev: int) -> Any:
         """What a snapshot changes, as events: puts of new or different values, deletes."""
         for ns in self.namespaces:
-            old = self.replica.data.get(ns, {})
+            old = self.replica.value_hashes(ns)
             new = entries.get(ns, {})
             for key, entry in new.items():
-                before = old.get(key)
-                if before is None or before.vhash != entry.vhash:
+                if old.get(key) != entry.vhash:
                     yield _state_event(rev, ns, key, entry)
             for key in old.keys() - new.keys():
                 yield ChangeEvent(rev, ns, key, "delete", None, "", "", snapshot=True)

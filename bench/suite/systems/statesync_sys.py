@@ -249,7 +249,7 @@ class StatesyncConn(Conn):
         seconds = time.perf_counter() - t0
         worker.stop_soon()
         await task
-        keys = len(worker.replica.data.get(NAMESPACE, {}))
+        keys = worker.replica.count(NAMESPACE)
         listing = Listing(items={}, revision=head, wire_bytes=worker.bytes_received, round_trips=1)
         return seconds, listing, keys
 

@@ -5,7 +5,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyMapping};
 use statesync_core::digest::{self as core, Hash, U256};
 
-fn hash_arg(bytes: &[u8], what: &str) -> PyResult<Hash> {
+pub(crate) fn hash_arg(bytes: &[u8], what: &str) -> PyResult<Hash> {
     bytes
         .try_into()
         .map_err(|_| PyValueError::new_err(format!("{what} is 32 bytes, not {}", bytes.len())))
@@ -115,6 +115,18 @@ impl From<core::Node> for PyNode {
 #[derive(Clone, Default)]
 pub struct PyNamespaceDigest {
     inner: core::NamespaceDigest,
+}
+
+impl From<core::NamespaceDigest> for PyNamespaceDigest {
+    fn from(inner: core::NamespaceDigest) -> Self {
+        PyNamespaceDigest { inner }
+    }
+}
+
+impl PyNamespaceDigest {
+    pub(crate) fn inner(&self) -> &core::NamespaceDigest {
+        &self.inner
+    }
 }
 
 #[pymethods]

@@ -1,15 +1,18 @@
 //! `statesync._native`: the thin PyO3 binding of the Rust crates.
 //!
 //! It converts at the edge and holds no semantics of its own: values are
-//! checked, canonicalized and hashed, and patches applied, by `statesync-core`.
-//! Refusals are raised as `ValueRefused(kind, tokens, reason)` and
-//! `PatchRefused(kind, op index, path, reason)`; the Python package turns them
-//! into its typed errors (it knows the namespace and key, this layer does not).
+//! checked, canonicalized and hashed, and patches applied, by `statesync-core`;
+//! the worker's replica is `statesync-worker`'s. Refusals are raised as
+//! `ValueRefused(kind, tokens, reason)`, `PatchRefused(kind, op index, path,
+//! reason)`, `ReplicaCorrupt(path, reason)` and `ReplicaInUse(path)`; the
+//! Python package turns them into its typed errors (it knows the namespace and
+//! key, this layer does not).
 
 use pyo3::prelude::*;
 
 mod digest;
 mod patch;
+mod replica;
 mod values;
 
 #[pymodule]
@@ -17,5 +20,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     values::register(m)?;
     digest::register(m)?;
     patch::register(m)?;
+    replica::register(m)?;
     Ok(())
 }

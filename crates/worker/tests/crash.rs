@@ -4,7 +4,7 @@
 //! The killed process is this test binary again, running the ignored
 //! `child_applies_until_killed` with the state directory in its environment.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use statesync_worker::{Changes, Entry, Replica, read_offline};
@@ -27,12 +27,26 @@ fn revision(rev: i64) -> Changes {
     }
 }
 
+/// Revisions the child applies at most, should its parent fail to kill it.
+const CHILD_LIMIT: i64 = 100_000;
+
+/// Kills the child however the test ends: a failed assertion must not leave
+/// it writing.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 #[ignore = "the child of killed_while_applying_resumes_exactly"]
 fn child_applies_until_killed() {
     let dir = std::env::var_os(CHILD_DIR).expect("run by killed_while_applying_resumes_exactly");
     let mut replica = Replica::open(&dir, "child").expect("open");
-    for rev in replica.applied_rev() + 1.. {
+    for rev in replica.applied_rev() + 1..CHILD_LIMIT {
         replica.apply(rev, revision(rev)).expect("apply");
     }
 }
@@ -41,22 +55,23 @@ fn child_applies_until_killed() {
 fn killed_while_applying_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     for round in 0..3 {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "child_applies_until_killed"])
-            .env(CHILD_DIR, dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = Killed(
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "child_applies_until_killed"])
+                .env(CHILD_DIR, dir.path())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let target = 300 * (round + 1);
         let deadline = Instant::now() + Duration::from_secs(60);
         // The child has no way to signal progress but its file: poll it.
         while read_offline(dir.path()).map_or(true, |d| d.applied_rev < target) {
             assert!(Instant::now() < deadline, "the child made no progress");
-            assert!(child.try_wait().unwrap().is_none(), "the child exited");
+            assert!(child.0.try_wait().unwrap().is_none(), "the child exited");
             std::thread::sleep(Duration::from_millis(5));
         }
-        child.kill().unwrap(); // SIGKILL: no destructor, no rollback, mid-write
-        child.wait().unwrap();
+        drop(child); // SIGKILL: no destructor, no rollback, mid-write
 
         let replica = Replica::open(dir.path(), "parent").expect("opens, digests agree");
         let rev = replica.applied_rev();

@@ -200,7 +200,16 @@ class Reconciler:
         active = worker.repairs.active
         if active is None or not active.awaiting or reply.id != active.query_id:
             return  # an answer to a descent that was abandoned
-        active.awaiting = False
+        # Still awaiting until the answer is taken in: `next_message` must not send
+        # a query meanwhile (an empty one, whose answer would localize the same keys
+        # again and count them twice).
+        try:
+            await self._take_in(worker, active, reply)
+        finally:
+            active.awaiting = False
+        worker.wake.set()
+
+    async def _take_in(self, worker: WorkerRecord, active: _Active, reply: pb.DigestAnswer) -> None:
         if active.from_rev is None:
             active.from_rev = reply.rev
         ns = active.descent.namespace
@@ -216,7 +225,6 @@ class Reconciler:
         active.record.bytes_exchanged = active.earlier_bytes + active.descent.bytes_exchanged
         if active.descent.done:
             await self._localized(worker, active)
-        worker.wake.set()
 
     async def _localized(self, worker: WorkerRecord, active: _Active) -> None:
         ns = active.descent.namespace

@@ -76,6 +76,7 @@ def test_public_api_is_pinned() -> None:
             "StoreClosedError",
             "StoreCorruptError",
             "StoreError",
+            "StoreFailedError",
             "StoreInUseError",
             "UnavailableError",
             "ValueTooLargeError",

@@ -75,6 +75,18 @@ CASES = [
         4,
         ("duplicate object key 'b'", "namespace 'errs', key 'k', at JSON path '/a'"),
     ),
+    Case(
+        "nested-10000-deep",
+        ("put", "errs", "k", "[" * 10_000 + "]" * 10_000),
+        4,
+        ("nest deeper than 128 levels", "namespace 'errs', key 'k'"),
+    ),
+    Case(
+        "nested-300-deep",
+        ("put", "errs", "k", '{"a":' * 300 + "1" + "}" * 300),
+        4,
+        ("nest deeper than 128 levels", "namespace 'errs', key 'k'"),
+    ),
     Case("bad-namespace", ("put", "Bad NS", "k", "1"), 4, ("invalid namespace 'Bad NS'",)),
     Case("empty-key", ("put", "errs", "", "1"), 4, ("invalid key in namespace 'errs'", "empty")),
     Case(
@@ -267,6 +279,14 @@ def _raw_put(server: Server, value: bytes, ns: str = "errs", key: str = "k") -> 
     pytest.fail("the server accepted it")
 
 
+def test_an_oversized_command_is_refused_by_count(server: Server) -> None:
+    ops = [pb.Op(delete=pb.DeleteOp(ns="errs", key=f"k{i}")) for i in range(10_001)]
+    with grpc.insecure_channel(server.address) as channel, pytest.raises(grpc.RpcError) as info:
+        pb_grpc.StatesyncStub(channel).Commit(pb.CommandRequest(ops=ops), timeout=10)
+    error = error_from_rpc(info.value, server.address)
+    assert "at most 10000 ops" in str(error), error
+
+
 def test_api_refuses_bad_values_naming_where(server: Server, client: Client) -> None:
     before = _state(server.address)
 
@@ -278,6 +298,18 @@ def test_api_refuses_bad_values_naming_where(server: Server, client: Client) -> 
     duplicate = _raw_put(server, b'{"a": {"b": 1, "b": 2}}')
     assert isinstance(duplicate, InvalidValueError) and duplicate.path == "/a"
     assert "duplicate object key 'b'" in duplicate.reason
+
+    for depth in (129, 300, 50_000):  # over the wire, as JSON text nobody checked
+        deep = _raw_put(server, b"[" * depth + b"]" * depth)
+        assert isinstance(deep, InvalidValueError), deep
+        assert (deep.namespace, deep.key) == ("errs", "k")
+        assert "nest deeper than 128 levels" in deep.reason
+    nested: object = 1
+    for _ in range(5_000):  # through the client, as Python objects
+        nested = [nested]
+    with pytest.raises(InvalidValueError, match="nest deeper than 128") as deep_object:
+        client.put("errs", "k", nested)
+    assert (deep_object.value.namespace, deep_object.value.key) == ("errs", "k")
 
     with pytest.raises(InvalidValueError) as beyond:
         client.put("errs", "k", {"n": [1, 2**53]})

@@ -16,15 +16,15 @@ from typing import Any
 import jsonpatch
 import pytest
 import rfc8785
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from patching import apply_patch
 
 import statesync._native as _native
 from statesync.core.canonical import MAX_SAFE_INTEGER, canonical_bytes, json_equal, pointer
-from statesync.core.commands import Command, Limits, Patch, prepare
+from statesync.core.commands import Command, Limits, Patch, check
 from statesync.core.delta import DeltaMismatchError, apply_delta, make_delta
 from statesync.core.digest import value_hash
-from statesync.core.engine import apply_patch
 from statesync.core.errors import InvalidPatchError, InvalidValueError, ValueTooLargeError
 
 _LIMITS = Limits(max_value_bytes=1 << 30)
@@ -75,7 +75,9 @@ def _pointers(draw: st.DrawFn, doc: Any) -> str:
 
 @st.composite
 def _patches(draw: st.DrawFn) -> tuple[Any, list[dict[str, Any]]]:
-    doc = draw(_values)
+    # The reference (jsonpatch) takes container documents only: it refuses None
+    # and reads a str document as JSON text.
+    doc = draw(st.lists(_values, max_size=4) | st.dictionaries(_names, _values, max_size=4))
     ops = []
     for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["add", "remove", "replace", "move", "copy", "test"]))
@@ -101,25 +103,86 @@ def _walk(doc: Any) -> list[tuple[tuple[str | int, ...], Any]]:
 
 def _native_apply(doc: Any, patch: list[dict[str, Any]]) -> bytes | None:
     try:
-        [op] = prepare(Command([Patch("ns", "k", patch)]), _LIMITS).ops
-        return apply_patch("ns", "k", canonical_bytes(doc), op.patch, _LIMITS)
+        return apply_patch("ns", "k", canonical_bytes(doc), patch, _LIMITS)
     except InvalidPatchError:
         return None
 
 
+def _steps_into_a_string(doc: Any, pointer: str, *, parent: bool) -> bool:
+    """Does `pointer` (or its parent) go through a string? A JSON Pointer never
+    can; jsonpatch indexes into strings, so such ops are refusals here."""
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    node = doc
+    for token in tokens[:-1] if parent else tokens:
+        if isinstance(node, str):
+            return True
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return False  # a missing step: jsonpatch refuses it itself
+    return False
+
+
+class _NoReference(Exception):
+    """jsonpatch is no reference for this op (see where it is raised)."""
+
+
+def _dash_member(doc: Any, pointer: str) -> bool:
+    """Does `pointer` name a member "-" of an object? jsonpatch treats "-" as
+    the end of an array even in objects (RFC 6902 gives it no meaning there)."""
+    if not pointer.endswith("/-"):
+        return False
+    parent = pointer[: -len("/-")]
+    node = doc
+    for token in [t.replace("~1", "/").replace("~0", "~") for t in parent.split("/")[1:]]:
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return False
+    return isinstance(node, dict)
+
+
 def _reference_apply(doc: Any, patch: list[dict[str, Any]]) -> bytes | None:
-    try:
-        result = jsonpatch.JsonPatch(copy.deepcopy(patch)).apply(copy.deepcopy(doc))
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
-        return None
+    result = copy.deepcopy(doc)
+    for op in patch:
+        if _dash_member(result, op["path"]) or _dash_member(result, op.get("from", "")):
+            raise _NoReference
+        if op["op"] == "move" and op["path"].startswith(op["from"] + "/"):
+            raise _NoReference  # jsonpatch moves a value into its own child; RFC 6902 refuses
+        if _steps_into_a_string(result, op["path"], parent=True) or (
+            "from" in op and _steps_into_a_string(result, op["from"], parent=False)
+        ):
+            return None
+        try:
+            result = jsonpatch.JsonPatch([copy.deepcopy(op)]).apply(result)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException):
+            return None
+        except TypeError:  # jsonpatch crashes where it should refuse: a 'from' of "/-"
+            return None
     return rfc8785.dumps(result)
+
+
+def _touches_the_root(patch: list[dict[str, Any]]) -> bool:
+    # jsonpatch is no reference for whole-document ops: it crashes on an `add`
+    # at the root of an array and refuses a `move` from the root to itself.
+    # They are covered by conformance/patch/vectors.json instead.
+    return any(op["path"] == "" or op.get("from") == "" for op in patch)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_patches())
 def test_native_application_agrees_with_jsonpatch(case: tuple[Any, list[dict[str, Any]]]) -> None:
     doc, patch = case
-    assert _native_apply(doc, patch) == _reference_apply(doc, patch)
+    assume(not _touches_the_root(patch))
+    try:
+        expected = _reference_apply(doc, patch)
+    except _NoReference:
+        assume(False)
+    assert _native_apply(doc, patch) == expected
 
 
 @settings(max_examples=300, deadline=None)
@@ -151,17 +214,15 @@ def test_json_equality() -> None:
 @given(_floats.filter(lambda f: not f.is_integer() or abs(f) >= 1e21))
 def test_a_failed_test_shows_the_value_as_python_does(value: float) -> None:
     patch = [{"op": "test", "path": "/n", "value": {"x": [value, None, True, "it's"]}}]
-    [op] = prepare(Command([Patch("ns", "k", patch)])).ops
     with pytest.raises(InvalidPatchError) as info:
-        apply_patch("ns", "k", b'{"n":1}', op.patch, _LIMITS)
+        apply_patch("ns", "k", b'{"n":1}', patch, _LIMITS)
     shown = {"x": [value, None, True, "it's"]}
     assert info.value.reason == f"test failed: value at '/n' is not {shown!r}"
 
 
 def test_refusals_name_namespace_key_op_and_path() -> None:
-    [op] = prepare(Command([Patch("ns", "k", [{"op": "remove", "path": "/a/zz"}])])).ops
     with pytest.raises(InvalidPatchError) as info:
-        apply_patch("ns", "k", b'{"a":{}}', op.patch, _LIMITS)
+        apply_patch("ns", "k", b'{"a":{}}', [{"op": "remove", "path": "/a/zz"}], _LIMITS)
     err = info.value
     assert (err.namespace, err.key, err.op_index, err.path) == ("ns", "k", 0, "/a/zz")
     assert err.reason == "can't remove a non-existent object 'zz'"
@@ -170,9 +231,9 @@ def test_refusals_name_namespace_key_op_and_path() -> None:
 def test_a_bad_value_is_reported_after_the_shape_of_its_op() -> None:
     bad = float("nan")
     with pytest.raises(InvalidPatchError, match="unknown patch op 'frob'"):
-        prepare(Command([Patch("ns", "k", [{"op": "frob", "path": "/a", "value": bad}])]))
+        check(Command([Patch("ns", "k", [{"op": "frob", "path": "/a", "value": bad}])]))
     with pytest.raises(InvalidPatchError) as info:
-        prepare(Command([Patch("ns", "k", [{"op": "add", "path": "/a", "value": [1, bad]}])]))
+        check(Command([Patch("ns", "k", [{"op": "add", "path": "/a", "value": [1, bad]}])]))
     assert (info.value.op_index, info.value.path) == (0, "/a")
     assert info.value.reason.startswith("bad 'value' (at /1): ")
 
@@ -183,17 +244,15 @@ def test_a_patch_too_deep_for_canonical_bytes_is_refused_with_its_op() -> None:
         deep = [deep]
     patch = [{"op": "add", "path": "/a", "value": 1}, {"op": "add", "path": "/x", "value": deep}]
     with pytest.raises(InvalidPatchError) as info:
-        prepare(Command([Patch("ns", "k", patch)]))
+        check(Command([Patch("ns", "k", patch)]))
     assert info.value.op_index == 1
     assert "nest deeper than 128 levels" in info.value.reason
 
 
 def test_the_size_limit_applies_to_the_result() -> None:
-    [op] = prepare(
-        Command([Patch("ns", "k", [{"op": "add", "path": "/s", "value": "x" * 20}])])
-    ).ops
+    patch = [{"op": "add", "path": "/s", "value": "x" * 20}]
     with pytest.raises(ValueTooLargeError) as info:
-        apply_patch("ns", "k", b"{}", op.patch, Limits(max_value_bytes=20))
+        apply_patch("ns", "k", b"{}", patch, Limits(max_value_bytes=20))
     assert (info.value.namespace, info.value.key, info.value.size, info.value.limit) == (
         "ns",
         "k",

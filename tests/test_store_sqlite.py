@@ -30,7 +30,6 @@ from statesync import (  # noqa: E402
     Put,
     SQLiteStore,
     StoreCorruptError,
-    StoreError,
     StoreSettings,
 )
 from statesync.core.model import ChangeOp  # noqa: E402
@@ -87,26 +86,25 @@ def raw(db: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
 
 
 class WriteGate:
-    """Wraps SQLiteStore._write: records each group commit's size, and can hold
-    the first one until the test releases it."""
+    """A store listener: records each group commit's size (commands), and can
+    hold the committer after the first one until the test releases it, so that
+    commands submitted meanwhile queue up for the next group commit."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, hold_first: bool) -> None:
+    def __init__(self, store: SQLiteStore, *, hold_first: bool) -> None:
         self.sizes: list[int] = []
         self.entered = threading.Event()
         self.release = threading.Event()
         self.written = threading.Event()
         if not hold_first:
             self.release.set()
-        original = SQLiteStore._write
 
-        def gated(store: SQLiteStore, batch: Any) -> None:
-            self.sizes.append(len(batch.commands))
+        def listener(batch: Any) -> None:
+            self.sizes.append(batch.commands)
             self.entered.set()
             assert self.release.wait(timeout=60)
-            original(store, batch)
             self.written.set()
 
-        monkeypatch.setattr(SQLiteStore, "_write", gated)
+        store.add_listener(listener)
 
 
 # -- tampering is evident ----------------------------------------------------------
@@ -163,9 +161,8 @@ def test_edited_key_table_is_refused_at_open(opened: Callable[..., SQLiteStore],
 
 def test_a_file_that_is_not_a_database_is_a_store_error(db: Path) -> None:
     db.write_bytes(b"this is not a database, " * 100)
-    with pytest.raises(StoreCorruptError) as caught:
+    with pytest.raises(StoreCorruptError, match="not a database"):
         SQLiteStore(db)
-    assert isinstance(caught.value.__cause__, sqlite3.Error)
 
 
 def test_a_failed_open_releases_the_file(db: Path) -> None:
@@ -181,11 +178,11 @@ def test_a_failed_open_releases_the_file(db: Path) -> None:
 
 
 def test_group_commit_writes_queued_commands_in_one_transaction(
-    opened: Callable[..., SQLiteStore], monkeypatch: pytest.MonkeyPatch
+    opened: Callable[..., SQLiteStore],
 ) -> None:
     clock = ManualClock()
     store = opened(clock=clock, maintenance_interval_s=NEVER)
-    gate = WriteGate(monkeypatch, hold_first=True)
+    gate = WriteGate(store, hold_first=True)
     first = store.submit(Command([Put("load", "first", 0)]))
     assert gate.entered.wait(timeout=60)  # the committer is inside the first write
     clock.advance(1)
@@ -198,11 +195,9 @@ def test_group_commit_writes_queued_commands_in_one_transaction(
     assert store.verify_chain().changes == 51
 
 
-def test_group_commit_respects_max_batch(
-    opened: Callable[..., SQLiteStore], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_group_commit_respects_max_batch(opened: Callable[..., SQLiteStore]) -> None:
     store = opened(max_batch=16, maintenance_interval_s=NEVER)
-    gate = WriteGate(monkeypatch, hold_first=True)
+    gate = WriteGate(store, hold_first=True)
     first = store.submit(Command([Put("load", "first", 0)]))
     assert gate.entered.wait(timeout=60)
     queued = [store.submit(Command([Put("load", f"k{i}", i)])) for i in range(50)]
@@ -251,22 +246,9 @@ def test_concurrent_writers_share_transactions(opened: Callable[..., SQLiteStore
     assert transactions < threads * per_thread
 
 
-def test_commit_many_is_one_group_commit(
-    opened: Callable[..., SQLiteStore], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_commit_many_is_one_group_commit(opened: Callable[..., SQLiteStore]) -> None:
     store = opened(maintenance_interval_s=NEVER)
-    gate = WriteGate(monkeypatch, hold_first=False)
-    original_submit = SQLiteStore._submit
-
-    def submit(self: SQLiteStore, *jobs: Any) -> Any:
-        # Were "second" handed over apart from "first", let the committer write
-        # "first" before it arrives: a schedule the OS may always pick.
-        ids = {job.command.command_id for job in jobs if job.command is not None}
-        if "second" in ids and "first" not in ids:
-            assert gate.written.wait(timeout=60)
-        return original_submit(self, *jobs)
-
-    monkeypatch.setattr(SQLiteStore, "_submit", submit)
+    gate = WriteGate(store, hold_first=False)
     outcomes = store.commit_many(
         [
             Command([Put("load", "a", 1)], command_id="first"),
@@ -278,47 +260,8 @@ def test_commit_many_is_one_group_commit(
     assert gate.sizes == [3]
 
 
-# -- failures inside a transaction ----------------------------------------------------------
-
-
-class FailingCommit:
-    """A connection whose next COMMIT fails, as a full disk would make it."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self.armed = True
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        if sql == "COMMIT" and self.armed:
-            self.armed = False
-            raise sqlite3.OperationalError("database or disk is full")
-        return self._conn.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
-def test_a_failed_write_is_translated_and_rolled_back(
-    opened: Callable[..., SQLiteStore], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = opened(maintenance_interval_s=NEVER)
-    put(store, "apps", "a", 1)
-    digest, chain = store.digest("apps"), store.verify_chain()
-    monkeypatch.setattr(store, "_conn", FailingCommit(store._conn))
-    with pytest.raises(StoreError) as caught:
-        store.commit(Command([Put("apps", "b", 2), Put("apps", "a", 3)], command_id="retry"))
-    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
-    assert store.head_rev == 1
-    assert store.get("apps", "b") is None
-    assert store.digest("apps") == digest == digest_of(range_all(store, "apps"))
-    assert store.verify_chain() == chain
-    # The command was not remembered: retrying its id commits it, at the next revision.
-    committed = store.commit(
-        Command([Put("apps", "b", 2), Put("apps", "a", 3)], command_id="retry")
-    )
-    assert (committed.rev, committed.replayed) == (2, False)
-    assert store.digest("apps") == digest_of(range_all(store, "apps"))
-    store.verify_chain()
+# -- failures inside a transaction: see tests/test_storage_faults.py (a real
+# process whose fsync or writes fail, through an LD_PRELOAD shim) ---------------
 
 
 # -- maintenance on the committer thread ------------------------------------------------------

@@ -35,7 +35,7 @@ from statesync.cli.args import SERVER_HELP as _SERVER_HELP
 from statesync.cli.args import command as _command
 from statesync.cli.args import revision as _revision
 from statesync.core.canonical import parse_json
-from statesync.core.commands import Command, Compare, Delete, Patch, Put, prepare
+from statesync.core.commands import Command, Compare, Delete, Patch, Put, check
 from statesync.core.errors import (
     InvalidInputError,
     InvalidPatchError,
@@ -250,7 +250,7 @@ def cmd_patch(args: argparse.Namespace) -> int:
     patch = parse_json(_json_arg(args.patch), namespace=args.ns, key=args.key)
     if not isinstance(patch, list):
         raise InvalidPatchError(args.ns, args.key, None, None, "a JSON Patch is an array of ops")
-    # Each op is checked by the core (prepare), which refuses a non-object op.
+    # Each op is checked by the core (commands.check), which refuses a non-object op.
     return _write(args, Patch(args.ns, args.key, patch))  # type: ignore[arg-type]
 
 
@@ -527,7 +527,7 @@ def _parse_op_line(line: bytes) -> _KeyOp | None:
             raise InvalidInputError(f"unknown snapshot format {doc['format']!r}")
         return None  # a snapshot's header line
     op, ns, key = doc.get("op"), doc.get("ns"), doc.get("key")
-    # ns, key and the patch are untrusted JSON here: _read_ops runs prepare() on each op,
+    # ns, key and the patch are untrusted JSON here: _read_ops runs check() on each op,
     # which refuses a missing or mistyped namespace, key or patch op with its own error.
     if op == "put" and "value" in doc:
         return Put(ns, key, doc["value"])  # type: ignore[arg-type]
@@ -565,7 +565,7 @@ def _read_ops(lines: Iterable[bytes], source: str) -> list[tuple[int, _KeyOp]]:
             raise InvalidInputError(f"{source}:{lineno}: {exc}{_line_names(line)}") from None
         try:
             if op is not None:
-                prepare(Command([op]))  # names the namespace and key itself
+                check(Command([op]))  # names the namespace and key itself
         except InvalidInputError as exc:
             raise InvalidInputError(f"{source}:{lineno}: {exc}") from None
         if op is not None:

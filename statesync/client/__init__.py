@@ -176,12 +176,30 @@ class Client:
         return self._write(Delete(ns, key), expect_rev, command_id)
 
     def commit_stream(self, commands: Iterator[Command]) -> Iterator[Committed | StatesyncError]:
-        """Pipeline commands over one stream; yields each outcome in order."""
-        requests = (command_to_pb(c, tag=i) for i, c in enumerate(commands))
-        for reply in self._stream(self._stub.CommitStream, requests):
+        """Pipeline commands over one stream; yields each outcome in order. A
+        command refused before it is sent (a value that is not I-JSON) takes its
+        place among the outcomes like one the controller refused."""
+        refused: dict[int, StatesyncError] = {}
+
+        def requests() -> Iterator[pb.CommandRequest]:
+            for i, command in enumerate(commands):
+                try:
+                    yield command_to_pb(command, tag=i)
+                except StatesyncError as exc:
+                    refused[i] = exc
+
+        next_tag = 0
+        for reply in self._stream(self._stub.CommitStream, requests()):
+            # Request `reply.tag` was sent after every earlier refusal was recorded.
+            while next_tag < reply.tag:
+                yield refused.pop(next_tag)
+                next_tag += 1
             yield (
                 error_from_pb(reply.error) if reply.HasField("error") else committed_from_pb(reply)
             )
+            next_tag = reply.tag + 1
+        for tag in sorted(refused):
+            yield refused[tag]
 
     # ------------------------------------------------------------ contracts
 

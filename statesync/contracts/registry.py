@@ -39,8 +39,6 @@ import orjson
 from statesync.contracts.compat import Mode, check, check_schema
 from statesync.contracts.translate import Translation, identity, parse_translation, translate
 from statesync.core.canonical import canonical_bytes
-from statesync.core.commands import PreparedCommand
-from statesync.core.engine import PlannedChange, ReadKey
 from statesync.core.errors import (
     IncompatibleSchemaError,
     InvalidCommandError,
@@ -55,7 +53,10 @@ __all__ = [
     "DEFAULT_MODE",
     "Contract",
     "ContractGate",
+    "GateOp",
+    "PlannedChange",
     "ReadAt",
+    "ReadKey",
     "SchemaValidator",
     "SchemaVersion",
     "ShadowStats",
@@ -382,6 +383,33 @@ class ShadowStats:
     disagreed: int = 0
 
 
+ReadKey = Callable[[str, str], KeyRecord | None]
+"""A key's record at the head, as the group commit sees it."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateOp:
+    """What the gate needs of one op of the command being committed."""
+
+    kind: str  # "put", "patch", "delete", "contract" (key: the namespace it governs)
+    namespace: str
+    key: str
+    schema_version: int = 0
+    base_rev: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChange:
+    """A change the core planned, before it is stamped and chained: the key's
+    state before and after (None: absent)."""
+
+    namespace: str
+    key: str
+    op: ChangeOp
+    before: KeyRecord | None
+    record: KeyRecord | None
+
+
 class ContractGate:
     """The store's `CommandGate`: applies contract requests and validates writes.
 
@@ -418,14 +446,14 @@ class ContractGate:
 
     def admit(
         self,
-        command: PreparedCommand,
+        ops: Sequence[GateOp],
         planned: list[PlannedChange],
         read: ReadKey,
         *,
         rev: int,
         now_ms: int,
     ) -> list[PlannedChange]:
-        ops = {(op.namespace, op.key): op for op in command.ops}
+        by_key = {(op.namespace, op.key): op for op in ops}
         admitted = []
         for change in planned:
             if change.record is None:
@@ -434,7 +462,7 @@ class ContractGate:
             if change.namespace == CONTRACTS_NAMESPACE:
                 admitted.append(self._contract_change(change, read, rev=rev, now_ms=now_ms))
                 continue
-            op = ops[(change.namespace, change.key)]
+            op = by_key[(change.namespace, change.key)]
             contract = self.contract(read, change.namespace)
             change = self._translated(change, contract, op.schema_version)
             if op.base_rev:

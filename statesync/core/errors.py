@@ -26,10 +26,16 @@ can help, the gRPC status an adapter maps it to and the CLI exit code.
     ├── UnavailableError             exit 5  UNAVAILABLE        (server unreachable; retryable)
     ├── ProtocolError                exit 7  FAILED_PRECONDITION (a peer broke the sync protocol)
     ├── RemoteError                  (an error the server reported that this client does not know)
-    └── StoreError                   exit 7  INTERNAL
+    └── StoreError                   exit 7  INTERNAL           (storage refused: a full disk...)
         ├── StoreClosedError         exit 5  UNAVAILABLE        (retryable elsewhere)
         ├── StoreInUseError          exit 5  UNAVAILABLE        (another process has it open)
+        ├── StoreFailedError         exit 7  UNAVAILABLE        (fsync failed: restart needed)
         └── StoreCorruptError        exit 7  DATA_LOSS          (hash chain, digest, format)
+
+A storage error on a write means its outcome is unknown to the caller (a full
+disk: not written; a failed fsync: perhaps written, perhaps not). Retrying the
+same command with the same command_id is always safe: a command that did commit
+is answered with its original revision (`replayed`), one that did not commits.
 
 The core never imports gRPC, so statuses are carried by name.
 """
@@ -65,6 +71,7 @@ __all__ = [
     "StoreClosedError",
     "StoreCorruptError",
     "StoreError",
+    "StoreFailedError",
     "StoreInUseError",
     "UnavailableError",
     "ValueTooLargeError",
@@ -486,6 +493,19 @@ class StoreInUseError(StoreError):
         self.path = path
         self.holder_pid = holder_pid
         super().__init__(f"{path} is in use by another process (pid {holder_pid}); stop it first")
+
+
+class StoreFailedError(StoreError):
+    """A commit's durability is unknown (an fsync failed): the store acknowledges
+    no write until it is restarted, because a later fsync that succeeds says
+    nothing about the data of the one that failed. `/readyz` reports it."""
+
+    grpc_status = "UNAVAILABLE"
+    retryable = True
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 class StoreCorruptError(StoreError):

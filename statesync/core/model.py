@@ -16,7 +16,7 @@ from typing import NewType
 
 import orjson
 
-from statesync.core.canonical import sha256
+import statesync._native as _native
 from statesync.core.errors import InvalidKeyError, InvalidNamespaceError
 
 __all__ = [
@@ -152,11 +152,6 @@ class Change:
         }
 
 
-def _jcs_string(s: str) -> bytes:
-    # orjson escapes exactly the characters RFC 8785 escapes, the same way.
-    return orjson.dumps(s)
-
-
 def change_canonical_bytes(
     *,
     rev: int,
@@ -172,37 +167,21 @@ def change_canonical_bytes(
     ts_ms: int,
     trace: str | None,
 ) -> bytes:
-    """RFC 8785 bytes of the change object (members in sorted order)."""
-    return b"".join(
-        (
-            b'{"command_id":',
-            _jcs_string(command_id),
-            b',"create_rev":',
-            str(create_rev).encode(),
-            b',"key":',
-            _jcs_string(key),
-            b',"ns":',
-            _jcs_string(namespace),
-            b',"op":"',
-            op.value.encode(),
-            b'","prev_mod_rev":',
-            str(prev_mod_rev).encode(),
-            b',"rev":',
-            str(rev).encode(),
-            b',"seq":',
-            str(seq).encode(),
-            b',"trace":',
-            b"null" if trace is None else _jcs_string(trace),
-            b',"ts_ms":',
-            str(ts_ms).encode(),
-            b',"value":',
-            b"null" if value is None else value,
-            b',"version":',
-            str(version).encode(),
-            b"}",
-        )
+    """RFC 8785 bytes of the change object (built by the native core's log.rs)."""
+    return _native.change_canonical_bytes(
+        rev=rev,
+        seq=seq,
+        namespace=namespace,
+        key=key,
+        op=op.value,
+        value=value,
+        prev_mod_rev=prev_mod_rev,
+        create_rev=create_rev,
+        version=version,
+        command_id=command_id,
+        ts_ms=ts_ms,
+        trace=trace,
     )
 
 
-def chain_hash(prev_hash: bytes, canonical_change: bytes) -> bytes:
-    return sha256(prev_hash + canonical_change)
+chain_hash = _native.chain_hash

@@ -85,7 +85,11 @@ class Controller:
         self.metrics = Metrics()
         self.metrics.watch(self._collect)
         self.service = StatesyncService(
-            self.store, self.hub, self.metrics, data=str(settings.data.resolve())
+            self.store,
+            self.hub,
+            self.metrics,
+            data=str(settings.data.resolve()),
+            limits=settings.store.limits,
         )
         self.grpc = grpc.aio.server(
             options=[
@@ -171,6 +175,9 @@ class Controller:
         if path == "/healthz":
             return "200 OK", text, b"ok\n"
         if path == "/readyz":
+            failure = self.store.failure
+            if failure is not None:
+                return "503 Service Unavailable", text, f"not ready: {failure}\n".encode()
             if self._ready:
                 return "200 OK", text, f"ready at revision {self.store.head_rev}\n".encode()
             return "503 Service Unavailable", text, b"not ready\n"

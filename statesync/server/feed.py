@@ -15,9 +15,9 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from statesync._native import CommitBatch
 from statesync.core.digest import value_hash
 from statesync.core.model import CONTRACTS_NAMESPACE, Change
-from statesync.core.sequencer import BatchWrite
 from statesync.wire import change_to_pb, pb
 
 __all__ = ["ChangeFeed", "Slice", "revisions_to_pb"]
@@ -100,7 +100,7 @@ class ChangeFeed:
 
     # ------------------------------------------------------------ writer side
 
-    def on_commit(self, batch: BatchWrite) -> None:
+    def on_commit(self, batch: CommitBatch) -> None:
         """Store listener (committer thread): build messages once, publish on the loop."""
         entries = [
             _Entry(

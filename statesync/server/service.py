@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from statesync.core.commands import Committed
+from statesync.core.commands import Committed, Limits
 from statesync.core.errors import InvalidInputError, StatesyncError
 from statesync.core.model import CONTRACTS_NAMESPACE
 from statesync.server.metrics import Metrics
@@ -53,8 +53,11 @@ def _rev_arg(rev: int) -> int | None:
 
 
 class StatesyncService(pb_grpc.StatesyncServicer):
-    def __init__(self, store: Store, hub: SyncHub, metrics: Metrics, *, data: str) -> None:
+    def __init__(
+        self, store: Store, hub: SyncHub, metrics: Metrics, *, data: str, limits: Limits
+    ) -> None:
         self.store = store
+        self.limits = limits
         self.hub = hub
         self.metrics = metrics
         self.data = data
@@ -63,7 +66,7 @@ class StatesyncService(pb_grpc.StatesyncServicer):
     async def _commit(self, request: pb.CommandRequest) -> Committed:
         started = time.perf_counter()
         try:
-            committed = await self.store.commit_async(command_from_pb(request))
+            committed = await self.store.commit_async(command_from_pb(request, self.limits))
         except StatesyncError as exc:
             self.metrics.commit_errors.labels(type(exc).__name__).inc()
             raise

@@ -1,6 +1,6 @@
 """The storage Protocol every backend implements, and its settings.
 
-A backend persists what the core's `Sequencer` builds, atomically and durably,
+A backend persists what the native core's sequencer builds, atomically and durably,
 and answers reads. It translates its own errors into statesync errors. The
 shared suite in `statesync.testing.store_suite` is the definition of
 "implements": every backend runs it.
@@ -12,12 +12,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from statesync._native import CommitBatch
 from statesync.core.commands import Command, Committed, Limits
 from statesync.core.digest import Node
+from statesync.core.errors import StatesyncError
 from statesync.core.model import Change, KeyRecord
-from statesync.core.sequencer import BatchWrite, Outcome
 
-__all__ = ["ChainReport", "Snapshot", "Store", "StoreSettings"]
+__all__ = ["ChainReport", "Outcome", "Snapshot", "Store", "StoreSettings"]
+
+Outcome = Committed | StatesyncError
+"""One command's outcome in `commit_many`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,7 @@ class Store(Protocol):
 
     def verify_chain(self) -> ChainReport: ...
 
-    def add_listener(self, listener: Callable[[BatchWrite], None]) -> None:
+    def add_listener(self, listener: Callable[[CommitBatch], None]) -> None:
         """Call `listener(batch)` after each durable group commit, before any
         of its writers is answered. It runs on the commit path: keep it quick."""
         ...

@@ -17,21 +17,24 @@ import grpc
 import orjson
 
 from statesync.core import errors
-from statesync.core.canonical import parse_json
+from statesync.core.canonical import canonical_bytes, parse_json
 from statesync.core.commands import (
     Command,
     Committed,
     Compare,
     Delete,
+    Limits,
     Op,
     Patch,
     Put,
     SetContract,
+    check,
 )
 from statesync.core.errors import (
     FailedCompare,
     InvalidCommandError,
     InvalidPatchError,
+    InvalidValueError,
     RemoteError,
     StatesyncError,
     UnavailableError,
@@ -64,6 +67,27 @@ ERROR_METADATA_KEY = "statesync-error-bin"
 # ---------------------------------------------------------------- commands
 
 
+_UNLIMITED = Limits(max_value_bytes=2**62, max_ops=2**62)
+"""The server applies its own size limits; a client checks everything else."""
+
+
+def _json_text(op: Put | Patch | SetContract) -> bytes:
+    """An op's value, patch or request as JSON text; anything the server would
+    refuse (not I-JSON, nested too deep) is refused here with the server's error."""
+    doc: object
+    if isinstance(op, Put):
+        doc = op.value
+    elif isinstance(op, SetContract):
+        doc = op.request
+    else:  # a patch as given; a sequence other than a list is sent as one
+        doc = op.patch if isinstance(op.patch, list | dict | str) else list(op.patch)
+    try:
+        return canonical_bytes(doc)
+    except InvalidValueError:
+        check(Command([op]), _UNLIMITED)  # raises the error committing it would raise
+        raise
+
+
 def command_to_pb(command: Command, *, tag: int = 0) -> pb.CommandRequest:
     request = pb.CommandRequest(command_id=command.command_id, trace=command.trace or "", tag=tag)
     for op in command.ops:
@@ -71,20 +95,20 @@ def command_to_pb(command: Command, *, tag: int = 0) -> pb.CommandRequest:
             put = pb.PutOp(
                 ns=op.namespace,
                 key=op.key,
-                value=orjson.dumps(op.value),
+                value=_json_text(op),
                 schema_version=op.schema_version,
                 base_rev=op.base_rev,
             )
             request.ops.add(put=put)
         elif isinstance(op, SetContract):
-            contract = pb.ContractOp(ns=op.namespace, request=orjson.dumps(op.request))
+            contract = pb.ContractOp(ns=op.namespace, request=_json_text(op))
             request.ops.add(contract=contract)
         elif isinstance(op, Patch):
             request.ops.add(
                 patch=pb.PatchOp(
                     ns=op.namespace,
                     key=op.key,
-                    patch=orjson.dumps(op.patch if isinstance(op.patch, dict) else list(op.patch)),
+                    patch=_json_text(op),
                 )
             )
         else:
@@ -121,7 +145,10 @@ def _op_from_pb(index: int, op: pb.Op) -> Op:
     raise InvalidCommandError(f"op {index} has no put, patch, delete or contract")
 
 
-def command_from_pb(request: pb.CommandRequest) -> Command:
+def command_from_pb(request: pb.CommandRequest, limits: Limits = Limits()) -> Command:
+    # Refuse by count before converting anything: the work below is per op.
+    if len(request.ops) > limits.max_ops or len(request.compares) > limits.max_ops:
+        raise InvalidCommandError(f"a command holds at most {limits.max_ops} ops and compares")
     ops = [_op_from_pb(i, op) for i, op in enumerate(request.ops)]
     compares = []
     for c in request.compares:

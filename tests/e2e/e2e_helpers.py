@@ -9,6 +9,7 @@ with the public `Client`, and reads worker replicas offline with
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import signal
@@ -78,13 +79,17 @@ class Proc:
         self.runs = 0
         self.log_path = workdir / f"{name}.0.log"
 
-    def _spawn(self, argv: Sequence[str]) -> None:
+    def _spawn(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} is running"
         self.log_path = self.workdir / f"{self.name}.{self.runs}.log"
         self.runs += 1
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=None if env is None else {**os.environ, **env},
             )
 
     @property
@@ -158,7 +163,8 @@ class ControllerProc(Proc):
         self.ready_file = workdir / "controller.ready"
         self.http_port = 0
 
-    def start(self, timeout: float = 30) -> ControllerProc:
+    def start(self, timeout: float = 30, env: dict[str, str] | None = None) -> ControllerProc:
+        """Start it (`env`: extra environment variables for this run)."""
         self.ready_file.unlink(missing_ok=True)
         argv = [
             sys.executable,
@@ -174,7 +180,7 @@ class ControllerProc(Proc):
         ]
         deadline = time.monotonic() + timeout
         while True:
-            self._spawn(argv)
+            self._spawn(argv, env)
 
             def ready() -> bool:
                 if not self.running:

@@ -11,9 +11,14 @@
 #![deny(unsafe_code)]
 
 pub mod canonical;
+pub mod command;
 pub mod delta;
 pub mod digest;
+pub mod engine;
+pub mod error;
+pub mod log;
 pub mod patch;
+pub mod sequencer;
 pub mod value;
 
 pub use canonical::canonical_bytes;

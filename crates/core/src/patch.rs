@@ -908,12 +908,11 @@ fn float_repr(x: f64) -> String {
     if x == 0.0 {
         return format!("{sign}0.0");
     }
-    // Rust's `{:e}` prints the shortest round-tripping digits, as Python does.
-    let scientific = format!("{:e}", x.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let point = exponent + 1; // digits d1 d2 ... read as 0.d1d2... × 10^point
+    // ECMAScript and Python choose the same shortest round-tripping digits,
+    // a tie going to the even digit (Rust's `{:e}` does not break ties so);
+    // only the layout differs.
+    let (digits, point) = shortest_digits(x.abs());
+    let exponent = point - 1;
     let body = if -4 < point && point <= 16 {
         let point = point as isize;
         let len = digits.len() as isize;
@@ -936,6 +935,26 @@ fn float_repr(x: f64) -> String {
         format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
     };
     format!("{sign}{body}")
+}
+
+/// The shortest round-tripping digits of a positive finite `x`, and where the
+/// point goes: `x` = 0.d1d2... × 10^point.
+fn shortest_digits(x: f64) -> (String, i32) {
+    let mut buffer = ryu_js::Buffer::new();
+    let text = buffer.format_finite(x);
+    let (mantissa, exponent) = text.split_once('e').unwrap_or((text, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut digits = format!("{whole}{fraction}");
+    let mut point = whole.len() as i32 + exponent;
+    while digits.starts_with('0') && digits.len() > 1 {
+        digits.remove(0);
+        point -= 1;
+    }
+    while digits.ends_with('0') && digits.len() > 1 {
+        digits.pop();
+    }
+    (digits, point)
 }
 
 #[cfg(test)]
@@ -1255,6 +1274,8 @@ mod tests {
             (1.2345678901234568e17, "1.2345678901234568e+17"),
             (5e-324, "5e-324"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
+            // Two shortest candidates (.2 and .3) round-trip; the even one wins.
+            (562949953421312.2, "562949953421312.2"),
         ];
         for (x, expected) in cases {
             assert_eq!(float_repr(x), expected);

@@ -173,3 +173,42 @@ fn patch_failures() {
         );
     }
 }
+
+#[test]
+fn log_chains() {
+    use statesync_core::log::{Change, ChangeOp, GENESIS_HASH};
+    let file = vectors("log/vectors.json");
+    assert_eq!(hex::encode(GENESIS_HASH), text(&file["genesis_prev_hash"]));
+    for chain in list(&file, "chains") {
+        let name = text(&chain["name"]);
+        let mut prev = hash32(&chain["anchor"]);
+        for case in list(chain, "changes") {
+            let f = &case["change"];
+            let op = ChangeOp::parse(text(&f["op"])).expect("put or delete");
+            let mut change = Change {
+                rev: f["rev"].as_i64().unwrap(),
+                seq: f["seq"].as_i64().unwrap(),
+                ns: text(&f["ns"]).to_owned(),
+                key: text(&f["key"]).to_owned(),
+                op,
+                value: (op == ChangeOp::Put).then(|| canonical_of(&f["value"])),
+                prev_mod_rev: f["prev_mod_rev"].as_i64().unwrap(),
+                create_rev: f["create_rev"].as_i64().unwrap(),
+                version: f["version"].as_i64().unwrap(),
+                command_id: text(&f["command_id"]).to_owned(),
+                ts_ms: f["ts_ms"].as_i64().unwrap(),
+                trace: f["trace"].as_str().map(str::to_owned),
+                hash: [0; 32],
+            };
+            assert_eq!(
+                hex::encode(change.canonical()),
+                text(&case["canonical_hex"]),
+                "{name}"
+            );
+            assert_eq!(hex::encode(prev), text(&case["prev_hash"]), "{name}");
+            prev = change.link(&prev);
+            assert_eq!(hex::encode(prev), text(&case["hash"]), "{name}");
+        }
+        assert_eq!(hex::encode(prev), text(&chain["head"]), "{name}");
+    }
+}

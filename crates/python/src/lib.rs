@@ -11,8 +11,10 @@
 use pyo3::prelude::*;
 
 mod digest;
+mod log;
 mod patch;
 mod replica;
+mod store;
 mod values;
 
 #[pymodule]
@@ -21,5 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     digest::register(m)?;
     patch::register(m)?;
     replica::register(m)?;
+    log::register(m)?;
+    store::register(m)?;
     Ok(())
 }

@@ -47,33 +47,39 @@ fn refused(err: PatchError) -> PyErr {
 /// parse again.
 const MEMBER_DEPTH: usize = 2;
 
-/// check_patch(patch) -> bytes: checks a patch given as Python objects (a list
-/// or tuple of dicts) op by op, and returns its canonical bytes.
-#[pyfunction]
-fn check_patch<'py>(patch: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let items: Vec<Bound<'py, PyAny>> = if let Ok(list) = patch.cast::<PyList>() {
+/// Checks a patch given as Python objects (a list or tuple of dicts) op by op
+/// and returns it as a value (every member kept, for the fingerprint).
+pub fn checked_patch(patch: &Bound<'_, PyAny>) -> Result<Value, PatchError> {
+    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = patch.cast::<PyList>() {
         list.iter().collect()
     } else if let Ok(tuple) = patch.cast::<PyTuple>() {
         tuple.iter().collect()
     } else {
-        return Err(refused(PatchError::not_an_array()));
+        return Err(PatchError::not_an_array());
     };
     let ops = items
         .iter()
         .enumerate()
         .map(|(index, item)| check_op(index, item))
-        .collect::<PyResult<Vec<Value>>>()?;
-    Ok(PyBytes::new(patch.py(), &canonical_bytes(&Value::Array(ops))))
+        .collect::<Result<Vec<Value>, PatchError>>()?;
+    Ok(Value::Array(ops))
+}
+
+/// check_patch(patch) -> bytes: checks a patch given as Python objects (a list
+/// or tuple of dicts) op by op, and returns its canonical bytes.
+#[pyfunction]
+fn check_patch<'py>(patch: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let checked = checked_patch(patch).map_err(refused)?;
+    Ok(PyBytes::new(patch.py(), &canonical_bytes(&checked)))
 }
 
 /// The op at `index` as a checked value. Its `value` is checked after its
 /// shape, so a malformed op is reported as such even when its value is bad too.
-fn check_op(index: usize, op: &Bound<'_, PyAny>) -> PyResult<Value> {
+fn check_op(index: usize, op: &Bound<'_, PyAny>) -> Result<Value, PatchError> {
     let Ok(dict) = op.cast::<PyDict>() else {
-        return Err(refused(PatchError::not_an_object(index)));
+        return Err(PatchError::not_an_object(index));
     };
-    let fault =
-        |kind, path: Option<&str>, reason: String| refused(PatchError::new(kind, Some(index), path, reason));
+    let fault = |kind, path: Option<&str>, reason: String| PatchError::new(kind, Some(index), path, reason);
     let mut members = Vec::with_capacity(dict.len());
     let mut bad_value = None;
     for (key, member) in dict.iter() {
@@ -100,7 +106,7 @@ fn check_op(index: usize, op: &Bound<'_, PyAny>) -> PyResult<Value> {
         }
     }
     let checked = Value::Object(members);
-    let parsed = patch::parse_op(index, &checked).map_err(refused)?;
+    let parsed = patch::parse_op(index, &checked)?;
     match bad_value {
         Some(reason) => Err(fault(
             PatchErrorKind::BadValue,

@@ -17,9 +17,9 @@ create_exception!(
 /// A refusal whose path tokens are Python objects: a key that is not valid
 /// Unicode (a lone surrogate) cannot become a Rust string, yet names the place.
 pub struct Refused {
-    kind: ErrorKind,
-    tokens: Vec<Py<PyAny>>,
-    reason: String,
+    pub kind: ErrorKind,
+    pub tokens: Vec<Py<PyAny>>,
+    pub reason: String,
 }
 
 impl Refused {

@@ -1,0 +1,203 @@
+//! The SQLite store from Rust: group commit, idempotency, conflicts, reads at
+//! revisions, snapshots in chunks, compaction and the chain, across a reopen.
+//! (The Python suite `statesync.testing.store_suite` runs the same behaviour
+//! through the binding; these tests hold the crate to it on its own.)
+
+use std::sync::Arc;
+
+use statesync_core::command::{Command, CommandSource, Limits, OpKind, prepare};
+use statesync_core::error::CommandError;
+use statesync_core::value::{Value, ValueError};
+use statesync_store::{SqliteStore, StoreError, StoreSettings};
+
+/// A command written in Rust: (kind, namespace, key, value as JSON text).
+struct Cmd {
+    id: String,
+    ops: Vec<(OpKind, &'static str, String, &'static str)>,
+    compares: Vec<(&'static str, String, &'static str, i64)>,
+}
+
+impl CommandSource for Cmd {
+    fn command_id(&self) -> Result<String, CommandError> {
+        Ok(self.id.clone())
+    }
+    fn op_count(&self) -> usize {
+        self.ops.len()
+    }
+    fn compare_count(&self) -> usize {
+        self.compares.len()
+    }
+    fn op_kind(&self, i: usize) -> Result<OpKind, CommandError> {
+        Ok(self.ops[i].0)
+    }
+    fn op_ns(&self, i: usize) -> Result<String, CommandError> {
+        Ok(self.ops[i].1.to_owned())
+    }
+    fn op_key(&self, i: usize, _ns: &str) -> Result<String, CommandError> {
+        Ok(self.ops[i].2.clone())
+    }
+    fn op_value(&self, i: usize, ns: &str, key: &str) -> Result<Value, CommandError> {
+        statesync_core::value::parse(self.ops[i].3.as_bytes())
+            .map_err(|e: ValueError| statesync_core::command::value_error(ns, key, e))
+    }
+    fn op_versions(&self, _i: usize) -> (Result<i64, String>, Result<i64, String>) {
+        (Ok(0), Ok(0))
+    }
+    fn op_patch(&self, i: usize, ns: &str, key: &str) -> Result<Value, CommandError> {
+        self.op_value(i, ns, key)
+    }
+    fn compare(&self, i: usize) -> Result<(String, String, String, Result<i64, String>), CommandError> {
+        let (ns, key, kind, rev) = &self.compares[i];
+        Ok((ns.to_string(), key.clone(), kind.to_string(), Ok(*rev)))
+    }
+    fn trace(&self) -> Result<Option<String>, CommandError> {
+        Ok(None)
+    }
+}
+
+fn put(id: &str, key: &str, json: &'static str) -> Command {
+    let source = Cmd {
+        id: id.into(),
+        ops: vec![(OpKind::Put, "apps", key.into(), json)],
+        compares: vec![],
+    };
+    prepare(&source, &Limits::default()).expect("a valid command")
+}
+
+fn committed(store: &SqliteStore, command: Command) -> i64 {
+    store
+        .commit(command)
+        .expect("the store is open")
+        .expect("committed")
+        .rev
+}
+
+#[test]
+fn commits_read_back_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path, StoreSettings::default(), None).unwrap();
+    assert_eq!(committed(&store, put("c1", "a", r#"{"v": 1.0}"#)), 1);
+    assert_eq!(committed(&store, put("c2", "a", "2")), 2);
+    assert_eq!(committed(&store, put("c3", "b", "[]")), 3);
+    // Idempotent: the same id and content is the original outcome.
+    let replay = store.commit(put("c1", "a", r#"{"v": 1}"#)).unwrap().unwrap();
+    assert_eq!((replay.rev, replay.replayed), (1, true));
+    // The same id with other content is refused.
+    let reused = store.commit(put("c1", "a", "7")).unwrap();
+    assert!(matches!(
+        reused,
+        Err(CommandError::CommandIdReused { rev: 1, .. })
+    ));
+    assert_eq!(
+        store.get("apps", "a", Some(1)).unwrap().unwrap().value,
+        br#"{"v":1}"#
+    );
+    assert_eq!(store.get("apps", "a", None).unwrap().unwrap().value, b"2");
+    let report = store.verify_chain().unwrap();
+    assert_eq!((report.to_rev, report.changes), (3, 3));
+    let digest = store.digest("apps", None).unwrap();
+    store.close();
+
+    let store = SqliteStore::open(&path, StoreSettings::default(), None).unwrap();
+    assert_eq!(store.head_rev(), 3);
+    assert_eq!(store.digest("apps", None).unwrap(), digest);
+    assert_eq!(store.verify_chain().unwrap(), report);
+    let replay = store.commit(put("c3", "b", "[]")).unwrap().unwrap();
+    assert!(replay.replayed, "command ids are remembered across a reopen");
+}
+
+#[test]
+fn a_second_open_is_refused_while_the_first_holds_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path, StoreSettings::default(), None).unwrap();
+    let second = SqliteStore::open(&path, StoreSettings::default(), None);
+    assert!(matches!(second, Err(StoreError::InUse { .. })));
+    store.close();
+    SqliteStore::open(&path, StoreSettings::default(), None)
+        .unwrap()
+        .close();
+}
+
+#[test]
+fn failed_compares_write_nothing_and_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), StoreSettings::default(), None).unwrap();
+    committed(&store, put("c1", "a", "1"));
+    let guarded = Cmd {
+        id: "c2".into(),
+        ops: vec![(OpKind::Put, "apps", "b".into(), "2")],
+        compares: vec![("apps", "a", "mod_rev", 7), ("apps", "zz", "exists", 0)]
+            .into_iter()
+            .map(|(ns, k, kind, rev)| (ns, k.to_string(), kind, rev))
+            .collect(),
+    };
+    let outcome = store
+        .commit(prepare(&guarded, &Limits::default()).unwrap())
+        .unwrap();
+    let Err(CommandError::Conflict(failed)) = outcome else {
+        panic!("expected a conflict: {outcome:?}")
+    };
+    assert_eq!(failed.len(), 2);
+    assert_eq!((failed[0].key.as_str(), failed[0].actual_mod_rev), ("a", Some(1)));
+    assert_eq!((failed[1].key.as_str(), failed[1].actual_mod_rev), ("zz", None));
+    assert_eq!(store.head_rev(), 1);
+    assert!(store.get("apps", "b", None).unwrap().is_none());
+}
+
+#[test]
+fn concurrent_writers_share_group_commits_and_get_consecutive_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("s.db"), StoreSettings::default(), None).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| committed(&store, put(&format!("t{t}-{i}"), &format!("k{t}"), "1")))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut revs: Vec<i64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    revs.sort_unstable();
+    assert_eq!(revs, (1..=400).collect::<Vec<_>>());
+    assert_eq!(store.verify_chain().unwrap().changes, 400);
+}
+
+#[test]
+fn snapshots_page_through_a_consistent_view_and_compaction_keeps_reads_at_its_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), StoreSettings::default(), None).unwrap();
+    for i in 0..25 {
+        committed(&store, put(&format!("c{i}"), &format!("k{i:02}"), "1"));
+    }
+    let mut snapshot = store.snapshot(None, Some(20), 7).unwrap();
+    committed(&store, put("late", "zz", "1"));
+    let mut keys = Vec::new();
+    loop {
+        let chunk = snapshot.next_chunk().unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        assert!(chunk.len() <= 7);
+        keys.extend(chunk.into_iter().map(|r| r.key));
+    }
+    assert_eq!(keys, (0..20).map(|i| format!("k{i:02}")).collect::<Vec<_>>());
+    assert_eq!(snapshot.digests.len(), 1);
+
+    store.compact(20).unwrap();
+    assert_eq!(store.compacted_rev(), 20);
+    assert!(store.get("apps", "k03", Some(20)).unwrap().is_some());
+    assert!(matches!(
+        store.get("apps", "k03", Some(19)),
+        Err(StoreError::Compacted { .. })
+    ));
+    assert!(matches!(
+        store.changes(3, 10, None),
+        Err(StoreError::Compacted { .. })
+    ));
+    let report = store.verify_chain().unwrap();
+    assert_eq!((report.from_rev, report.to_rev), (20, 26));
+}

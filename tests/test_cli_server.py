@@ -22,7 +22,7 @@ import pytest
 from test_cli import CLI, ENV, Server, cli, cli_many, ok, ok_json, server, start_server
 
 from statesync.client import Client
-from statesync.core.errors import UnavailableError
+from statesync.core.errors import ConflictError, UnavailableError
 
 __all__ = ["server"]  # the module-scoped controller fixture
 
@@ -336,6 +336,38 @@ def test_http_endpoints(server: Server) -> None:
     assert status == 200
     assert f"statesync_head_revision {float(head(server))}" in metrics
     assert "statesync_compacted_revision" in metrics
+
+
+def test_metrics_count_the_data_planes_commits(server: Server) -> None:
+    """Commits are served natively; their counters keep the metric families they had."""
+
+    def sample(metrics: str, name: str) -> float:
+        for line in metrics.splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def scrape() -> str:
+        with urllib.request.urlopen(server.http + "/metrics", timeout=10) as response:
+            return str(response.read().decode())
+
+    before = scrape()
+    with Client(server.address) as client:
+        rev = client.put("metered", "k", 1).rev
+        with pytest.raises(ConflictError):
+            client.put("metered", "k", 2, expect_rev=rev + 100)
+    after = scrape()
+    conflicts = 'statesync_commit_errors_total{error="ConflictError"}'
+    for name, grew in [
+        ("statesync_commits_total", 1),
+        (conflicts, 1),
+        ("statesync_commit_seconds_count", 1),
+        ('statesync_commit_seconds_bucket{le="+Inf"}', 1),
+    ]:
+        assert sample(after, name) - sample(before, name) == grew, name
+    assert sample(after, "statesync_commit_seconds_sum") > sample(
+        before, "statesync_commit_seconds_sum"
+    )
 
 
 def test_a_watch_stream_stays_open(server: Server) -> None:

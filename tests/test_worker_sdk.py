@@ -178,7 +178,7 @@ def test_a_handler_failure_is_retried_never_skipped(
             raise RuntimeError("downstream is down")
         seen.append(event.rev)
 
-    client.put("jobs", "warmup", 0)
+    warmup = client.put("jobs", "warmup", 0).rev
     with Worker(
         server.address,
         worker_id="h",
@@ -186,6 +186,9 @@ def test_a_handler_failure_is_retried_never_skipped(
         state_dir=tmp_path / "h",
         handler=handler,
     ) as worker:
+        # Bootstrapped first, so the next two arrive as changes of their own
+        # revisions (commits no longer queue behind the worker's hello).
+        assert worker.wait_for(warmup, 20)
         first = client.put("jobs", "flaky", 1).rev
         second = client.put("jobs", "next", 2).rev
         assert worker.wait_for(second, 20)

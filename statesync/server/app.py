@@ -1,8 +1,12 @@
-"""The controller process: the store, the gRPC service, the HTTP endpoints.
+"""The controller process: the store, the gRPC services, the HTTP endpoints.
 
-`Controller` owns every task it starts. Shutdown (SIGTERM/SIGINT or `stop`)
-goes: not ready → close sync streams cleanly → stop accepting RPCs and let
-in-flight ones finish (grace period) → drain and close the store.
+Clients reach one address, `settings.listen`, served by the native data-plane
+server (crates/server): it commits and reads on the store itself and proxies
+every other call to the Python servicer, which listens on a loopback port of
+its own. `Controller` owns both servers and every task it starts. Shutdown
+(SIGTERM/SIGINT or `stop`) goes: not ready → close sync streams cleanly →
+stop accepting RPCs and let in-flight ones finish (grace period), the native
+server first, then the Python one → drain and close the store.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import grpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from statesync import _native
 from statesync.core.sync import SyncSettings
 from statesync.server.feed import ChangeFeed
-from statesync.server.metrics import Metrics
+from statesync.server.metrics import COMMIT_SECONDS_BUCKETS, CommitStats, Metrics, commit_metrics
 from statesync.server.service import StatesyncService
 from statesync.server.sync import SyncHub
 from statesync.store.base import StoreSettings
@@ -33,6 +38,9 @@ __all__ = ["DB_FILE", "Controller", "ServerSettings", "split_address"]
 log = logging.getLogger("statesync.server")
 
 DB_FILE = "statesync.sqlite"
+
+_INTERNAL = "127.0.0.1:0"
+"""Where the Python servicer listens: loopback only, reached through the data plane."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +92,7 @@ class Controller:
         )
         self.metrics = Metrics()
         self.metrics.watch(self._collect)
-        self.service = StatesyncService(
-            self.store,
-            self.hub,
-            self.metrics,
-            data=str(settings.data.resolve()),
-            limits=settings.store.limits,
-        )
+        self.service = StatesyncService(self.store, self.hub, data=str(settings.data.resolve()))
         self.grpc = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
@@ -101,11 +103,20 @@ class Controller:
             ]
         )
         pb_grpc.add_StatesyncServicer_to_server(self.service, self.grpc)
-        self.port = self.grpc.add_insecure_port(settings.listen)
-        if not self.port:
-            self.store.close()
-            raise OSError(f"cannot listen on {settings.listen}")
+        internal = self.grpc.add_insecure_port(_INTERNAL)
         await self.grpc.start()
+        try:
+            self.data_plane = _native.serve(
+                self.store.native,
+                settings.listen,
+                f"127.0.0.1:{internal}",
+                list(COMMIT_SECONDS_BUCKETS),
+            )
+        except OSError as exc:
+            await self.grpc.stop(None)
+            self.store.close()
+            raise OSError(f"cannot listen on {settings.listen}: {exc}") from exc
+        self.port = self.data_plane.port
         self._http: asyncio.Server | None = None
         if settings.http:
             host, port = split_address(settings.http)
@@ -130,6 +141,8 @@ class Controller:
         self._ready = False
         log.info("shutting down: closing sync streams, finishing in-flight calls")
         self.hub.close()
+        # Off the event loop: calls the native server proxies are served here.
+        await asyncio.to_thread(self.data_plane.shutdown, self.settings.grace_s)
         await self.grpc.stop(self.settings.grace_s)
         if self._http is not None:
             self._http.close()
@@ -186,6 +199,9 @@ class Controller:
         return "404 Not Found", text, b"try /healthz, /readyz or /metrics\n"
 
     def _collect(self) -> Iterator[Metric]:
+        yield from commit_metrics(
+            CommitStats(*self.data_plane.stats()), created=self.service.started
+        )
         head = self.store.head_rev
         yield GaugeMetricFamily("statesync_head_revision", "The newest revision.", value=head)
         yield GaugeMetricFamily(

@@ -1,7 +1,11 @@
-"""The gRPC service: commands, reads, status and sync streams over the store.
+"""The control plane's gRPC service: status, compaction, reconcile, waits and
+sync streams over the store.
 
-A thin adapter: requests become core commands, results and errors become
-wire messages. Errors keep their type across the wire (see `statesync.wire`).
+Commits and reads (Commit, CommitStream, Get, Range, Snapshot) are served by
+the native data-plane server (crates/server), which proxies every other call
+here: this servicer answers only those, on a loopback address, and the
+generated base class answers UNIMPLEMENTED for the rest. Errors keep their
+type across the wire (see `statesync.wire`).
 """
 
 from __future__ import annotations
@@ -14,19 +18,13 @@ from typing import Any
 
 import grpc
 
-from statesync.core.commands import Committed, Limits
-from statesync.core.errors import InvalidInputError, StatesyncError
-from statesync.core.model import CONTRACTS_NAMESPACE
-from statesync.server.metrics import Metrics
+from statesync.core.errors import StatesyncError
 from statesync.server.reconcile import RepairRecord
-from statesync.server.sync import SyncHub, WorkerRecord
+from statesync.server.sync import SyncHub, WorkerRecord, peer_of
 from statesync.store.base import Store
 from statesync.v1 import statesync_pb2_grpc as pb_grpc
 from statesync.wire import (
     ERROR_METADATA_KEY,
-    command_from_pb,
-    committed_to_pb,
-    entry_to_pb,
     error_to_pb,
     held_to_pb,
     pb,
@@ -37,153 +35,18 @@ __all__ = ["StatesyncService"]
 
 log = logging.getLogger("statesync.server")
 
-_STREAM_DEPTH = 256
-"""Commands of one CommitStream in flight before the server stops reading it."""
-
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: StatesyncError) -> None:
     context.set_trailing_metadata(((ERROR_METADATA_KEY, error_to_pb(error).SerializeToString()),))
     await context.abort(status_code(error), str(error))
 
 
-def _rev_arg(rev: int) -> int | None:
-    if rev < 0:
-        raise InvalidInputError(f"a revision is an integer >= 0, got {rev}")
-    return rev or None
-
-
 class StatesyncService(pb_grpc.StatesyncServicer):
-    def __init__(
-        self, store: Store, hub: SyncHub, metrics: Metrics, *, data: str, limits: Limits
-    ) -> None:
+    def __init__(self, store: Store, hub: SyncHub, *, data: str) -> None:
         self.store = store
-        self.limits = limits
         self.hub = hub
-        self.metrics = metrics
         self.data = data
         self.started = time.time()
-
-    async def _commit(self, request: pb.CommandRequest) -> Committed:
-        started = time.perf_counter()
-        try:
-            committed = await self.store.commit_async(command_from_pb(request, self.limits))
-        except StatesyncError as exc:
-            self.metrics.commit_errors.labels(type(exc).__name__).inc()
-            raise
-        self.metrics.commits.inc()
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        return committed
-
-    async def Commit(
-        self,
-        request: pb.CommandRequest,
-        context: grpc.aio.ServicerContext[pb.CommandRequest, pb.CommandReply],
-    ) -> pb.CommandReply:
-        try:
-            return committed_to_pb(await self._commit(request))
-        except StatesyncError as exc:
-            await _abort(context, exc)
-            raise  # abort raised already; this keeps type checkers informed
-
-    async def CommitStream(
-        self,
-        requests: AsyncIterator[pb.CommandRequest],
-        context: grpc.aio.ServicerContext[pb.CommandRequest, pb.CommandReply],
-    ) -> AsyncIterator[pb.CommandReply]:
-        """Commands are submitted as they arrive (sharing group commits) and
-        answered in order; a bounded queue pushes back on a fast client."""
-        pending: asyncio.Queue[tuple[int, asyncio.Task[Committed]] | None] = asyncio.Queue(
-            _STREAM_DEPTH
-        )
-
-        async def read() -> None:
-            async for request in requests:
-                await pending.put((request.tag, asyncio.ensure_future(self._commit(request))))
-            await pending.put(None)
-
-        reader = asyncio.create_task(read(), name="commit-stream-reader")
-        try:
-            while (item := await pending.get()) is not None:
-                tag, task = item
-                try:
-                    yield committed_to_pb(await task, tag=tag)
-                except StatesyncError as exc:
-                    yield pb.CommandReply(tag=tag, error=error_to_pb(exc))
-            await reader
-        finally:
-            reader.cancel()
-
-    async def Get(
-        self, request: pb.GetRequest, context: grpc.aio.ServicerContext[pb.GetRequest, pb.GetReply]
-    ) -> pb.GetReply:
-        try:
-            rev = _rev_arg(request.rev)
-            record = self.store.get(request.ns, request.key, rev=rev)
-        except StatesyncError as exc:
-            await _abort(context, exc)
-            raise
-        at = rev or self.store.head_rev
-        if record is None:
-            return pb.GetReply(rev=at)
-        return pb.GetReply(entry=entry_to_pb(record), rev=at)
-
-    async def Range(
-        self,
-        request: pb.RangeRequest,
-        context: grpc.aio.ServicerContext[pb.RangeRequest, pb.RangePage],
-    ) -> AsyncIterator[pb.RangePage]:
-        page_size = request.page_size or 1000
-        try:
-            rev = _rev_arg(request.rev) or self.store.head_rev
-            start_after = None
-            while True:
-                records = await asyncio.to_thread(
-                    self.store.range,
-                    request.ns,
-                    prefix=request.prefix,
-                    rev=rev,
-                    start_after=start_after,
-                    limit=page_size,
-                )
-                if records or start_after is None:
-                    yield pb.RangePage(entries=[entry_to_pb(r) for r in records], rev=rev)
-                if len(records) < page_size:
-                    return
-                start_after = records[-1].key
-        except StatesyncError as exc:
-            await _abort(context, exc)
-
-    async def Snapshot(
-        self,
-        request: pb.SnapshotRequest,
-        context: grpc.aio.ServicerContext[pb.SnapshotRequest, pb.SnapshotChunk],
-    ) -> AsyncIterator[pb.SnapshotChunk]:
-        try:
-            snap = self.store.snapshot(
-                list(request.namespaces) or None,
-                rev=_rev_arg(request.rev),
-                chunk_size=request.chunk_size or 1000,
-            )
-            await asyncio.to_thread(snap.__enter__)
-        except StatesyncError as exc:
-            await _abort(context, exc)
-            return
-        try:
-            chunks = snap.chunks()
-            # "Every namespace" means the user's: contracts are exported by naming them.
-            skip = () if request.namespaces else (CONTRACTS_NAMESPACE,)
-            while (records := await asyncio.to_thread(next, chunks, None)) is not None:
-                entries = [entry_to_pb(r) for r in records if r.namespace not in skip]
-                if entries:
-                    yield pb.SnapshotChunk(rev=snap.rev, entries=entries)
-            digests = [
-                pb.NamespaceDigest(ns=ns, root=snap.digests[ns], count=snap.counts[ns])
-                for ns in snap.namespaces
-                if ns not in skip
-            ]
-            yield pb.SnapshotChunk(rev=snap.rev, digests=digests, last=True)
-        finally:
-            await asyncio.to_thread(snap.__exit__, None, None, None)
 
     async def Compact(
         self,
@@ -321,5 +184,5 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             async for reply in self.hub.serve(requests, context):
                 yield reply
         except StatesyncError as exc:
-            log.warning("sync stream from %s ended: %s", context.peer(), exc)
+            log.warning("sync stream from %s ended: %s", peer_of(context), exc)
             await _abort(context, exc)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -27,7 +28,20 @@ from statesync.server.versions import Targets, VersionServer
 from statesync.store.base import Store
 from statesync.wire import entry_to_pb, held_from_pb, pb
 
-__all__ = ["SyncHub", "WorkerRecord"]
+__all__ = ["PEER_METADATA_KEY", "SyncHub", "WorkerRecord", "peer_of"]
+
+PEER_METADATA_KEY = "statesync-peer"
+"""The caller's address, set by the data-plane server that proxies calls here
+(without it this servicer would see the proxy's loopback address)."""
+
+
+def peer_of(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The caller's address in gRPC's `ipv4:HOST:PORT` form."""
+    for key, value in context.invocation_metadata() or ():
+        if key == PEER_METADATA_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return context.peer()
+
 
 log = logging.getLogger("statesync.sync")
 
@@ -104,7 +118,7 @@ class SyncHub:
             now=now,
             deltas=hello.deltas,
         )
-        record = WorkerRecord(session, context.peer())
+        record = WorkerRecord(session, peer_of(context))
         record.declared = {v.ns: list(v.versions) for v in hello.versions}
         record.targets = self.versions.targets(record.declared)
         stale = [

@@ -119,6 +119,12 @@ class SQLiteStore:
     # -- properties ------------------------------------------------------
 
     @property
+    def native(self) -> _native.Store:
+        """The native store, for the data-plane server to share (its commits
+        go through the same committer, gate and listeners)."""
+        return self._native
+
+    @property
     def head_rev(self) -> int:
         return self._native.head_rev
 

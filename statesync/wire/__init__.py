@@ -17,14 +17,11 @@ import grpc
 import orjson
 
 from statesync.core import errors
-from statesync.core.canonical import canonical_bytes, parse_json
+from statesync.core.canonical import canonical_bytes
 from statesync.core.commands import (
     Command,
     Committed,
-    Compare,
-    Delete,
     Limits,
-    Op,
     Patch,
     Put,
     SetContract,
@@ -32,8 +29,6 @@ from statesync.core.commands import (
 )
 from statesync.core.errors import (
     FailedCompare,
-    InvalidCommandError,
-    InvalidPatchError,
     InvalidValueError,
     RemoteError,
     StatesyncError,
@@ -46,10 +41,8 @@ from statesync.v1 import statesync_pb2 as pb
 __all__ = [
     "ERROR_METADATA_KEY",
     "change_to_pb",
-    "command_from_pb",
     "command_to_pb",
     "committed_from_pb",
-    "committed_to_pb",
     "entry_from_pb",
     "entry_to_pb",
     "error_from_pb",
@@ -121,59 +114,6 @@ def command_to_pb(command: Command, *, tag: int = 0) -> pb.CommandRequest:
                 ns=compare.namespace, key=compare.key, exists=compare.kind == "exists"
             )
     return request
-
-
-def _op_from_pb(index: int, op: pb.Op) -> Op:
-    kind = op.WhichOneof("op")
-    if kind == "put":
-        value = parse_json(op.put.value, namespace=op.put.ns, key=op.put.key)
-        return Put(op.put.ns, op.put.key, value, op.put.schema_version, op.put.base_rev)
-    if kind == "patch":
-        patch = parse_json(op.patch.patch, namespace=op.patch.ns, key=op.patch.key)
-        if not isinstance(patch, list):
-            raise InvalidPatchError(
-                op.patch.ns, op.patch.key, None, "", "a JSON Patch is an array of operations"
-            )
-        # Each op is checked by the core when the command is prepared (a non-object op
-        # is an InvalidPatchError there); the annotation of Patch.patch says what passes.
-        return Patch(op.patch.ns, op.patch.key, patch)  # type: ignore[arg-type]
-    if kind == "delete":
-        return Delete(op.delete.ns, op.delete.key)
-    if kind == "contract":
-        request = parse_json(op.contract.request, namespace=op.contract.ns, key="(contract)")
-        return SetContract(op.contract.ns, request)
-    raise InvalidCommandError(f"op {index} has no put, patch, delete or contract")
-
-
-def command_from_pb(request: pb.CommandRequest, limits: Limits = Limits()) -> Command:
-    # Refuse by count before converting anything: the work below is per op.
-    if len(request.ops) > limits.max_ops or len(request.compares) > limits.max_ops:
-        raise InvalidCommandError(f"a command holds at most {limits.max_ops} ops and compares")
-    ops = [_op_from_pb(i, op) for i, op in enumerate(request.ops)]
-    compares = []
-    for c in request.compares:
-        target = c.WhichOneof("target")
-        if target == "mod_rev":
-            compares.append(Compare.mod_rev_is(c.ns, c.key, c.mod_rev))
-        elif target == "exists":
-            compares.append(
-                Compare.exists(c.ns, c.key) if c.exists else Compare.absent(c.ns, c.key)
-            )
-        else:
-            raise InvalidCommandError(f"compare on {c.ns}/{c.key} has no mod_rev or exists")
-    if request.command_id:
-        return Command(ops, compares, command_id=request.command_id, trace=request.trace or None)
-    return Command(ops, compares, trace=request.trace or None)
-
-
-def committed_to_pb(committed: Committed, *, tag: int = 0) -> pb.CommandReply:
-    return pb.CommandReply(
-        rev=committed.rev,
-        command_id=committed.command_id,
-        ts_ms=committed.ts_ms,
-        replayed=committed.replayed,
-        tag=tag,
-    )
 
 
 def committed_from_pb(reply: pb.CommandReply) -> Committed:

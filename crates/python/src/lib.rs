@@ -14,6 +14,7 @@ mod digest;
 mod log;
 mod patch;
 mod replica;
+mod server;
 mod store;
 mod values;
 
@@ -25,5 +26,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     replica::register(m)?;
     log::register(m)?;
     store::register(m)?;
+    server::register(m)?;
     Ok(())
 }

@@ -8,7 +8,7 @@ pub(super) fn errors_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'
     module.bind(py).getattr(name)
 }
 
-pub(super) fn raise<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
+pub(crate) fn raise<'py>(py: Python<'py>, name: &str, args: impl pyo3::call::PyCallArgs<'py>) -> PyErr {
     match errors_class(py, name).and_then(|cls| cls.call1(args)) {
         Ok(instance) => PyErr::from_value(instance),
         Err(e) => e,

@@ -48,6 +48,7 @@ mod gate;
 mod records;
 mod source;
 
+pub(crate) use errors::raise;
 pub use errors::{command_error, store_error};
 use gate::PyGate;
 use records::*;
@@ -129,6 +130,13 @@ fn settings_from(obj: &Bound<'_, PyAny>) -> PyResult<StoreSettings> {
 
 fn hash_bytes<'py>(py: Python<'py>, h: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, h)
+}
+
+impl PyStore {
+    /// The Rust store, shared with the data-plane server.
+    pub(crate) fn shared(&self) -> Arc<SqliteStore> {
+        self.inner.clone()
+    }
 }
 
 #[pymethods]

@@ -1,0 +1,29 @@
+//! statesync's data-plane server: `statesync.v1.Statesync` over tonic.
+//!
+//! Commit, CommitStream, Get, Range and Snapshot run here, on the store,
+//! without the interpreter; every other call (status, sync streams,
+//! reconcile, the control plane) is proxied unchanged to the Python
+//! servicer, so clients use one address. The crate knows no Python: failures
+//! are turned into what clients receive by an [`ErrorReporter`] that the
+//! binding implements with the product's one error tree.
+
+#![deny(unsafe_code)]
+
+mod command;
+pub mod error;
+pub mod metrics;
+mod proxy;
+mod server;
+mod service;
+
+/// The wire contract, generated from `proto/statesync/v1/statesync.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("statesync.v1");
+}
+
+pub use error::{ERROR_METADATA_KEY, ErrorReporter, NativeError, Reported, ServerError};
+pub use metrics::{CommitCounters, CommitStats};
+pub use proxy::PEER_METADATA_KEY;
+pub use server::{Config, NATIVE_METHODS, RunningServer};
+pub use tonic::Code;

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import compat_vectors
+import descent_vectors
 import patch_vectors
 import rfc8785
 import translate_vectors
@@ -483,6 +484,7 @@ def vector_files() -> dict[str, str]:
     return {
         "canonical/vectors.json": render(_canonical_vectors()) + "\n",
         "digest/vectors.json": render(_digest_vectors()) + "\n",
+        "descent/vectors.json": render(descent_vectors.build()) + "\n",
         "log/vectors.json": render(_log_vectors()) + "\n",
         "patch/vectors.json": render(patch_vectors.build()) + "\n",
         "compat/vectors.json": render(compat_vectors.build()) + "\n",

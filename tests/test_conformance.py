@@ -25,6 +25,7 @@ from patching import apply_patch
 
 import statesync._native as _native
 from statesync.contracts.registry import SchemaValidator
+from statesync.core import reconcile
 from statesync.core.canonical import (
     MAX_SAFE_INTEGER,
     canonical_bytes,
@@ -52,6 +53,7 @@ CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
 VECTOR_FILES = (
     "canonical/vectors.json",
     "digest/vectors.json",
+    "descent/vectors.json",
     "log/vectors.json",
     "patch/vectors.json",
     "compat/vectors.json",  # run by tests/test_contracts_compat.py
@@ -66,6 +68,7 @@ def _load(rel: str) -> dict[str, Any]:
 
 CANONICAL = _load("canonical/vectors.json")
 DIGEST = _load("digest/vectors.json")
+DESCENT = _load("descent/vectors.json")
 LOG = _load("log/vectors.json")
 PATCH = _load("patch/vectors.json")
 VALIDATE = _load("validate/vectors.json")
@@ -189,6 +192,81 @@ def test_differing_keys(case: dict[str, Any]) -> None:
         assert stats.nodes_compared == 1
     if len(case["a"]) >= 300:
         assert stats.levels > 2  # the case exercises a real descent
+
+
+# -- digest descent: what a worker answers ------------------------------------
+
+
+def _digest_of(items: list[dict[str, Any]]) -> tuple[NamespaceDigest, Leaves]:
+    pairs = _pairs(items)
+    return NamespaceDigest.from_items(pairs.items()), _leaves(pairs)
+
+
+def test_descent_leaf_limit() -> None:
+    assert DESCENT["format_version"] == 1
+    assert DESCENT["leaf_limit"] == reconcile.LEAF_LIMIT
+
+
+@pytest.mark.parametrize("case", DESCENT["answers"], ids=_ids(DESCENT["answers"]))
+def test_descent_answer(case: dict[str, Any]) -> None:
+    digest, leaves = _digest_of(case["items"])
+    answers = reconcile.answer(digest, leaves, case["prefixes"])
+    assert [a.prefix for a in answers] == case["prefixes"]  # one per prefix, in query order
+    for a, node in zip(answers, case["nodes"], strict=True):
+        assert a.is_leaves is node["is_leaves"]
+        assert a.children.hex() == node["children"]
+        assert a.leaves.hex() == node["leaves"]
+        assert digest.node(a.prefix, leaves).count == node["count"]
+        if a.is_leaves:
+            packed = [a.leaves[i : i + 4] for i in range(0, len(a.leaves), 4)]
+            assert packed == sorted(packed) and len(packed) == node["count"]
+        else:  # 16 x (u32be count, the first 4 bytes of the child's fingerprint)
+            assert len(a.children) == 128
+            for i, nibble in enumerate("0123456789abcdef"):
+                child = digest.node(a.prefix + nibble, leaves)
+                entry = a.children[8 * i : 8 * i + 8]
+                assert entry == child.count.to_bytes(4, "big") + child.fingerprint[:4]
+
+
+@pytest.mark.parametrize("case", DESCENT["names"], ids=_ids(DESCENT["names"]))
+def test_descent_names(case: dict[str, Any]) -> None:
+    _, leaves = _digest_of(case["items"])
+    wanted = bytes.fromhex(case["leaves"])
+    packed = [wanted[i : i + 4] for i in range(0, len(wanted), 4)]
+    assert reconcile.names(leaves, case["prefix"], packed) == case["names"]
+
+
+@pytest.mark.parametrize("case", DESCENT["descents"], ids=_ids(DESCENT["descents"]))
+def test_descent_transcript(case: dict[str, Any]) -> None:
+    """The reference controller against the reference worker, round by round."""
+    ours, our_leaves = _digest_of(case["controller"])
+    theirs, their_leaves = _digest_of(case["worker"])
+    descent = reconcile.Descent("conformance")
+    for expected in case["rounds"]:
+        assert not descent.done
+        prefixes, unknown = descent.query()
+        assert prefixes == expected["prefixes"]
+        assert [{"prefix": p, "leaves": b"".join(v).hex()} for p, v in unknown.items()] == (
+            expected["names"]
+        )
+        answers = reconcile.answer(theirs, their_leaves, prefixes)
+        assert [
+            {
+                "prefix": a.prefix,
+                "count": theirs.node(a.prefix, their_leaves).count,
+                "is_leaves": a.is_leaves,
+                "children": a.children.hex(),
+                "leaves": a.leaves.hex(),
+            }
+            for a in answers
+        ] == expected["nodes"]
+        named = [n for p, v in unknown.items() for n in reconcile.names(their_leaves, p, v)]
+        assert named == expected["named"]
+        descent.receive(answers, lambda p: ours.node(p, our_leaves), our_leaves)
+        descent.named(named)
+    assert descent.done
+    assert sorted(descent.differing) == case["differing"]
+    assert (ours.root() == theirs.root()) == (not case["differing"])
 
 
 # -- the log ------------------------------------------------------------------

@@ -37,7 +37,8 @@ disk: not written; a failed fsync: perhaps written, perhaps not). Retrying the
 same command with the same command_id is always safe: a command that did commit
 is answered with its original revision (`replayed`), one that did not commits.
 
-The core never imports gRPC, so statuses are carried by name.
+The core never imports gRPC, so statuses are carried by name. docs/errors.md is the
+normative table for other languages; tests/test_errors_doc.py holds it to this module.
 """
 
 from __future__ import annotations

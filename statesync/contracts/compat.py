@@ -22,6 +22,9 @@ the model already allowed for that name.
 
 The checker is conservative: a keyword it cannot reason about (`not`, `if`/`then`/`else`,
 `dependentSchemas`, ...) is reported as breaking both ways, never passed silently.
+
+The normative text is docs/contracts.md ("The compatibility check"); this module is the
+reference implementation, held to conformance/compat/vectors.json.
 """
 
 from __future__ import annotations

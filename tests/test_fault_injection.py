@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from test_cli import cli
 from test_worker_sdk import until
 
 from statesync.client import Client
 from statesync.testing.controller import RunningController
+from statesync.v1 import statesync_pb2 as pb
+from statesync.v1 import statesync_pb2_grpc as pb_grpc
 from statesync.worker import Worker, WorkerSettings
 
 
@@ -72,3 +76,34 @@ def test_chaos_rates_are_checked(tmp_path: Path) -> None:
         None, "worker", "--id", "w", "--ns", "a", "--state-dir", str(tmp_path), "--chaos-drop", "2"
     )
     assert bad.returncode == 4 and "chaos_drop" in bad.stderr
+
+
+def test_a_hostile_nack_reason_is_bounded_and_status_keeps_working(
+    server: RunningController,
+) -> None:
+    """A worker's NACK reason is stored in its record and repeated in every
+    status: a 1 MB reason must not make `status` (or --wait-applied) fail."""
+    outbox: queue.Queue[pb.SyncRequest | None] = queue.Queue()
+    outbox.put(pb.SyncRequest(hello=pb.Hello(worker_id="hostile", namespaces=["app"])))
+
+    def requests() -> Iterator[pb.SyncRequest]:
+        while (message := outbox.get()) is not None:
+            yield message
+
+    huge = "x" * 1_000_000
+    with Client(server.address) as client, grpc.insecure_channel(
+        server.address, options=[("grpc.max_send_message_length", 8 << 20)]
+    ) as channel:
+        replies = pb_grpc.StatesyncStub(channel).Sync(requests())
+        next(replies)  # the controller answered the hello
+        outbox.put(pb.SyncRequest(nack=pb.Nack(rev=1, ns="app", key="k", reason=huge)))
+        assert until(lambda: any(w.held for w in client.status().workers), 10)
+        [held] = _status(client, "hostile").held
+        assert held.reason.startswith("x" * 512) and "999488 more characters" in held.reason
+        assert len(held.reason) < 600
+        # Held keys reported in an ACK are bounded the same way.
+        held_pb = pb.HeldKey(ns="app", key="k", rev=1, reason=huge)
+        outbox.put(pb.SyncRequest(ack=pb.Ack(rev=0, held=[held_pb])))
+        assert until(lambda: len(_status(client, "hostile").held[0].reason) < 600, 10)
+        outbox.put(None)
+        replies.cancel()

@@ -29,6 +29,7 @@ __all__ = [
     "StreamState",
     "SyncSettings",
     "WorkerSession",
+    "bounded",
 ]
 
 
@@ -70,6 +71,18 @@ class SyncSettings:
     """Most changes sent to one worker and not yet acknowledged."""
 
 
+MAX_PEER_TEXT = 512
+"""Most characters kept of a string a worker sends (a NACK reason, a held key's
+names): it is stored in the worker's record and repeated in every status."""
+
+
+def bounded(text: str, limit: int = MAX_PEER_TEXT) -> str:
+    """`text` cut to `limit` characters, with a marker saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
 @dataclass(frozen=True, slots=True)
 class HeldKey:
     """A key a worker kept at its last good value after rejecting a change."""
@@ -79,6 +92,20 @@ class HeldKey:
     rev: int
     reason: str
     held_hash: bytes = b""  # hash of the value kept; empty: the worker has no value
+
+    @classmethod
+    def from_peer(
+        cls, namespace: str, key: str, rev: int, reason: str, held_hash: bytes = b""
+    ) -> HeldKey:
+        """A held key as a worker reported it, every string bounded (a hostile or
+        broken worker must not make `status` unanswerable)."""
+        return cls(
+            bounded(namespace, 64),
+            bounded(key, 1024),
+            rev,
+            bounded(reason),
+            held_hash[:32],
+        )
 
 
 @dataclass(slots=True)

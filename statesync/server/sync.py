@@ -388,14 +388,15 @@ class SyncHub:
                 self._acked = asyncio.Event()
             elif kind == "nack":
                 nack = request.nack
-                session.nack(HeldKey(nack.ns, nack.key, nack.rev, nack.reason), now)
+                held = HeldKey.from_peer(nack.ns, nack.key, nack.rev, nack.reason)
+                session.nack(held, now)
                 log.warning(
                     "worker %s NACKed revision %d (%s/%s): %s",
                     session.worker_id,
-                    nack.rev,
-                    nack.ns,
-                    nack.key,
-                    nack.reason,
+                    held.rev,
+                    held.namespace,
+                    held.key,
+                    held.reason,
                 )
             elif kind == "answer":
                 session.heard(now)

@@ -167,7 +167,7 @@ def held_to_pb(held: HeldKey) -> pb.HeldKey:
 
 
 def held_from_pb(held: pb.HeldKey) -> HeldKey:
-    return HeldKey(held.ns, held.key, held.rev, held.reason, held.held_hash)
+    return HeldKey.from_peer(held.ns, held.key, held.rev, held.reason, held.held_hash)
 
 
 # ---------------------------------------------------------------- errors

@@ -129,8 +129,15 @@ class SyncHub:
         if stale and not needs_snapshot:
             session.fell_behind("schema version changed: " + ", ".join(stale))
             needs_snapshot = True
-        # Watchers hold no replica to reconcile; empty replicas have nothing to keep.
-        record.full_resync = bool(stale) or hello.from_rev == 0 or hello.observer
+        # Watchers hold no replica to reconcile; empty replicas have nothing to keep; a
+        # replica from after the head (the controller was restored from an older copy)
+        # cannot move back by reconciliation: a snapshot replaces it.
+        record.full_resync = (
+            bool(stale)
+            or hello.from_rev == 0
+            or hello.observer
+            or hello.from_rev > self.feed.head_rev
+        )
         self._register(record)
         if needs_snapshot:
             log.info("worker %s: %s", session.worker_id or "(watch)", session.resync_reason)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -187,3 +188,41 @@ def test_rotted_value_under_intact_hash_is_detected(cluster: Cluster) -> None:
     status = wait_converged(client, ["rot"])
     assert_replica_equals(client, worker, status.head_rev)
     client.close()
+
+
+def test_a_worker_ahead_of_a_restored_controller_converges(cluster: Cluster) -> None:
+    """The controller is restored from an older copy of its data (its head goes
+    back): a worker whose replica is from after that head is resynced from a
+    snapshot, drops the keys the controller no longer has, and ends equal."""
+    controller = cluster.start_controller(SETTINGS)
+    worker = cluster.start_worker("ahead", ("a",))
+    worker.wait_connected()
+    client = controller.client()
+    first = Writer(controller.address, ("a",), 60, keys_per_ns=30, seed=31, prefix="r1")
+    first.start()
+    first.join_ok(60)
+    wait_converged(client, ["ahead"])
+    client.close()
+    assert controller.terminate() == 0
+    backup = controller.workdir / "controller-backup"
+    shutil.copytree(controller.data, backup)
+    restored_head = first.acks[-1].rev
+
+    controller.start()
+    client = controller.client()
+    for i in range(20):  # keys the restored copy will not have
+        client.put("a", f"later-{i}", i)
+    wait_converged(client, ["ahead"])
+    assert worker.dump()["applied_rev"] > restored_head
+    client.close()
+    assert controller.terminate() == 0
+    shutil.rmtree(controller.data)
+    shutil.copytree(backup, controller.data)
+
+    controller.start()
+    client = controller.client()
+    assert client.status().head_rev == restored_head
+    status = wait_converged(client, ["ahead"])
+    assert worker_view(status, "ahead").resyncs >= 1
+    assert_replica_equals(client, worker, restored_head)
+    assert "after the controller's head" in controller.log()

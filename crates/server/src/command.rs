@@ -22,23 +22,27 @@ fn invalid(reason: String) -> CommandError {
     }
 }
 
-impl CommandRequest {
+/// A command request as `prepare` reads it (the request type is the proto
+/// crate's, so the core's trait is implemented on this view of it).
+pub(crate) struct WireCommand<'a>(pub(crate) &'a CommandRequest);
+
+impl WireCommand<'_> {
     fn op(&self, i: usize) -> Option<&op::Op> {
-        self.ops[i].op.as_ref()
+        self.0.ops[i].op.as_ref()
     }
 }
 
-impl CommandSource for CommandRequest {
+impl CommandSource for WireCommand<'_> {
     fn command_id(&self) -> Result<String, CommandError> {
-        Ok(self.command_id.clone())
+        Ok(self.0.command_id.clone())
     }
 
     fn op_count(&self) -> usize {
-        self.ops.len()
+        self.0.ops.len()
     }
 
     fn compare_count(&self) -> usize {
-        self.compares.len()
+        self.0.compares.len()
     }
 
     fn op_kind(&self, i: usize) -> Result<OpKind, CommandError> {
@@ -96,7 +100,7 @@ impl CommandSource for CommandRequest {
     }
 
     fn compare(&self, i: usize) -> Result<(String, String, String, Result<i64, String>), CommandError> {
-        let c = &self.compares[i];
+        let c = &self.0.compares[i];
         let (kind, mod_rev) = match c.target {
             Some(compare::Target::ModRev(n)) => ("mod_rev", n),
             Some(compare::Target::Exists(true)) => ("exists", 0),
@@ -112,7 +116,7 @@ impl CommandSource for CommandRequest {
     }
 
     fn trace(&self) -> Result<Option<String>, CommandError> {
-        Ok((!self.trace.is_empty()).then(|| self.trace.clone()))
+        Ok((!self.0.trace.is_empty()).then(|| self.0.trace.clone()))
     }
 }
 

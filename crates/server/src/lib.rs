@@ -17,10 +17,7 @@ mod server;
 mod service;
 
 /// The wire contract, generated from `proto/statesync/v1/statesync.proto`.
-#[allow(missing_docs, clippy::all)]
-pub mod proto {
-    tonic::include_proto!("statesync.v1");
-}
+pub use statesync_proto as proto;
 
 pub use error::{ERROR_METADATA_KEY, ErrorReporter, NativeError, Reported, ServerError};
 pub use metrics::{CommitCounters, CommitStats};

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::command::CommandIds;
+use crate::command::{CommandIds, WireCommand};
 use crate::error::{ErrorReporter, NativeError, Reported};
 use crate::metrics::CommitCounters;
 use crate::proto::statesync_server::Statesync;
@@ -146,7 +146,7 @@ impl DataPlane {
             Err(NativeError::Store(StoreError::Closed))
         } else {
             self.inner.ids.assign(&mut request);
-            match prepare(&request, &store.settings().limits) {
+            match prepare(&WireCommand(&request), &store.settings().limits) {
                 Ok(command) => {
                     let (tx, rx) = oneshot::channel();
                     store.submit(vec![(

@@ -1,4 +1,4 @@
-//! Generates the `statesync.v1` messages, server and client from `proto/`
+//! Generates the `statesync.v1` messages, server trait and client from `proto/`
 //! with protox, a protobuf compiler written in Rust: nothing is downloaded
 //! and no `protoc` is needed at build time.
 
@@ -8,8 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={}", proto.display());
     let descriptors = protox::compile([&proto], [&root])?;
     tonic_prost_build::configure()
-        // Only the native methods are implemented; the generated defaults
-        // answer UNIMPLEMENTED, and the router never sends other calls here.
+        // The server implements only its native methods; the generated
+        // defaults answer UNIMPLEMENTED, and its router never sends other
+        // calls there.
         .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())

@@ -1,0 +1,7 @@
+//! The wire contract, generated from `proto/statesync/v1/statesync.proto`:
+//! messages, the `Statesync` server trait and its client. The server, the
+//! worker's Sync client and the writer client share these types.
+
+#![allow(missing_docs, clippy::all)]
+
+tonic::include_proto!("statesync.v1");

@@ -232,4 +232,3 @@ func Clone(v any) any {
 		return v
 	}
 }
-

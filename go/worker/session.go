@@ -1,0 +1,561 @@
+// Package worker makes a Go program a statesync worker: it keeps a persisted
+// replica of chosen namespaces exactly in step with a controller over the
+// Sync stream (docs/wire.md is normative).
+//
+// The protocol lives in Session, which does no I/O: controller messages and
+// clock ticks go in; replies to send, replica writes to make durable and
+// reconnect decisions come out. Worker is the thin loop around it (gRPC,
+// bbolt, timers, backoff).
+package worker
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/statesync/statesync/go/canonical"
+	"github.com/statesync/statesync/go/patch"
+	"github.com/statesync/statesync/go/schema"
+	pb "github.com/statesync/statesync/go/statesyncv1"
+)
+
+// Event is one change the worker is about to apply, given to the handler.
+type Event struct {
+	Rev       int64
+	NS        string
+	Key       string
+	Op        string // "put" or "delete"
+	Value     any    // the parsed value of a put (package canonical's types)
+	CommandID string
+	Trace     string
+	// Snapshot is set for changes a snapshot or a repair makes (no command
+	// behind them).
+	Snapshot bool
+}
+
+// Handler sees each change before it is applied. An error refuses the
+// change: the worker NACKs it with the error's text and keeps the key's last
+// good value. Changes made by a repair cannot be refused; the error is ignored.
+type Handler func(Event) error
+
+// SessionConfig is what the protocol needs to know about the worker.
+type SessionConfig struct {
+	WorkerID   string
+	Namespaces []string
+	Deltas     bool          // ask for JSON Patch deltas
+	Heartbeat  time.Duration // how often to send when there is nothing else
+	StaleAfter time.Duration // silence after which the stream is stale
+	// Schemas validates put values per namespace at apply time (NACK on a
+	// violation).
+	Schemas map[string]*schema.Schema
+	Handler Handler
+}
+
+// ReconnectError ends a stream: the worker reconnects, from its applied
+// revision, or from 0 (a requested resync) when Resync is set.
+type ReconnectError struct {
+	Reason string
+	Resync bool
+}
+
+func (e *ReconnectError) Error() string { return e.Reason }
+
+func reconnect(format string, args ...any) error {
+	return &ReconnectError{Reason: fmt.Sprintf(format, args...)}
+}
+
+func protocolError(format string, args ...any) error {
+	return &ReconnectError{Reason: "protocol error: " + fmt.Sprintf(format, args...)}
+}
+
+// Output is what the loop must do after an input, in this order: make the
+// writes durable, then send the messages (an ACK never precedes its data).
+type Output struct {
+	Writes []*Write
+	Send   []*pb.SyncRequest
+}
+
+type pendingSnapshot struct {
+	resync  *pb.Resync
+	entries map[KeyRef]Entry
+}
+
+// Session is one worker's end of the sync protocol, across streams.
+type Session struct {
+	cfg           SessionConfig
+	state         *State
+	subscribed    map[string]bool
+	snapshot      *pendingSnapshot
+	refused       map[KeyRef]Entry // refused puts, the base of a delta sent before our NACK
+	repaired      uint64
+	forceSnapshot bool
+	lastHeard     time.Time
+	lastSent      time.Time
+	// Resyncs counts snapshots applied.
+	Resyncs int
+}
+
+// NewSession starts the protocol over a replica's state.
+func NewSession(cfg SessionConfig, state *State) *Session {
+	sub := map[string]bool{}
+	for _, ns := range cfg.Namespaces {
+		sub[ns] = true
+	}
+	return &Session{cfg: cfg, state: state, subscribed: sub, refused: map[KeyRef]Entry{}}
+}
+
+// State is the replica state the session maintains.
+func (s *Session) State() *State { return s.state }
+
+// Hello opens a stream: it returns the first message and forgets any
+// snapshot the previous stream left unfinished.
+func (s *Session) Hello(now time.Time) *pb.SyncRequest {
+	s.snapshot = nil
+	s.lastHeard, s.lastSent = now, now
+	from := s.state.Rev
+	if s.forceSnapshot {
+		from = 0
+	}
+	return &pb.SyncRequest{Msg: &pb.SyncRequest_Hello{Hello: &pb.Hello{
+		WorkerId:   s.cfg.WorkerID,
+		Namespaces: s.cfg.Namespaces,
+		FromRev:    from,
+		Deltas:     s.cfg.Deltas,
+		HeartbeatS: s.cfg.Heartbeat.Seconds(),
+		Held:       s.heldKeys(),
+	}}}
+}
+
+// Tick is called periodically with the current time: it sends a heartbeat
+// when nothing was sent for a heartbeat interval, and ends a stream the
+// controller has been silent on for StaleAfter.
+func (s *Session) Tick(now time.Time) (Output, error) {
+	var out Output
+	if s.cfg.StaleAfter > 0 && now.Sub(s.lastHeard) >= s.cfg.StaleAfter {
+		return out, reconnect("stale: nothing from the controller for %.1f s", now.Sub(s.lastHeard).Seconds())
+	}
+	if now.Sub(s.lastSent) >= s.cfg.Heartbeat {
+		out.Send = append(out.Send, &pb.SyncRequest{Msg: &pb.SyncRequest_Heartbeat{
+			Heartbeat: &pb.Heartbeat{SentUnix: float64(now.UnixNano()) / 1e9},
+		}})
+		s.lastSent = now
+	}
+	return out, nil
+}
+
+// Receive handles one controller message. Writes in the output are already
+// applied to State and must be made durable before anything is sent; they
+// are valid even when an error (a reconnect) is returned with them.
+func (s *Session) Receive(reply *pb.SyncReply, now time.Time) (Output, error) {
+	s.lastHeard = now
+	var out Output
+	var err error
+	switch m := reply.GetMsg().(type) {
+	case *pb.SyncReply_Batch:
+		err = s.batch(m.Batch, &out)
+	case *pb.SyncReply_Progress:
+		if s.snapshot == nil {
+			s.advance(m.Progress.GetRev(), &out)
+			s.ack(&out)
+		}
+	case *pb.SyncReply_Resync:
+		err = s.resync(m.Resync, &out)
+	case *pb.SyncReply_Chunk:
+		err = s.chunk(m.Chunk, &out)
+	case *pb.SyncReply_Query:
+		err = s.answer(m.Query, &out)
+	case *pb.SyncReply_Repair:
+		s.repair(m.Repair, &out)
+		s.ack(&out)
+	default:
+		// A heartbeat, or a kind this worker does not know: a sign of life.
+	}
+	if len(out.Send) > 0 {
+		s.lastSent = now
+	}
+	var rc *ReconnectError
+	if errors.As(err, &rc) && rc.Resync {
+		s.forceSnapshot = true
+	}
+	return out, err
+}
+
+func (s *Session) batch(b *pb.ChangeBatch, out *Output) error {
+	if s.snapshot != nil {
+		return protocolError("a change batch arrived in the middle of a snapshot")
+	}
+	applied := s.state.Rev
+	switch {
+	case b.GetRev() < b.GetPrevRev():
+		return protocolError("batch (%d, %d] ends before it starts", b.GetPrevRev(), b.GetRev())
+	case b.GetRev() <= applied: // a replay
+		s.ack(out)
+		return nil
+	case b.GetPrevRev() > applied:
+		return reconnect("gap: the batch follows revision %d, revision %d is the last applied", b.GetPrevRev(), applied)
+	}
+	for _, revision := range b.GetRevisions() {
+		if revision.GetRev() > b.GetRev() {
+			return protocolError("revision %d in batch (%d, %d]", revision.GetRev(), b.GetPrevRev(), b.GetRev())
+		}
+		if revision.GetRev() <= s.state.Rev {
+			continue
+		}
+		if err := s.applyRevision(revision, out); err != nil {
+			return err
+		}
+	}
+	s.advance(b.GetRev(), out)
+	s.ack(out)
+	return nil
+}
+
+func (s *Session) applyRevision(r *pb.Revision, out *Output) error {
+	w := &Write{Rev: r.GetRev(), Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
+	for _, c := range r.GetChanges() {
+		ref := KeyRef{c.GetNs(), c.GetKey()}
+		entry, reason, err := s.check(r, c)
+		if err != nil {
+			return err // a drifted delta base: nothing of this revision applies
+		}
+		if reason != "" {
+			s.nack(r.GetRev(), ref, reason, out)
+			counted := c.GetSourceHash()
+			if len(counted) == 0 {
+				counted = c.GetValueHash()
+			}
+			if c.GetKind() == pb.Change_DELETE {
+				counted = nil
+			}
+			w.Holds[ref] = s.hold(ref, r.GetRev(), reason, counted)
+			if entry != nil {
+				s.refused[ref] = *entry
+			}
+			continue
+		}
+		delete(s.refused, ref)
+		if _, held := s.state.Held[ref]; held {
+			w.Released = append(w.Released, ref)
+		}
+		if c.GetKind() == pb.Change_DELETE {
+			w.Deletes = append(w.Deletes, ref)
+		} else {
+			w.Puts[ref] = *entry
+		}
+	}
+	s.write(w, out)
+	return nil
+}
+
+// check decodes one change. It returns the entry a put would store, and a
+// non-empty reason when the worker refuses the change; an error means the
+// replica drifted (a delta without its base) and must resync.
+func (s *Session) check(r *pb.Revision, c *pb.Change) (*Entry, string, error) {
+	event := Event{Rev: r.GetRev(), NS: c.GetNs(), Key: c.GetKey(), Op: "delete", CommandID: r.GetCommandId(), Trace: r.GetTrace()}
+	if c.GetKind() == pb.Change_DELETE {
+		return nil, s.handle(event), nil
+	}
+	value := c.GetValue()
+	if len(c.GetPatch()) > 0 {
+		var err error
+		if value, err = s.resolveDelta(c); err != nil {
+			return nil, "", err
+		}
+	}
+	entry := &Entry{Value: value, CreateRev: c.GetCreateRev(), ModRev: r.GetRev(), Version: c.GetVersion(),
+		SchemaVersion: c.GetSchemaVersion(), SourceHash: c.GetSourceHash()}
+	if sum := sha256.Sum256(value); !bytes.Equal(sum[:], c.GetValueHash()) {
+		return entry, "the value does not match its hash", nil
+	}
+	parsed, err := canonical.Parse(value)
+	if err != nil {
+		return entry, err.Error(), nil
+	}
+	event.Op, event.Value = "put", parsed
+	return entry, s.validate(event), nil
+}
+
+// validate runs the namespace's schema and the handler on a put.
+func (s *Session) validate(e Event) string {
+	if sch := s.cfg.Schemas[e.NS]; sch != nil {
+		if violations := sch.Validate(e.Value); len(violations) > 0 {
+			parts := make([]string, len(violations))
+			for i, v := range violations {
+				parts[i] = fmt.Sprintf("%s: %s", cmpOr(v.Path, "(root)"), v.Message)
+			}
+			return "does not conform to the schema: " + strings.Join(parts, "; ")
+		}
+	}
+	return s.handle(e)
+}
+
+func cmpOr(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a
+}
+
+func (s *Session) handle(e Event) string {
+	if s.cfg.Handler == nil {
+		return ""
+	}
+	if err := s.cfg.Handler(e); err != nil {
+		if msg := err.Error(); msg != "" {
+			return msg
+		}
+		return "refused by the handler"
+	}
+	return ""
+}
+
+func (s *Session) resolveDelta(c *pb.Change) ([]byte, error) {
+	ref := KeyRef{c.GetNs(), c.GetKey()}
+	base, ok := s.state.Entries[ref]
+	if refused, was := s.refused[ref]; was && refused.ModRev == c.GetPrevModRev() {
+		base, ok = refused, true
+	}
+	if !ok || base.ModRev != c.GetPrevModRev() {
+		have := "no value"
+		if ok {
+			have = fmt.Sprintf("mod_rev %d", base.ModRev)
+		}
+		return nil, &ReconnectError{Resync: true, Reason: fmt.Sprintf(
+			"delta for %s/%s is based on mod_rev %d, the replica has %s", ref.NS, ref.Key, c.GetPrevModRev(), have)}
+	}
+	result, err := patch.ApplyJSON(base.Value, c.GetPatch())
+	if err == nil {
+		if sum := sha256.Sum256(result); !bytes.Equal(sum[:], c.GetValueHash()) {
+			err = errors.New("the result does not match value_hash")
+		}
+	}
+	if err != nil {
+		return nil, &ReconnectError{Resync: true, Reason: fmt.Sprintf("delta for %s/%s: %v", ref.NS, ref.Key, err)}
+	}
+	return result, nil
+}
+
+func (s *Session) hold(ref KeyRef, rev int64, reason string, counted []byte) Held {
+	h := Held{Rev: rev, Reason: reason, Counted: slices.Clone(counted)}
+	if e, ok := s.state.Entries[ref]; ok {
+		sum := e.ValueHash()
+		h.HeldHash = sum[:]
+	}
+	return h
+}
+
+func (s *Session) nack(rev int64, ref KeyRef, reason string, out *Output) {
+	out.Send = append(out.Send, &pb.SyncRequest{Msg: &pb.SyncRequest_Nack{Nack: &pb.Nack{
+		Rev: rev, Ns: ref.NS, Key: ref.Key, Reason: reason,
+	}}})
+}
+
+func (s *Session) write(w *Write, out *Output) {
+	s.state.apply(w)
+	out.Writes = append(out.Writes, w)
+}
+
+func (s *Session) advance(rev int64, out *Output) {
+	if rev > s.state.Rev {
+		s.write(&Write{Rev: rev}, out)
+	}
+}
+
+func (s *Session) resync(r *pb.Resync, out *Output) error {
+	if s.snapshot != nil {
+		return protocolError("a resync arrived in the middle of a snapshot")
+	}
+	if r.GetReconcile() {
+		// Keep the replica, take rev as applied; descent repairs what differs.
+		s.write(&Write{Rev: r.GetRev()}, out)
+		s.ack(out)
+		return nil
+	}
+	s.snapshot = &pendingSnapshot{resync: r, entries: map[KeyRef]Entry{}}
+	return nil
+}
+
+func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
+	snap := s.snapshot
+	if snap == nil {
+		return protocolError("a snapshot chunk arrived without a resync")
+	}
+	if c.GetRev() != snap.resync.GetRev() {
+		return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
+			"snapshot chunk at revision %d, the resync said %d", c.GetRev(), snap.resync.GetRev())}
+	}
+	for _, e := range c.GetEntries() {
+		snap.entries[KeyRef{e.GetNs(), e.GetKey()}] = entryOf(e)
+	}
+	if !c.GetLast() {
+		return nil
+	}
+	s.snapshot = nil
+	if err := s.verifySnapshot(snap); err != nil {
+		return err
+	}
+	s.applySnapshot(snap, out)
+	s.Resyncs++
+	s.ack(out)
+	return nil
+}
+
+func (s *Session) verifySnapshot(snap *pendingSnapshot) error {
+	for _, d := range snap.resync.GetDigests() {
+		fresh := NewState(0, nil, nil)
+		for ref, e := range snap.entries {
+			if ref.NS == d.GetNs() {
+				fresh.Digest(ref.NS).Set(ref.Key, e.Leaf())
+			}
+		}
+		if root := fresh.Digest(d.GetNs()).Root(); !bytes.Equal(root[:], d.GetRoot()) {
+			return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
+				"the snapshot of namespace %q does not match its digest", d.GetNs())}
+		}
+	}
+	return nil
+}
+
+// applySnapshot replaces the replica: entries that changed are validated,
+// keys that disappear are deletes; a refused one keeps its old value and is
+// held at the snapshot's revision.
+func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
+	rev := snap.resync.GetRev()
+	w := &Write{Rev: rev, Replace: true, Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
+	refuse := func(ref KeyRef, reason string, counted []byte) {
+		s.nack(rev, ref, reason, out)
+		w.Holds[ref] = s.hold(ref, rev, reason, counted)
+		if old, ok := s.state.Entries[ref]; ok {
+			w.Puts[ref] = old
+		}
+	}
+	for _, ref := range sortedRefs(snap.entries) {
+		e := snap.entries[ref]
+		if old, ok := s.state.Entries[ref]; ok && bytes.Equal(old.Value, e.Value) {
+			if _, held := s.state.Held[ref]; !held {
+				w.Puts[ref] = e
+				continue
+			}
+		}
+		event := Event{Rev: rev, NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true}
+		reason := ""
+		parsed, err := canonical.Parse(e.Value)
+		if err != nil {
+			reason = err.Error()
+		} else {
+			event.Value = parsed
+			reason = s.validate(event)
+		}
+		if reason != "" {
+			leaf := e.Leaf()
+			refuse(ref, reason, leaf[:])
+			continue
+		}
+		w.Puts[ref] = e
+	}
+	for _, ref := range sortedRefs(s.state.Entries) {
+		if _, kept := snap.entries[ref]; kept || !s.subscribed[ref.NS] {
+			continue
+		}
+		event := Event{Rev: rev, NS: ref.NS, Key: ref.Key, Op: "delete", Snapshot: true}
+		if reason := s.handle(event); reason != "" {
+			refuse(ref, reason, nil)
+		}
+	}
+	clear(s.refused)
+	s.write(w, out)
+	s.forceSnapshot = false
+}
+
+func sortedRefs[V any](m map[KeyRef]V) []KeyRef {
+	refs := make([]KeyRef, 0, len(m))
+	for ref := range m {
+		refs = append(refs, ref)
+	}
+	slices.SortFunc(refs, func(a, b KeyRef) int {
+		if c := strings.Compare(a.NS, b.NS); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return refs
+}
+
+func entryOf(e *pb.Entry) Entry {
+	return Entry{Value: e.GetValue(), CreateRev: e.GetCreateRev(), ModRev: e.GetModRev(), Version: e.GetVersion(),
+		SchemaVersion: e.GetSchemaVersion(), SourceHash: e.GetSourceHash()}
+}
+
+func (s *Session) repair(r *pb.Repair, out *Output) {
+	s.repaired = r.GetId() // applied or skipped: the next ACK's digest decides
+	if r.GetRev() != s.state.Rev {
+		return
+	}
+	w := &Write{Rev: r.GetRev(), Puts: map[KeyRef]Entry{}}
+	for _, e := range r.GetEntries() {
+		ref := KeyRef{e.GetNs(), e.GetKey()}
+		entry := entryOf(e)
+		event := Event{Rev: r.GetRev(), NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true}
+		event.Value, _ = canonical.Parse(entry.Value)
+		s.handle(event) // a repair is applied as sent; the handler only hears of it
+		w.Puts[ref] = entry
+	}
+	for _, d := range r.GetDeletes() {
+		ref := KeyRef{d.GetNs(), d.GetKey()}
+		s.handle(Event{Rev: r.GetRev(), NS: ref.NS, Key: ref.Key, Op: "delete", Snapshot: true})
+		w.Deletes = append(w.Deletes, ref)
+	}
+	for ref := range w.touched() {
+		if _, held := s.state.Held[ref]; held {
+			w.Released = append(w.Released, ref)
+		}
+		delete(s.refused, ref)
+	}
+	s.write(w, out)
+}
+
+func (s *Session) answer(q *pb.DigestQuery, out *Output) error {
+	d := s.state.Digest(q.GetNs())
+	answer := &pb.DigestAnswer{Id: q.GetId(), Ns: q.GetNs(), Rev: s.state.Rev}
+	for _, prefix := range q.GetPrefixes() {
+		a, err := d.Answer(prefix)
+		if err != nil {
+			return protocolError("digest query %d: %v", q.GetId(), err)
+		}
+		answer.Nodes = append(answer.Nodes, &pb.NodeAnswer{
+			Prefix: a.Prefix, Children: a.Children, Leaves: a.Leaves, IsLeaves: a.IsLeaves,
+		})
+	}
+	for _, nq := range q.GetNames() {
+		names, err := d.Names(nq.GetPrefix(), nq.GetLeaves())
+		if err != nil {
+			return protocolError("digest query %d: %v", q.GetId(), err)
+		}
+		answer.Names = append(answer.Names, names...)
+	}
+	out.Send = append(out.Send, &pb.SyncRequest{Msg: &pb.SyncRequest_Answer{Answer: answer}})
+	return nil
+}
+
+func (s *Session) heldKeys() []*pb.HeldKey {
+	var out []*pb.HeldKey
+	for _, ref := range sortedRefs(s.state.Held) {
+		h := s.state.Held[ref]
+		out = append(out, &pb.HeldKey{Ns: ref.NS, Key: ref.Key, Rev: h.Rev, Reason: h.Reason, HeldHash: h.HeldHash})
+	}
+	return out
+}
+
+func (s *Session) ack(out *Output) {
+	ack := &pb.Ack{Rev: s.state.Rev, Held: s.heldKeys(), Repaired: s.repaired}
+	for _, ns := range s.cfg.Namespaces {
+		d := s.state.Digest(ns)
+		root := d.Root()
+		ack.Digests = append(ack.Digests, &pb.NamespaceDigest{Ns: ns, Root: root[:], Count: int64(d.Count())})
+	}
+	out.Send = append(out.Send, &pb.SyncRequest{Msg: &pb.SyncRequest_Ack{Ack: ack}})
+}

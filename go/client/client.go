@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -130,11 +131,20 @@ func (c *Client) Commit(ctx context.Context, cmd *Command) (*pb.CommandReply, er
 	return reply, FromGRPC(err, trailer)
 }
 
-// Get reads one key at rev (0: the head). An absent key is ErrNotFound.
-func (c *Client) Get(ctx context.Context, ns, key string, rev int64) (*pb.GetReply, error) {
+// Get reads one key at rev (0: the head). An absent key is a NotFoundError
+// (errors.Is(err, ErrNotFound)) naming the namespace, key and revision read at.
+func (c *Client) Get(ctx context.Context, ns, key string, rev int64) (*pb.Entry, error) {
 	var trailer metadata.MD
 	reply, err := c.rpc.Get(ctx, &pb.GetRequest{Ns: ns, Key: key, Rev: rev}, grpc.Trailer(&trailer))
-	return reply, FromGRPC(err, trailer)
+	if err != nil {
+		return nil, FromGRPC(err, trailer)
+	}
+	if reply.GetEntry() == nil {
+		return nil, &Error{Code: "NotFoundError", Status: codes.NotFound,
+			Message: fmt.Sprintf("%s/%s is absent at revision %d", ns, key, reply.GetRev()),
+			Detail:  map[string]any{"namespace": ns, "key": key, "rev": reply.GetRev()}}
+	}
+	return reply.GetEntry(), nil
 }
 
 // Range reads every entry of ns under prefix at rev (0: the head, pinned at

@@ -48,7 +48,16 @@ def test_go_test() -> None:
     assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
     assert "FAIL" not in result.stdout
     # Every package with tests ran them (a package without tests says so).
-    for package in ("canonical", "digest", "changelog", "patch", "schema", "client", "worker"):
+    for package in (
+        "canonical",
+        "digest",
+        "changelog",
+        "patch",
+        "schema",
+        "translate",
+        "client",
+        "worker",
+    ):
         assert f"statesync/go/{package}\t" in result.stdout, result.stdout
 
 

@@ -366,9 +366,8 @@ func (s *Session) advance(rev int64, out *Output) {
 }
 
 func (s *Session) resync(r *pb.Resync, out *Output) error {
-	if s.snapshot != nil {
-		return protocolError("a resync arrived in the middle of a snapshot")
-	}
+	// A new resync supersedes a snapshot still being received, as in the reference worker.
+	s.snapshot = nil
 	if r.GetReconcile() {
 		// Keep the replica, take rev as applied; descent repairs what differs.
 		s.write(&Write{Rev: r.GetRev()}, out)

@@ -292,7 +292,10 @@ func TestSnapshotReplacesAndReleases(t *testing.T) {
 	if out.Send[0].GetNack().GetKey() != "bad" || lastAck(t, out).GetRev() != 9 {
 		t.Fatalf("sent %v", out.Send)
 	}
-	// Progress during a snapshot is ignored; a batch there is a protocol error.
+	// A resync in the middle of a snapshot starts over; progress there is
+	// ignored; a batch there is a protocol error.
+	receive(t, s, &pb.SyncReply{Msg: &pb.SyncReply_Resync{Resync: &pb.Resync{Rev: 10}}})
+	receive(t, s, &pb.SyncReply{Msg: &pb.SyncReply_Chunk{Chunk: &pb.SnapshotChunk{Rev: 10, Entries: []*pb.Entry{{Ns: "app", Key: "partial", Value: []byte("1")}}}}})
 	receive(t, s, &pb.SyncReply{Msg: &pb.SyncReply_Resync{Resync: &pb.Resync{Rev: 12}}})
 	if out := receive(t, s, &pb.SyncReply{Msg: &pb.SyncReply_Progress{Progress: &pb.Progress{Rev: 11}}}); len(out.Send)+len(out.Writes) != 0 {
 		t.Fatal("progress during a snapshot was taken")

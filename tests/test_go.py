@@ -73,7 +73,9 @@ def test_generated_go_code_matches_the_proto(tmp_path: Path) -> None:
 
     def code(path: Path) -> list[str]:
         protoc_version = ("// \tprotoc ", "// - protoc ")
-        return [line for line in path.read_text().splitlines() if not line.startswith(protoc_version)]
+        return [
+            line for line in path.read_text().splitlines() if not line.startswith(protoc_version)
+        ]
 
     for name in ("statesync.pb.go", "statesync_grpc.pb.go"):
         fresh = tmp_path / "statesyncv1" / name

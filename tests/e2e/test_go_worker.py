@@ -132,7 +132,12 @@ def test_go_writer_client_against_the_controller(cluster: Cluster, go_bin: Path)
     conflict = report["conflict"]
     assert conflict["code"] == "ConflictError" and conflict["retryable"] is False
     assert conflict["failed"] == [
-        {"namespace": "app", "key": "greeting", "expected": f"mod_rev == {rev - 1}", "actual_mod_rev": rev}
+        {
+            "namespace": "app",
+            "key": "greeting",
+            "expected": f"mod_rev == {rev - 1}",
+            "actual_mod_rev": rev,
+        }
     ]
     assert report["replayed"] is True and report["replay_rev"] == rev
     assert report["missing_is_not_found"] is True

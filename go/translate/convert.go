@@ -227,4 +227,3 @@ func civilFromDays(z int64) (int64, int64, int64) {
 	}
 	return y, m, d
 }
-

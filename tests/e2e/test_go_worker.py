@@ -5,6 +5,7 @@ commits, reads back and gets a compare failure as a typed ConflictError."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -148,3 +149,42 @@ def test_go_writer_client_against_the_controller(cluster: Cluster, go_bin: Path)
     record = client.get("app", "greeting")
     assert record is not None and json.loads(record.value) == {"from": "go", "n": 1}
     assert record.mod_rev == rev and client.status().head_rev == rev
+
+
+@pytest.mark.timeout(240)
+def test_go_worker_nacks_a_value_its_schema_refuses_and_keeps_the_last_good_one(
+    cluster: Cluster, tmp_path: Path, go_bin: Path
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    schema = tmp_path / "app.schema.json"
+    schema.write_text(
+        json.dumps({"type": "object", "properties": {"n": {"type": "integer", "maximum": 10}}})
+    )
+    worker = GoWorker(tmp_path, go_bin / "statesync-go-worker", "go-2", controller.address)
+    worker.argv += ["-schema", f"app={schema}"]
+    cluster.workers["go-2"] = worker  # type: ignore[assignment]  # cleaned up with the cluster
+    worker.start()
+    client.put("app", "k", {"n": 5})
+    wait_converged(client, ["go-2"], timeout=60)
+
+    refused = client.put("app", "k", {"n": 99})  # the controller has no schema: it accepts
+    status = wait_converged(client, ["go-2"], timeout=60)  # digests agree with the key held
+    view = worker_view(status, "go-2")
+    assert view.state == "NACKED" and view.nacks == 1
+    [held] = view.held
+    assert (held.ns, held.key, held.rev) == ("app", "k", refused.rev)
+    assert "schema" in held.reason
+    assert held.held_hash == hashlib.sha256(b'{"n":5}').digest(), "the last good value was not kept"
+
+    # The hold survives a restart: the new stream's hello repeats it.
+    worker.kill()
+    worker.start()
+    worker.wait_log(r'"msg":"connected"', timeout=30)
+    status = wait_converged(client, ["go-2"], timeout=60)
+    assert [h.key for h in worker_view(status, "go-2").held] == ["k"]
+
+    client.put("app", "k", {"n": 7})  # a later valid value releases the hold
+    status = wait_converged(client, ["go-2"], timeout=60)
+    view = worker_view(status, "go-2")
+    assert not view.held and view.state != "NACKED"

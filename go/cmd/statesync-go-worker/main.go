@@ -2,7 +2,8 @@
 // given namespaces from a controller into a state directory and logs what it
 // does as JSON lines on stderr.
 //
-//	statesync-go-worker -target 127.0.0.1:7070 -id w1 -ns app,flags -dir ./state
+//	statesync-go-worker -target 127.0.0.1:7070 -id w1 -ns app,flags -dir ./state \
+//	    -schema app=app.schema.json
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/statesync/statesync/go/canonical"
 	"github.com/statesync/statesync/go/worker"
 )
 
@@ -27,6 +29,23 @@ func main() {
 	deltas := flag.Bool("deltas", false, "ask for JSON Patch deltas")
 	heartbeat := flag.Duration("heartbeat", time.Second, "heartbeat interval")
 	staleAfter := flag.Duration("stale-after", 5*time.Second, "silence after which the stream is stale")
+	schemas := map[string]any{}
+	flag.Func("schema", "NS=FILE: validate NS's values against the JSON Schema in FILE at apply (repeatable)", func(arg string) error {
+		ns, path, ok := strings.Cut(arg, "=")
+		if !ok {
+			return fmt.Errorf("want NS=FILE, got %q", arg)
+		}
+		text, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		doc, err := canonical.Parse(text)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		schemas[ns] = doc
+		return nil
+	})
 	flag.Parse()
 	if *id == "" || *namespaces == "" || *dir == "" {
 		fmt.Fprintln(os.Stderr, "statesync-go-worker: -id, -ns and -dir are required")
@@ -35,7 +54,7 @@ func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	w, err := worker.Open(worker.Config{
 		Target: *target, ID: *id, Namespaces: strings.Split(*namespaces, ","), Dir: *dir,
-		Deltas: *deltas, Heartbeat: *heartbeat, StaleAfter: *staleAfter, Logger: logger,
+		Deltas: *deltas, Heartbeat: *heartbeat, StaleAfter: *staleAfter, Schemas: schemas, Logger: logger,
 	})
 	if err != nil {
 		logger.Error("cannot open the worker", "error", err)

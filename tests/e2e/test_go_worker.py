@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from e2e_helpers import Cluster, Proc, controller_state, wait_converged, worker_view
 
+from statesync.core.commands import Command, Delete, Put
+
 ROOT = Path(__file__).resolve().parents[2]
 GO_DIR = ROOT / "go"
 SNAPSHOT_LOG = "replica replaced by a snapshot"
@@ -188,3 +190,36 @@ def test_go_worker_nacks_a_value_its_schema_refuses_and_keeps_the_last_good_one(
     status = wait_converged(client, ["go-2"], timeout=60)
     view = worker_view(status, "go-2")
     assert not view.held and view.state != "NACKED"
+
+
+@pytest.mark.timeout(240)
+def test_go_worker_away_past_compaction_is_repaired_by_digest_descent(
+    cluster: Cluster, tmp_path: Path, go_bin: Path
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5, "silence_s": 5.0}})
+    client = controller.client()
+    # 300 keys: more than a leaf list holds, so the descent goes below the root.
+    client.commit(Command([Put("app", f"k{i:03d}", {"v": i}) for i in range(300)]))
+    worker = GoWorker(tmp_path, go_bin / "statesync-go-worker", "go-3", controller.address)
+    cluster.workers["go-3"] = worker  # type: ignore[assignment]  # cleaned up with the cluster
+    worker.start()
+    wait_converged(client, ["go-3"], timeout=60)
+    worker.kill()
+
+    # While it is away: updates, deletes and new keys; then history is compacted.
+    client.commit(Command([Put("app", f"k{i:03d}", {"v": i, "gen": 1}) for i in range(0, 20)]))
+    client.commit(Command([Delete("app", f"k{i:03d}") for i in range(100, 110)]))
+    client.commit(Command([Put("app", f"n{i:03d}", {"new": i}) for i in range(5)]))
+    head = client.status().head_rev
+    assert client.compact(head) == head
+    repaired_before = worker_view(client.status(), "go-3").keys_repaired
+
+    worker.start()
+    worker.wait_log(r'"msg":"connected"', timeout=30)
+    status = wait_converged(client, ["go-3"], timeout=60)
+    assert status.head_rev == head
+    view = worker_view(status, "go-3")
+    assert view.keys_repaired - repaired_before == 20 + 10 + 5
+    assert view.divergences >= 1
+    assert SNAPSHOT_LOG not in worker.log(), "the returning worker was sent a snapshot"
+    assert "reconciling instead of a snapshot" in controller.log()

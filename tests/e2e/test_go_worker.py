@@ -145,6 +145,7 @@ def test_go_writer_client_against_the_controller(cluster: Cluster, go_bin: Path)
     ]
     assert report["replayed"] is True and report["replay_rev"] == rev
     assert report["missing_is_not_found"] is True
+    assert report["range_keys"] == 1 and report["range_rev"] == rev
 
     # Read back with the Python client: exactly the Go writer's value, written once.
     client = controller.client()

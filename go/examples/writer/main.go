@@ -73,6 +73,12 @@ func run(target, ns, key string) error {
 	}
 	report["replay_rev"], report["replayed"] = replay.GetRev(), replay.GetReplayed()
 
+	entries, rangeRev, err := c.Range(ctx, ns, "", 0)
+	if err != nil {
+		return fmt.Errorf("range: %w", err)
+	}
+	report["range_keys"], report["range_rev"] = len(entries), rangeRev
+
 	_, err = c.Get(ctx, ns, key+"-missing", 0)
 	report["missing_is_not_found"] = errors.Is(err, client.ErrNotFound)
 

@@ -10,6 +10,7 @@ package worker
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -285,19 +286,12 @@ func (s *Session) validate(e Event) string {
 		if violations := sch.Validate(e.Value); len(violations) > 0 {
 			parts := make([]string, len(violations))
 			for i, v := range violations {
-				parts[i] = fmt.Sprintf("%s: %s", cmpOr(v.Path, "(root)"), v.Message)
+				parts[i] = fmt.Sprintf("%s: %s", cmp.Or(v.Path, "(root)"), v.Message)
 			}
 			return "does not conform to the schema: " + strings.Join(parts, "; ")
 		}
 	}
 	return s.handle(e)
-}
-
-func cmpOr(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a
 }
 
 func (s *Session) handle(e Event) string {

@@ -51,6 +51,7 @@ type Worker struct {
 	session   *Session
 	applied   *sync.Cond
 	connected bool
+	lastErr   error
 }
 
 // Open opens the worker's replica. A corrupt replica is moved aside (the
@@ -158,6 +159,9 @@ func (w *Worker) Run(ctx context.Context) error {
 			return err
 		case err != nil:
 			w.log.Warn("sync stream ended; reconnecting", "error", err)
+			w.mu.Lock()
+			w.lastErr = err
+			w.mu.Unlock()
 		}
 		if established {
 			attempt = 0
@@ -268,6 +272,15 @@ func (w *Worker) Connected() bool {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.connected
+}
+
+// LastError is why the last stream ended (nil before any ended): a
+// *client.Error from the controller (errors.Is(err, client.ErrNoTranslationPath)...),
+// or a *ReconnectError the worker decided on.
+func (w *Worker) LastError() error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.lastErr
 }
 
 // WaitFor blocks until the replica has applied rev or ctx ends.

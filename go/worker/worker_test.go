@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,6 +134,10 @@ func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
 	}
 	if h := wait("hello after the stale stream"); h.GetFromRev() != 4 {
 		t.Fatalf("reconnected from %d after staleness, want 4", h.GetFromRev())
+	}
+	var reconnectErr *ReconnectError
+	if !errors.As(w.LastError(), &reconnectErr) || !strings.HasPrefix(reconnectErr.Reason, "stale") {
+		t.Fatalf("last error %v, want the stale stream", w.LastError())
 	}
 	waitCtx, waitCancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer waitCancel()

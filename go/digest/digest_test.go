@@ -3,6 +3,8 @@ package digest_test
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -239,5 +241,48 @@ func TestDescentVectors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDifferingKeysMatchesAComparisonOfEveryKey builds random pairs of
+// namespaces that differ in a few keys and checks the descent finds exactly
+// the keys a full comparison finds, and that equal contents give equal roots
+// whatever the insertion order.
+func TestDifferingKeysMatchesAComparisonOfEveryKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for round := range 30 {
+		n := rng.IntN(600)
+		a, b := digest.New(), digest.New()
+		want := map[string]bool{}
+		for i := range n {
+			key := fmt.Sprintf("key-%d-%d", round, i)
+			h := digest.Hash{byte(i), byte(i >> 8), 1}
+			a.Set(key, h)
+			switch rng.IntN(40) {
+			case 0: // only in a
+				want[key] = true
+			case 1: // another value in b
+				b.Set(key, digest.Hash{2})
+				want[key] = true
+			default:
+				b.Set(key, h)
+			}
+		}
+		if rng.IntN(2) == 0 {
+			b.Set("only-in-b", digest.Hash{3})
+			want["only-in-b"] = true
+		}
+		got := digest.DifferingKeys(a, b)
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d differing keys, want %d", round, len(got), len(want))
+		}
+		for _, k := range got {
+			if !want[k] {
+				t.Fatalf("round %d: %q reported but equal", round, k)
+			}
+		}
+		if (len(want) == 0) != (a.Root() == b.Root()) {
+			t.Fatalf("round %d: roots equal=%v with %d differing keys", round, a.Root() == b.Root(), len(want))
+		}
 	}
 }

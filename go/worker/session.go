@@ -217,6 +217,7 @@ func (s *Session) batch(b *pb.ChangeBatch, out *Output) error {
 
 func (s *Session) applyRevision(r *pb.Revision, out *Output) error {
 	w := &Write{Rev: r.GetRev(), Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
+	var nacks Output // sent only if the revision applies
 	for _, c := range r.GetChanges() {
 		ref := KeyRef{c.GetNs(), c.GetKey()}
 		entry, reason, err := s.check(r, c)
@@ -224,7 +225,7 @@ func (s *Session) applyRevision(r *pb.Revision, out *Output) error {
 			return err // a drifted delta base: nothing of this revision applies
 		}
 		if reason != "" {
-			s.nack(r.GetRev(), ref, reason, out)
+			s.nack(r.GetRev(), ref, reason, &nacks)
 			counted := c.GetSourceHash()
 			if len(counted) == 0 {
 				counted = c.GetValueHash()
@@ -248,6 +249,7 @@ func (s *Session) applyRevision(r *pb.Revision, out *Output) error {
 			w.Puts[ref] = *entry
 		}
 	}
+	out.Send = append(out.Send, nacks.Send...)
 	s.write(w, out)
 	return nil
 }

@@ -385,3 +385,18 @@ func TestRandomBatchesKeepTheDigestConsistent(t *testing.T) {
 		}
 	}
 }
+
+func TestNoNackForARevisionThatDoesNotApply(t *testing.T) {
+	s := newSession(func(e Event) error {
+		if e.Key == "refused" {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	receive(t, s, batch(0, 1, revision(1, put(t, "app", "k", `{"a":1}`, 0))))
+	out, err := s.Receive(batch(1, 2, revision(2, put(t, "app", "refused", "1", 0), delta(t, "k", `[]`, `{"a":1}`, 7))), t0)
+	var rc *ReconnectError
+	if !errors.As(err, &rc) || !rc.Resync || len(out.Send) != 0 || len(s.State().Held) != 0 {
+		t.Fatalf("%v: sent %v, held %v", err, out.Send, s.State().Held)
+	}
+}

@@ -48,8 +48,17 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	return &Client{conn: conn, rpc: pb.NewStatesyncClient(conn)}, nil
 }
 
+// FromRPC wraps a generated client on a connection the caller owns (Close
+// is then a no-op).
+func FromRPC(rpc pb.StatesyncClient) *Client { return &Client{rpc: rpc} }
+
 // Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+func (c *Client) Close() error {
+	if c.conn == nil {
+		return nil
+	}
+	return c.conn.Close()
+}
 
 // RPC is the generated client on this connection, for calls this package
 // does not wrap (Sync, Snapshot, Compact, Reconcile).

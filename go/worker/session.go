@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type Event struct {
 	// Snapshot is set for changes a snapshot or a repair makes (no command
 	// behind them).
 	Snapshot bool
+	// SchemaVersion is the version Value is in, for a namespace served in a
+	// declared version (0: as stored).
+	SchemaVersion int32
 }
 
 // Handler sees each change before it is applied. An error refuses the
@@ -51,9 +55,13 @@ type SessionConfig struct {
 	Heartbeat  time.Duration // how often to send when there is nothing else
 	StaleAfter time.Duration // silence after which the stream is stale
 	// Schemas validates put values per namespace at apply time (NACK on a
-	// violation).
+	// violation), whatever version they are in.
 	Schemas map[string]*schema.Schema
-	Handler Handler
+	// Versions are the schema versions the worker understands, per
+	// namespace; the controller serves each namespace in the newest of them
+	// that is registered (docs/contracts.md §3). None: values as stored.
+	Versions map[string][]int32
+	Handler  Handler
 }
 
 // ReconnectError ends a stream: the worker reconnects, from its applied
@@ -96,6 +104,8 @@ type Session struct {
 	forceSnapshot bool
 	lastHeard     time.Time
 	lastSent      time.Time
+	// contract holds the registered schemas of declared namespaces, per version.
+	contract map[string]map[int32]*schema.Schema
 	// Resyncs counts snapshots applied.
 	Resyncs int
 }
@@ -106,7 +116,32 @@ func NewSession(cfg SessionConfig, state *State) *Session {
 	for _, ns := range cfg.Namespaces {
 		sub[ns] = true
 	}
-	return &Session{cfg: cfg, state: state, subscribed: sub, refused: map[KeyRef]Entry{}}
+	return &Session{cfg: cfg, state: state, subscribed: sub, refused: map[KeyRef]Entry{},
+		contract: map[string]map[int32]*schema.Schema{}}
+}
+
+// SetContractSchemas gives the session the registered schemas of a declared
+// namespace, per version, to validate served values with.
+func (s *Session) SetContractSchemas(ns string, byVersion map[int32]*schema.Schema) {
+	s.contract[ns] = byVersion
+}
+
+// ContractSchema reports whether the session has the registered schema of
+// ns at version (a loop fetches the contract when it does not).
+func (s *Session) ContractSchema(ns string, version int32) bool {
+	_, ok := s.contract[ns][version]
+	return ok
+}
+
+// replicaVersion is the version ns's values are in: -1 with no values, 0
+// for values as stored.
+func (s *Session) replicaVersion(ns string) int32 {
+	for ref, e := range s.state.Entries {
+		if ref.NS == ns {
+			return e.SchemaVersion
+		}
+	}
+	return -1
 }
 
 // State is the replica state the session maintains.
@@ -128,6 +163,7 @@ func (s *Session) Hello(now time.Time) *pb.SyncRequest {
 		Deltas:     s.cfg.Deltas,
 		HeartbeatS: s.cfg.Heartbeat.Seconds(),
 		Held:       s.heldKeys(),
+		Versions:   s.declared(),
 	}}}
 }
 
@@ -278,22 +314,45 @@ func (s *Session) check(r *pb.Revision, c *pb.Change) (*Entry, string, error) {
 	if err != nil {
 		return entry, err.Error(), nil
 	}
-	event.Op, event.Value = "put", parsed
+	event.Op, event.Value, event.SchemaVersion = "put", parsed, c.GetSchemaVersion()
 	return entry, s.validate(event), nil
 }
 
-// validate runs the namespace's schema and the handler on a put.
+// validate runs the local schema, the registered schema of the version the
+// value was served in, and the handler on a put.
 func (s *Session) validate(e Event) string {
-	if sch := s.cfg.Schemas[e.NS]; sch != nil {
-		if violations := sch.Validate(e.Value); len(violations) > 0 {
-			parts := make([]string, len(violations))
-			for i, v := range violations {
-				parts[i] = fmt.Sprintf("%s: %s", cmp.Or(v.Path, "(root)"), v.Message)
-			}
-			return "does not conform to the schema: " + strings.Join(parts, "; ")
+	if reason := violations(s.cfg.Schemas[e.NS], e.Value, "the local schema"); reason != "" {
+		return reason
+	}
+	if byVersion := s.contract[e.NS]; len(byVersion) > 0 {
+		version := e.SchemaVersion
+		if version == 0 { // the namespace has no registered schema yet: the newest we run
+			version = slices.Max(slices.Collect(maps.Keys(byVersion)))
+		}
+		sch, ok := byVersion[version]
+		if !ok {
+			return fmt.Sprintf("served in schema v%d, which this worker has no schema for", version)
+		}
+		if reason := violations(sch, e.Value, fmt.Sprintf("schema v%d", version)); reason != "" {
+			return reason
 		}
 	}
 	return s.handle(e)
+}
+
+func violations(sch *schema.Schema, value any, which string) string {
+	if sch == nil {
+		return ""
+	}
+	found := sch.Validate(value)
+	if len(found) == 0 {
+		return ""
+	}
+	parts := make([]string, len(found))
+	for i, v := range found {
+		parts[i] = fmt.Sprintf("%s: %s", cmp.Or(v.Path, "(root)"), v.Message)
+	}
+	return "does not conform to " + which + ": " + strings.Join(parts, "; ")
 }
 
 func (s *Session) handle(e Event) string {
@@ -436,7 +495,7 @@ func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
 				continue
 			}
 		}
-		event := Event{Rev: rev, NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true}
+		event := Event{Rev: rev, NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true, SchemaVersion: e.SchemaVersion}
 		reason := ""
 		parsed, err := canonical.Parse(e.Value)
 		if err != nil {
@@ -494,7 +553,7 @@ func (s *Session) repair(r *pb.Repair, out *Output) {
 	for _, e := range r.GetEntries() {
 		ref := KeyRef{e.GetNs(), e.GetKey()}
 		entry := entryOf(e)
-		event := Event{Rev: r.GetRev(), NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true}
+		event := Event{Rev: r.GetRev(), NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true, SchemaVersion: entry.SchemaVersion}
 		event.Value, _ = canonical.Parse(entry.Value)
 		s.handle(event) // a repair is applied as sent; the handler only hears of it
 		w.Puts[ref] = entry
@@ -534,6 +593,16 @@ func (s *Session) answer(q *pb.DigestQuery, out *Output) error {
 	}
 	out.Send = append(out.Send, &pb.SyncRequest{Msg: &pb.SyncRequest_Answer{Answer: answer}})
 	return nil
+}
+
+func (s *Session) declared() []*pb.SchemaVersions {
+	var out []*pb.SchemaVersions
+	for _, ns := range s.cfg.Namespaces {
+		if versions, ok := s.cfg.Versions[ns]; ok {
+			out = append(out, &pb.SchemaVersions{Ns: ns, Versions: versions, ReplicaVersion: s.replicaVersion(ns)})
+		}
+	}
+	return out
 }
 
 func (s *Session) heldKeys() []*pb.HeldKey {

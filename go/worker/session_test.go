@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/statesync/statesync/go/canonical"
 	"github.com/statesync/statesync/go/digest"
+	"github.com/statesync/statesync/go/schema"
 	pb "github.com/statesync/statesync/go/statesyncv1"
 )
 
@@ -398,5 +400,44 @@ func TestNoNackForARevisionThatDoesNotApply(t *testing.T) {
 	var rc *ReconnectError
 	if !errors.As(err, &rc) || !rc.Resync || len(out.Send) != 0 || len(s.State().Held) != 0 {
 		t.Fatalf("%v: sent %v, held %v", err, out.Send, s.State().Held)
+	}
+}
+
+func TestDeclaredVersionsAndContractSchemas(t *testing.T) {
+	s := NewSession(SessionConfig{WorkerID: "w", Namespaces: []string{"app", "free"}, Heartbeat: time.Second,
+		Versions: map[string][]int32{"app": {1, 2}}}, NewState(0, nil, nil))
+	hello := s.Hello(t0).GetHello()
+	if len(hello.GetVersions()) != 1 || hello.GetVersions()[0].GetReplicaVersion() != -1 || !slices.Equal(hello.GetVersions()[0].GetVersions(), []int32{1, 2}) {
+		t.Fatalf("hello versions %v", hello.GetVersions())
+	}
+	v2, err := schema.Compile(map[string]any{"type": "object", "required": []any{"priority"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetContractSchemas("app", map[int32]*schema.Schema{2: v2})
+	if !s.ContractSchema("app", 2) || s.ContractSchema("app", 1) {
+		t.Fatal("ContractSchema does not say which versions the session has")
+	}
+	served := func(key, value string, version int32) *pb.Change {
+		c := put(t, "app", key, value, 0)
+		c.SchemaVersion = version
+		return c
+	}
+	out := receive(t, s, batch(0, 3,
+		revision(1, served("ok", `{"priority":"express"}`, 2)),
+		revision(2, served("bad", `{}`, 2)),
+		revision(3, served("unknown", `{"priority":"x"}`, 1))))
+	var reasons []string
+	for _, m := range out.Send {
+		if n := m.GetNack(); n != nil {
+			reasons = append(reasons, n.GetKey()+": "+n.GetReason())
+		}
+	}
+	if len(reasons) != 2 || !strings.Contains(reasons[0], "bad: does not conform to schema v2") ||
+		!strings.Contains(reasons[1], "unknown: served in schema v1, which this worker has no schema for") {
+		t.Fatalf("nacks %q", reasons)
+	}
+	if h := s.Hello(t0).GetHello(); h.GetVersions()[0].GetReplicaVersion() != 2 {
+		t.Fatalf("replica version %d after values served in v2", h.GetVersions()[0].GetReplicaVersion())
 	}
 }

@@ -34,7 +34,11 @@ type Config struct {
 	// Schemas are JSON Schema documents (parsed, package canonical's types)
 	// that put values must satisfy, per namespace.
 	Schemas map[string]any
-	Handler Handler
+	// Versions are the schema versions the worker understands, per
+	// namespace: values arrive translated into the newest registered one and
+	// are validated against its registered schema.
+	Versions map[string][]int32
+	Handler  Handler
 	// DialOptions replace the default plaintext transport (TLS...).
 	DialOptions []grpc.DialOption
 	Logger      *slog.Logger
@@ -91,7 +95,8 @@ func Open(cfg Config) (*Worker, error) {
 	w.applied = sync.NewCond(w.mu.RLocker())
 	w.session = NewSession(SessionConfig{
 		WorkerID: cfg.ID, Namespaces: cfg.Namespaces, Deltas: cfg.Deltas,
-		Heartbeat: cfg.Heartbeat, StaleAfter: cfg.StaleAfter, Schemas: schemas, Handler: cfg.Handler,
+		Heartbeat: cfg.Heartbeat, StaleAfter: cfg.StaleAfter, Schemas: schemas, Versions: cfg.Versions,
+		Handler: cfg.Handler,
 	}, state)
 	return w, nil
 }
@@ -186,6 +191,9 @@ func (e *storeError) Unwrap() error { return e.err }
 func (w *Worker) stream(ctx context.Context, rpc pb.StatesyncClient) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := w.refreshContracts(ctx, rpc, nil, true); err != nil {
+		return false, err
+	}
 	stream, err := rpc.Sync(ctx)
 	if err != nil {
 		return false, client.FromGRPC(err, nil)
@@ -229,6 +237,9 @@ func (w *Worker) stream(ctx context.Context, rpc pb.StatesyncClient) (bool, erro
 				established = true
 				w.setConnected(true)
 				w.log.Info("connected", "target", w.cfg.Target, "rev", w.AppliedRev())
+			}
+			if err := w.refreshContracts(ctx, rpc, reply, false); err != nil {
+				return established, err
 			}
 			w.mu.Lock()
 			resyncs := w.session.Resyncs

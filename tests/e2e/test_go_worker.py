@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import Cluster, Proc, controller_state, wait_converged, worker_view
@@ -224,3 +225,62 @@ def test_go_worker_away_past_compaction_is_repaired_by_digest_descent(
     assert view.divergences >= 1
     assert SNAPSHOT_LOG not in worker.log(), "the returning worker was sent a snapshot"
     assert "reconciling instead of a snapshot" in controller.log()
+
+
+CONTRACTS = ROOT / "examples" / "contracts"
+
+
+def dump(go_bin: Path, worker: GoWorker) -> dict[str, Any]:
+    state_dir = worker.argv[worker.argv.index("-dir") + 1]
+    out = subprocess.run(
+        [str(go_bin / "statesync-go-worker"), "-dump", "-dir", state_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+@pytest.mark.timeout(240)
+def test_go_workers_are_served_the_schema_version_they_declare(
+    cluster: Cluster, tmp_path: Path, go_bin: Path
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5, "silence_s": 5.0}})
+    client = controller.client()
+    v1, v2 = (json.loads((CONTRACTS / f"orders.v{n}.json").read_text()) for n in (1, 2))
+    translation = json.loads((CONTRACTS / "orders.v1-v2.json").read_text())
+    client.register_schema("orders", v1)
+    client.put("orders", "o-1", {"item": "apple", "qty": 1})
+    client.register_schema("orders", v2, translation=translation)
+    workers = {}
+    for wid, versions in {"go-old": "orders=1", "go-new": "orders=1,2"}.items():
+        w = GoWorker(tmp_path, go_bin / "statesync-go-worker", wid, controller.address)
+        w.argv[w.argv.index("-ns") + 1] = "orders"
+        w.argv += ["-versions", versions]
+        cluster.workers[wid] = w  # type: ignore[assignment]  # cleaned up with the cluster
+        workers[wid] = w.start()
+    client.put("orders", "o-2", {"item": "pear", "qty": 2, "priority": "express"})
+    client.put("orders", "o-3", {"item": "fig", "qty": 3}, schema_version=1)
+    status = wait_converged(client, list(workers), timeout=60)  # source hashes: digests agree
+    for wid, served in {"go-old": 1, "go-new": 2}.items():
+        view = worker_view(status, wid)
+        assert [(s.ns, list(s.versions)) for s in view.served] == [("orders", [served])], view
+        assert view.nacks == 0 and not view.held
+
+    for w in workers.values():
+        assert w.terminate() == 0, w.log()[-2000:]
+    old = dump(go_bin, workers["go-old"])["namespaces"]["orders"]
+    new = dump(go_bin, workers["go-new"])["namespaces"]["orders"]
+    assert old == {
+        "o-1": {"item": "apple", "qty": 1},
+        "o-2": {"item": "pear", "qty": 2},
+        "o-3": {"item": "fig", "qty": 3},
+    }
+    assert new == {
+        "o-1": {"item": "apple", "qty": 1, "priority": "standard"},
+        "o-2": {"item": "pear", "qty": 2, "priority": "express"},
+        "o-3": {"item": "fig", "qty": 3, "priority": "standard"},
+    }

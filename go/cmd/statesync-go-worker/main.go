@@ -8,11 +8,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,7 +48,34 @@ func main() {
 		schemas[ns] = doc
 		return nil
 	})
+	versions := map[string][]int32{}
+	flag.Func("versions", "NS=V1,V2: the schema versions this worker understands in NS (repeatable)", func(arg string) error {
+		ns, list, ok := strings.Cut(arg, "=")
+		if !ok {
+			return fmt.Errorf("want NS=V1,V2, got %q", arg)
+		}
+		for _, item := range strings.Split(list, ",") {
+			v, err := strconv.ParseInt(item, 10, 32)
+			if err != nil || v < 1 {
+				return fmt.Errorf("%q is not a schema version", item)
+			}
+			versions[ns] = append(versions[ns], int32(v))
+		}
+		return nil
+	})
+	dump := flag.Bool("dump", false, "print the replica in -dir as JSON and exit (the worker must not be running)")
 	flag.Parse()
+	if *dump {
+		if *dir == "" {
+			fmt.Fprintln(os.Stderr, "statesync-go-worker: -dump needs -dir")
+			os.Exit(2)
+		}
+		if err := dumpReplica(*dir); err != nil {
+			fmt.Fprintln(os.Stderr, "statesync-go-worker:", err)
+			os.Exit(5)
+		}
+		return
+	}
 	if *id == "" || *namespaces == "" || *dir == "" {
 		fmt.Fprintln(os.Stderr, "statesync-go-worker: -id, -ns and -dir are required")
 		os.Exit(2)
@@ -54,7 +83,8 @@ func main() {
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	w, err := worker.Open(worker.Config{
 		Target: *target, ID: *id, Namespaces: strings.Split(*namespaces, ","), Dir: *dir,
-		Deltas: *deltas, Heartbeat: *heartbeat, StaleAfter: *staleAfter, Schemas: schemas, Logger: logger,
+		Deltas: *deltas, Heartbeat: *heartbeat, StaleAfter: *staleAfter, Schemas: schemas, Versions: versions,
+		Logger: logger,
 	})
 	if err != nil {
 		logger.Error("cannot open the worker", "error", err)
@@ -72,4 +102,31 @@ func main() {
 		os.Exit(7)
 	}
 	logger.Info("worker stopped", "rev", w.AppliedRev())
+}
+
+// dumpReplica prints {applied_rev, namespaces: {ns: {key: value}}, held: [...]}.
+func dumpReplica(dir string) error {
+	replica, state, err := worker.OpenReplica(dir)
+	if err != nil {
+		return err
+	}
+	defer replica.Close()
+	namespaces := map[string]map[string]any{}
+	for ref, e := range state.Entries {
+		value, err := canonical.Parse(e.Value)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", ref.NS, ref.Key, err)
+		}
+		if namespaces[ref.NS] == nil {
+			namespaces[ref.NS] = map[string]any{}
+		}
+		namespaces[ref.NS][ref.Key] = value
+	}
+	held := []map[string]any{}
+	for ref, h := range state.Held {
+		held = append(held, map[string]any{"ns": ref.NS, "key": ref.Key, "rev": h.Rev, "reason": h.Reason})
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"applied_rev": state.Rev, "namespaces": namespaces, "held": held,
+	})
 }

@@ -284,3 +284,27 @@ def test_go_workers_are_served_the_schema_version_they_declare(
         "o-2": {"item": "pear", "qty": 2, "priority": "express"},
         "o-3": {"item": "fig", "qty": 3, "priority": "standard"},
     }
+
+
+@pytest.mark.timeout(240)
+def test_go_worker_reconnects_after_a_controller_restart(
+    cluster: Cluster, tmp_path: Path, go_bin: Path
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    client.put("app", "before", 1)
+    worker = GoWorker(tmp_path, go_bin / "statesync-go-worker", "go-4", controller.address)
+    cluster.workers["go-4"] = worker  # type: ignore[assignment]  # cleaned up with the cluster
+    worker.start()
+    wait_converged(client, ["go-4"], timeout=60)
+    client.close()
+
+    assert controller.terminate() == 0
+    controller.start()
+    client = controller.client()
+    rev = client.put("app", "after", 2).rev
+    status = wait_converged(client, ["go-4"], timeout=60)
+    assert status.head_rev == rev
+    assert worker.running, "the worker gave up when the controller went away"
+    assert worker.log().count(SNAPSHOT_LOG) == 1, "the worker bootstrapped again"
+    assert worker.log().count('"msg":"connected"') >= 2

@@ -62,6 +62,14 @@ def test_go_test() -> None:
 
 
 @pytest.mark.timeout(1300)
+def test_go_race_detector() -> None:
+    """The packages with goroutines (the worker loop, the client) under -race."""
+    result = go("test", "-race", "-count=1", "./worker", "./client")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-8000:]
+    assert "DATA RACE" not in result.stdout + result.stderr
+
+
+@pytest.mark.timeout(1300)
 def test_generated_go_code_matches_the_proto(tmp_path: Path) -> None:
     """Regenerate into a temporary directory with go/generate.py and compare bytes,
     ignoring the protoc version line (a newer grpcio-tools is not a stale proto)."""

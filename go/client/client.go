@@ -69,8 +69,20 @@ type Command struct {
 	ops      []*pb.Op
 	compares []*pb.Compare
 	id       string
+	trace    string
 	err      error
 }
+
+// PutOption qualifies a put.
+type PutOption func(*pb.PutOp)
+
+// InSchemaVersion says the value is written in schema version v rather than
+// the current one; the controller translates it up (docs/contracts.md §3).
+func InSchemaVersion(v int32) PutOption { return func(p *pb.PutOp) { p.SchemaVersion = v } }
+
+// FromBaseRev says the value was derived from the key as read at rev; when
+// the key changed since, the namespace's conflict policy decides.
+func FromBaseRev(rev int64) PutOption { return func(p *pb.PutOp) { p.BaseRev = rev } }
 
 // NewCommand starts a command. Give it an id (WithID) when you may retry it:
 // retrying with the same id never applies it twice (docs/errors.md).
@@ -79,20 +91,27 @@ func NewCommand() *Command { return &Command{} }
 // WithID sets the command id.
 func (c *Command) WithID(id string) *Command { c.id = id; return c }
 
+// WithTrace carries a W3C traceparent to every worker's apply.
+func (c *Command) WithTrace(traceparent string) *Command { c.trace = traceparent; return c }
+
 // Put sets key to a JSON value given as Go data (package canonical's types,
 // or ints) and encoded canonically.
-func (c *Command) Put(ns, key string, value any) *Command {
+func (c *Command) Put(ns, key string, value any, opts ...PutOption) *Command {
 	b, err := canonical.Encode(value)
 	if err != nil {
 		c.err = errors.Join(c.err, fmt.Errorf("put %s/%s: %w", ns, key, err))
 		return c
 	}
-	return c.PutJSON(ns, key, b)
+	return c.PutJSON(ns, key, b, opts...)
 }
 
 // PutJSON sets key to JSON text (the controller checks and canonicalizes it).
-func (c *Command) PutJSON(ns, key string, value []byte) *Command {
-	c.ops = append(c.ops, &pb.Op{Op: &pb.Op_Put{Put: &pb.PutOp{Ns: ns, Key: key, Value: value}}})
+func (c *Command) PutJSON(ns, key string, value []byte, opts ...PutOption) *Command {
+	put := &pb.PutOp{Ns: ns, Key: key, Value: value}
+	for _, o := range opts {
+		o(put)
+	}
+	c.ops = append(c.ops, &pb.Op{Op: &pb.Op_Put{Put: put}})
 	return c
 }
 
@@ -125,7 +144,7 @@ func (c *Command) Request() (*pb.CommandRequest, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	return &pb.CommandRequest{Ops: c.ops, Compares: c.compares, CommandId: c.id}, nil
+	return &pb.CommandRequest{Ops: c.ops, Compares: c.compares, CommandId: c.id, Trace: c.trace}, nil
 }
 
 // Commit commits a command and returns its reply (rev, command id, and

@@ -111,3 +111,26 @@ func TestACommandWithANonIJSONValueIsRefusedBeforeSending(t *testing.T) {
 		t.Fatal("a value beyond I-JSON was accepted")
 	}
 }
+
+func TestCommandRequest(t *testing.T) {
+	req, err := client.NewCommand().WithID("id-1").WithTrace("00-abc-def-01").
+		Put("app", "k", map[string]any{"b": 1, "a": []any{true}}, client.InSchemaVersion(1), client.FromBaseRev(4)).
+		Patch("app", "p", []byte(`[{"op":"remove","path":"/x"}]`)).
+		Delete("app", "d").
+		IfModRev("app", "k", 3).IfExists("app", "d", true).
+		Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := req.GetOps()[0].GetPut()
+	if string(put.GetValue()) != `{"a":[true],"b":1}` || put.GetSchemaVersion() != 1 || put.GetBaseRev() != 4 {
+		t.Fatalf("put %v", put)
+	}
+	if req.GetCommandId() != "id-1" || req.GetTrace() != "00-abc-def-01" || len(req.GetOps()) != 3 ||
+		req.GetOps()[1].GetPatch().GetKey() != "p" || req.GetOps()[2].GetDelete().GetKey() != "d" {
+		t.Fatalf("request %v", req)
+	}
+	if req.GetCompares()[0].GetModRev() != 3 || !req.GetCompares()[1].GetExists() {
+		t.Fatalf("compares %v", req.GetCompares())
+	}
+}

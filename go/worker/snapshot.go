@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/statesync/statesync/go/canonical"
+	"github.com/statesync/statesync/go/digest"
 	pb "github.com/statesync/statesync/go/statesyncv1"
 )
 
@@ -59,13 +60,13 @@ func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
 
 func (s *Session) verifySnapshot(snap *pendingSnapshot) error {
 	for _, d := range snap.resync.GetDigests() {
-		fresh := NewState(0, nil, nil)
+		fresh := digest.New()
 		for ref, e := range snap.entries {
 			if ref.NS == d.GetNs() {
-				fresh.Digest(ref.NS).Set(ref.Key, e.Leaf())
+				fresh.Set(ref.Key, e.Leaf())
 			}
 		}
-		if root := fresh.Digest(d.GetNs()).Root(); !bytes.Equal(root[:], d.GetRoot()) {
+		if root := fresh.Root(); !bytes.Equal(root[:], d.GetRoot()) {
 			return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
 				"the snapshot of namespace %q does not match its digest", d.GetNs())}
 		}

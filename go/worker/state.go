@@ -75,18 +75,21 @@ func NewState(rev int64, entries map[KeyRef]Entry, held map[KeyRef]Held) *State 
 }
 
 // Digest returns ns's digest (empty when the replica has nothing there).
+// It does not change the state: readers may call it concurrently.
 func (s *State) Digest(ns string) *digest.Namespace {
-	d, ok := s.digests[ns]
-	if !ok {
-		d = digest.New()
-		s.digests[ns] = d
+	if d, ok := s.digests[ns]; ok {
+		return d
 	}
-	return d
+	return digest.New()
 }
 
 // recount sets ref's digest leaf from its hold or its entry.
 func (s *State) recount(ref KeyRef) {
-	d := s.Digest(ref.NS)
+	d, ok := s.digests[ref.NS]
+	if !ok {
+		d = digest.New()
+		s.digests[ref.NS] = d
+	}
 	if h, held := s.Held[ref]; held {
 		if len(h.Counted) == 32 {
 			d.Set(ref.Key, digest.Hash(h.Counted))

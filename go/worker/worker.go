@@ -96,9 +96,23 @@ func Open(cfg Config) (*Worker, error) {
 	w.session = NewSession(SessionConfig{
 		WorkerID: cfg.ID, Namespaces: cfg.Namespaces, Deltas: cfg.Deltas,
 		Heartbeat: cfg.Heartbeat, StaleAfter: cfg.StaleAfter, Schemas: schemas, Versions: cfg.Versions,
-		Handler: cfg.Handler,
+		Handler: w.unlocked(cfg.Handler),
 	}, state)
 	return w, nil
+}
+
+// unlocked runs the user's handler without the worker's lock, so it may read
+// the worker (Get, AppliedRev...). The session calls handlers only between
+// writes, when the state is whole, and only the Run goroutine writes.
+func (w *Worker) unlocked(h Handler) Handler {
+	if h == nil {
+		return nil
+	}
+	return func(e Event) error {
+		w.mu.Unlock()
+		defer w.mu.Lock()
+		return h(e)
+	}
 }
 
 // Close closes the replica. Call it after Run returned.

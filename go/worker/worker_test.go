@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -102,8 +103,16 @@ func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
 	)
 	target := serve(t, controller)
 	dir := t.TempDir()
+	var w *Worker
+	seen := make(chan string, 10)
+	handler := func(e Event) error {
+		// A handler may read the worker: it sees the replica before the change.
+		_, had := w.Get(e.NS, e.Key)
+		seen <- fmt.Sprintf("%s %s at %d, had=%v, applied=%d", e.Op, e.Key, e.Rev, had, w.AppliedRev())
+		return nil
+	}
 	w, err := Open(Config{Target: target, ID: "w", Namespaces: []string{"app"}, Dir: dir,
-		Heartbeat: 50 * time.Millisecond, StaleAfter: 1500 * time.Millisecond})
+		Heartbeat: 50 * time.Millisecond, StaleAfter: 1500 * time.Millisecond, Handler: handler})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +137,11 @@ func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
 	}
 	if ack := <-acks; ack.GetRev() != 4 || ack.GetDigests()[0].GetCount() != 0 {
 		t.Fatalf("ack after the batch %v", ack)
+	}
+	for _, want := range []string{"put k at 3, had=false, applied=0", "delete k at 4, had=true, applied=3"} {
+		if got := <-seen; got != want {
+			t.Fatalf("handler saw %q, want %q", got, want)
+		}
 	}
 	if h := wait("hello after the stream ended"); h.GetFromRev() != 4 {
 		t.Fatalf("resumed from %d, want 4", h.GetFromRev())

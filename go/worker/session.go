@@ -250,6 +250,9 @@ func (s *Session) applyRevision(r *pb.Revision, out *Output) error {
 	w := &Write{Rev: r.GetRev(), Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
 	var nacks Output // sent only if the revision applies
 	for _, c := range r.GetChanges() {
+		if !s.subscribed[c.GetNs()] {
+			continue // not ours to keep
+		}
 		ref := KeyRef{c.GetNs(), c.GetKey()}
 		entry, reason, err := s.check(r, c)
 		if err != nil {

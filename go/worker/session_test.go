@@ -106,7 +106,10 @@ func TestSnapshotBootstrapThenTail(t *testing.T) {
 	if ack.GetRev() != 5 || !slices.Equal(ack.GetDigests()[0].GetRoot(), want) || ack.GetDigests()[0].GetCount() != 2 {
 		t.Fatalf("ack %v", ack)
 	}
-	out = receive(t, s, batch(5, 7, revision(6, put(t, "app", "c", `"new"`, 0)), revision(7, del("app", "a"))))
+	out = receive(t, s, batch(5, 7, revision(6, put(t, "app", "c", `"new"`, 0), put(t, "foreign", "x", "1", 0)), revision(7, del("app", "a"))))
+	if _, kept := s.State().Entries[KeyRef{"foreign", "x"}]; kept {
+		t.Fatal("a change to a namespace the worker did not subscribe to was kept")
+	}
 	ack = lastAck(t, out)
 	want = rootOf(map[string][]byte{"b": canon(t, "2"), "c": canon(t, `"new"`)})
 	if ack.GetRev() != 7 || !slices.Equal(ack.GetDigests()[0].GetRoot(), want) {

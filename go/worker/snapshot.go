@@ -43,7 +43,9 @@ func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
 			"snapshot chunk at revision %d, the resync said %d", c.GetRev(), snap.resync.GetRev())}
 	}
 	for _, e := range c.GetEntries() {
-		snap.entries[KeyRef{e.GetNs(), e.GetKey()}] = entryOf(e)
+		if s.subscribed[e.GetNs()] { // anything else is not ours to keep
+			snap.entries[KeyRef{e.GetNs(), e.GetKey()}] = entryOf(e)
+		}
 	}
 	if !c.GetLast() {
 		return nil

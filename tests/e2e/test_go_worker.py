@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,3 +309,34 @@ def test_go_worker_reconnects_after_a_controller_restart(
     assert worker.running, "the worker gave up when the controller went away"
     assert worker.log().count(SNAPSHOT_LOG) == 1, "the worker bootstrapped again"
     assert worker.log().count('"msg":"connected"') >= 2
+
+
+@pytest.mark.timeout(240)
+def test_go_worker_that_falls_out_of_the_sync_buffer_is_reconciled(
+    cluster: Cluster, tmp_path: Path, go_bin: Path
+) -> None:
+    controller = cluster.start_controller(
+        {"feed_revisions": 50, "sync": {"heartbeat_s": 0.5, "silence_s": 60.0, "window": 20}}
+    )
+    client = controller.client()
+    client.put("app", "k000", 0)
+    worker = GoWorker(tmp_path, go_bin / "statesync-go-worker", "go-5", controller.address)
+    worker.argv += ["-stale-after", "60s"]  # so only the controller decides, however slow this is
+    cluster.workers["go-5"] = worker  # type: ignore[assignment]  # cleaned up with the cluster
+    worker.start()
+    wait_converged(client, ["go-5"], timeout=60)
+
+    worker.signal(signal.SIGSTOP)  # it stops reading: its window fills, the feed moves on
+    try:
+        for i in range(1, 150):
+            client.put("app", f"k{i % 40:03d}", i)
+        client.delete("app", "k000")
+    finally:
+        worker.signal(signal.SIGCONT)
+    # The controller moves it to the head keeping its replica, and digest descent
+    # repairs exactly the keys that changed while it was stuck.
+    status = wait_converged(client, ["go-5"], timeout=60)
+    assert "fell behind the sync buffer" in controller.log()
+    assert worker_view(status, "go-5").keys_repaired == 40  # k001..k039 changed, k000 deleted
+    assert worker.log().count(SNAPSHOT_LOG) == 1, "the replica was replaced, not repaired"
+    assert worker.running

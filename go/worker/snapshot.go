@@ -1,0 +1,175 @@
+package worker
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/statesync/statesync/go/canonical"
+	"github.com/statesync/statesync/go/digest"
+	pb "github.com/statesync/statesync/go/statesyncv1"
+)
+
+// Snapshots, reconcile resyncs and repairs: the ways the controller replaces
+// or corrects the replica rather than extending it.
+
+// pendingSnapshot is a bootstrap being received: its resync and the entries so far.
+type pendingSnapshot struct {
+	resync  *pb.Resync
+	entries map[KeyRef]Entry
+}
+
+func (s *Session) resync(r *pb.Resync, out *Output) error {
+	// A new resync supersedes a snapshot still being received, as in the reference worker.
+	s.snapshot = nil
+	if r.GetReconcile() {
+		// Keep the replica, take rev as applied; descent repairs what differs.
+		s.write(&Write{Rev: r.GetRev()}, out)
+		s.ack(out)
+		return nil
+	}
+	s.snapshot = &pendingSnapshot{resync: r, entries: map[KeyRef]Entry{}}
+	return nil
+}
+
+func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
+	snap := s.snapshot
+	if snap == nil {
+		return protocolError("a snapshot chunk arrived without a resync")
+	}
+	if c.GetRev() != snap.resync.GetRev() {
+		return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
+			"snapshot chunk at revision %d, the resync said %d", c.GetRev(), snap.resync.GetRev())}
+	}
+	for _, e := range c.GetEntries() {
+		if s.subscribed[e.GetNs()] { // anything else is not ours to keep
+			snap.entries[KeyRef{e.GetNs(), e.GetKey()}] = entryOf(e)
+		}
+	}
+	if !c.GetLast() {
+		return nil
+	}
+	s.snapshot = nil
+	if err := s.verifySnapshot(snap); err != nil {
+		return err
+	}
+	s.applySnapshot(snap, out)
+	s.Resyncs++
+	s.ack(out)
+	return nil
+}
+
+func (s *Session) verifySnapshot(snap *pendingSnapshot) error {
+	for _, d := range snap.resync.GetDigests() {
+		fresh := digest.New()
+		for ref, e := range snap.entries {
+			if ref.NS == d.GetNs() {
+				fresh.Set(ref.Key, e.Leaf())
+			}
+		}
+		if root := fresh.Root(); !bytes.Equal(root[:], d.GetRoot()) {
+			return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
+				"the snapshot of namespace %q does not match its digest", d.GetNs())}
+		}
+	}
+	return nil
+}
+
+// applySnapshot replaces the replica: entries that changed are validated,
+// keys that disappear are deletes; a refused one keeps its old value and is
+// held at the snapshot's revision.
+func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
+	rev := snap.resync.GetRev()
+	w := &Write{Rev: rev, Replace: true, Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
+	refuse := func(ref KeyRef, reason string, counted []byte) {
+		s.nack(rev, ref, reason, out)
+		w.Holds[ref] = s.hold(ref, rev, reason, counted)
+		if old, ok := s.state.Entries[ref]; ok {
+			w.Puts[ref] = old
+		}
+	}
+	for _, ref := range sortedRefs(snap.entries) {
+		e := snap.entries[ref]
+		if old, ok := s.state.Entries[ref]; ok && bytes.Equal(old.Value, e.Value) {
+			if _, held := s.state.Held[ref]; !held {
+				w.Puts[ref] = e
+				continue
+			}
+		}
+		event := Event{Rev: rev, NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true, SchemaVersion: e.SchemaVersion}
+		reason := ""
+		parsed, err := canonical.Parse(e.Value)
+		if err != nil {
+			reason = err.Error()
+		} else {
+			event.Value = parsed
+			reason = s.validate(event)
+		}
+		if reason != "" {
+			leaf := e.Leaf()
+			refuse(ref, reason, leaf[:])
+			continue
+		}
+		w.Puts[ref] = e
+	}
+	for _, ref := range sortedRefs(s.state.Entries) {
+		if _, kept := snap.entries[ref]; kept || !s.subscribed[ref.NS] {
+			continue
+		}
+		event := Event{Rev: rev, NS: ref.NS, Key: ref.Key, Op: "delete", Snapshot: true}
+		if reason := s.handle(event); reason != "" {
+			refuse(ref, reason, nil)
+		}
+	}
+	clear(s.refused)
+	s.write(w, out)
+	s.forceSnapshot = false
+}
+
+func sortedRefs[V any](m map[KeyRef]V) []KeyRef {
+	refs := make([]KeyRef, 0, len(m))
+	for ref := range m {
+		refs = append(refs, ref)
+	}
+	slices.SortFunc(refs, func(a, b KeyRef) int {
+		if c := strings.Compare(a.NS, b.NS); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return refs
+}
+
+func entryOf(e *pb.Entry) Entry {
+	return Entry{Value: e.GetValue(), CreateRev: e.GetCreateRev(), ModRev: e.GetModRev(), Version: e.GetVersion(),
+		SchemaVersion: e.GetSchemaVersion(), SourceHash: e.GetSourceHash()}
+}
+
+func (s *Session) repair(r *pb.Repair, out *Output) {
+	s.repaired = r.GetId() // applied or skipped: the next ACK's digest decides
+	if r.GetRev() != s.state.Rev {
+		return
+	}
+	w := &Write{Rev: r.GetRev(), Puts: map[KeyRef]Entry{}}
+	for _, e := range r.GetEntries() {
+		ref := KeyRef{e.GetNs(), e.GetKey()}
+		entry := entryOf(e)
+		event := Event{Rev: r.GetRev(), NS: ref.NS, Key: ref.Key, Op: "put", Snapshot: true, SchemaVersion: entry.SchemaVersion}
+		event.Value, _ = canonical.Parse(entry.Value)
+		s.handle(event) // a repair is applied as sent; the handler only hears of it
+		w.Puts[ref] = entry
+	}
+	for _, d := range r.GetDeletes() {
+		ref := KeyRef{d.GetNs(), d.GetKey()}
+		s.handle(Event{Rev: r.GetRev(), NS: ref.NS, Key: ref.Key, Op: "delete", Snapshot: true})
+		w.Deletes = append(w.Deletes, ref)
+	}
+	for ref := range w.touched() {
+		if _, held := s.state.Held[ref]; held {
+			w.Released = append(w.Released, ref)
+		}
+		delete(s.refused, ref)
+	}
+	s.write(w, out)
+}

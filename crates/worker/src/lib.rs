@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod client;
 mod error;
 pub mod replica;
 

@@ -29,8 +29,10 @@ def writer_exe() -> str:
     cargo = shutil.which("cargo")
     assert cargo, "a Rust toolchain (cargo) is needed to build the Rust writer"
     built = subprocess.run(
-        [cargo, "build", "--locked", "-p", "statesync-worker", "--example", "writer"]
-        + ["--message-format", "json-render-diagnostics"],
+        [
+            *(cargo, "build", "--locked", "-p", "statesync-worker", "--example", "writer"),
+            *("--message-format", "json-render-diagnostics"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -60,7 +62,8 @@ def writer(exe: str, address: str, *args: str) -> tuple[int, Any]:
     try:
         return done.returncode, json.loads(out)
     except json.JSONDecodeError:
-        raise AssertionError(f"exit {done.returncode}, not JSON: {done.stdout!r} {done.stderr!r}")
+        detail = f"exit {done.returncode}, not JSON: {done.stdout!r} {done.stderr!r}"
+        raise AssertionError(detail) from None
 
 
 def test_rust_writer_puts_conflicts_and_refuses_bad_values(
@@ -85,7 +88,9 @@ def test_rust_writer_puts_conflicts_and_refuses_bad_values(
 
     # A compare that does not hold: exit 3, the failed compare and the actual revision.
     stale = put["rev"] + 100
-    code, error = writer(writer_exe, address, "put", "app", "web", '{"port": 1}', "--if-rev", str(stale))
+    code, error = writer(
+        writer_exe, address, "put", "app", "web", '{"port": 1}', "--if-rev", str(stale)
+    )
     assert code == 3, error
     assert error["error"] == "ConflictError" and error["retryable"] is False
     assert error["failed"] == [
@@ -131,7 +136,11 @@ def test_rust_writer_replays_a_command_id_and_reports_an_unreachable_controller(
     assert code == 0 and first["replayed"] is False, first
     code, again = writer(writer_exe, controller.address, *args)
     assert code == 0, again
-    assert (again["rev"], again["command_id"], again["replayed"]) == (first["rev"], "deploy-1", True)
+    assert (again["rev"], again["command_id"], again["replayed"]) == (
+        first["rev"],
+        "deploy-1",
+        True,
+    )
 
     code, error = writer(writer_exe, controller.address, "get", "app", "absent")
     assert (code, error["error"]) == (1, "NotFoundError"), error
@@ -139,3 +148,34 @@ def test_rust_writer_replays_a_command_id_and_reports_an_unreachable_controller(
     code, error = writer(writer_exe, f"127.0.0.1:{free_port()}", *args)
     assert code == 5, error
     assert error["error"] == "UnavailableError" and error["retryable"] is True
+
+
+def test_rust_writer_ranges_in_pages_and_waits_for_a_worker(
+    cluster: Cluster, writer_exe: str
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    worker = cluster.start_worker("w1", ["app"])
+    worker.wait_connected()
+    address = controller.address
+    for key in ("svc/b", "svc/a", "other", "svc/c"):
+        code, put = writer(writer_exe, address, "put", "app", key, json.dumps({"name": key}))
+        assert code == 0, put
+
+    code, listed = writer(
+        writer_exe, address, "range", "app", "--prefix", "svc/", "--page-size", "2"
+    )
+    assert code == 0, listed
+    assert [r["key"] for r in listed["records"]] == ["svc/a", "svc/b", "svc/c"]
+    assert [r["value"] for r in listed["records"]] == [
+        {"name": k} for k in ("svc/a", "svc/b", "svc/c")
+    ]
+    assert sum(listed["page_sizes"]) == 3 and max(listed["page_sizes"]) <= 2
+    assert listed["rev"] == put["rev"]
+
+    code, waited = writer(writer_exe, address, "wait", str(put["rev"]), "--worker", "w1")
+    assert code == 0, waited
+    assert waited["complete"] is True and waited["applied"] == ["w1"], waited
+    assert waited["head_rev"] == put["rev"]
+    with controller.client() as client:
+        (status,) = [w for w in client.status().workers if w.worker_id == "w1"]
+        assert status.applied_rev >= put["rev"]

@@ -1,8 +1,11 @@
-//! A small writer on the Rust client: put a JSON value, read a key back.
+//! A small writer on the Rust client: put a JSON value, read keys back, wait
+//! for workers.
 //!
 //! ```text
 //! writer [--server HOST:PORT] put NS KEY JSON [--if-rev N] [--command-id ID]
 //! writer [--server HOST:PORT] get NS KEY
+//! writer [--server HOST:PORT] range NS [--prefix P] [--page-size N]
+//! writer [--server HOST:PORT] wait REV [--worker ID]... [--timeout SECONDS]
 //! ```
 //!
 //! The server defaults to `$STATESYNC_SERVER`, then `127.0.0.1:7700`. A
@@ -12,12 +15,15 @@
 //! invalid input, 5 when the controller is unreachable...); 2 is a usage error.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use statesync_worker::client::{Client, Command, Error};
+use statesync_worker::client::{Client, Command, Error, KeyRecord, RangeOptions, WaitFor};
 
-const USAGE: &str = "usage: writer [--server HOST:PORT] put NS KEY JSON [--if-rev N] [--command-id ID]\n       \
-                     writer [--server HOST:PORT] get NS KEY";
+const USAGE: &str = "usage: writer [--server HOST:PORT] put NS KEY JSON [--if-rev N] [--command-id ID]
+       writer [--server HOST:PORT] get NS KEY
+       writer [--server HOST:PORT] range NS [--prefix P] [--page-size N]
+       writer [--server HOST:PORT] wait REV [--worker ID]... [--timeout SECONDS]";
 
 /// What to do, from the command line.
 enum Action {
@@ -32,43 +38,76 @@ enum Action {
         ns: String,
         key: String,
     },
+    Range {
+        ns: String,
+        options: RangeOptions,
+    },
+    Wait {
+        rev: i64,
+        workers: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{name} {text:?} is not a number"))
 }
 
 fn parse(args: Vec<String>) -> Result<(String, Action), String> {
     let mut server = std::env::var("STATESYNC_SERVER").unwrap_or_else(|_| "127.0.0.1:7700".into());
-    let (mut if_rev, mut command_id) = (None, None);
+    let (mut if_rev, mut command_id, mut options) = (None, None, RangeOptions::default());
+    let (mut workers, mut timeout) = (Vec::new(), Duration::from_secs(30));
     let mut words = Vec::new();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
-            "--server" => server = value("--server")?,
-            "--if-rev" => {
-                let text = value("--if-rev")?;
-                let rev = text
-                    .parse()
-                    .map_err(|_| format!("--if-rev {text:?} is not a revision"))?;
-                if_rev = Some(rev);
-            }
-            "--command-id" => command_id = Some(value("--command-id")?),
+            "--server" => server = value()?,
+            "--if-rev" => if_rev = Some(number(&arg, &value()?)?),
+            "--command-id" => command_id = Some(value()?),
+            "--prefix" => options.prefix = value()?,
+            "--page-size" => options.page_size = Some(number(&arg, &value()?)?),
+            "--worker" => workers.push(value()?),
+            "--timeout" => timeout = Duration::from_secs_f64(number(&arg, &value()?)?),
             _ => words.push(arg),
         }
     }
-    let action = match <[String; 3]>::try_from(words) {
-        Ok([verb, ns, key]) if verb == "get" => Action::Get { ns, key },
-        Err(words) => match <[String; 4]>::try_from(words) {
-            Ok([verb, ns, key, json]) if verb == "put" => Action::Put {
-                ns,
-                key,
-                json,
-                if_rev,
-                command_id,
-            },
-            _ => return Err(USAGE.into()),
+    let action = match words.as_slice() {
+        [verb, ns, key, json] if verb == "put" => Action::Put {
+            ns: ns.clone(),
+            key: key.clone(),
+            json: json.clone(),
+            if_rev,
+            command_id,
+        },
+        [verb, ns, key] if verb == "get" => Action::Get {
+            ns: ns.clone(),
+            key: key.clone(),
+        },
+        [verb, ns] if verb == "range" => Action::Range {
+            ns: ns.clone(),
+            options,
+        },
+        [verb, rev] if verb == "wait" => Action::Wait {
+            rev: number("REV", rev)?,
+            workers,
+            timeout,
         },
         _ => return Err(USAGE.into()),
     };
     Ok((server, action))
+}
+
+fn record_json(record: KeyRecord) -> Value {
+    json!({
+        "ns": record.namespace,
+        "key": record.key,
+        "value": record.json().unwrap_or(Value::Null),
+        "create_rev": record.create_rev,
+        "mod_rev": record.mod_rev,
+        "version": record.version,
+    })
 }
 
 async fn run(server: String, action: Action) -> Result<Value, Error> {
@@ -95,20 +134,42 @@ async fn run(server: String, action: Action) -> Result<Value, Error> {
             }))
         }
         Action::Get { ns, key } => match Client::connect(server).await?.get(&ns, &key).await? {
-            Some(record) => Ok(json!({
-                "ns": record.namespace,
-                "key": record.key,
-                "value": record.json().unwrap_or(Value::Null),
-                "create_rev": record.create_rev,
-                "mod_rev": record.mod_rev,
-                "version": record.version,
-            })),
+            Some(record) => Ok(record_json(record)),
             None => Err(Error::NotFound {
                 namespace: ns,
                 key,
                 rev: None,
             }),
         },
+        Action::Range { ns, options } => {
+            let mut pages = Client::connect(server).await?.range(&ns, options).await?;
+            let (mut sizes, mut records, mut rev) = (Vec::new(), Vec::new(), 0);
+            while let Some(page) = pages.next_page().await? {
+                sizes.push(page.records.len());
+                rev = page.rev;
+                records.extend(page.records.into_iter().map(record_json));
+            }
+            Ok(json!({"rev": rev, "page_sizes": sizes, "records": records}))
+        }
+        Action::Wait {
+            rev,
+            workers,
+            timeout,
+        } => {
+            let scope = if workers.is_empty() {
+                WaitFor::all()
+            } else {
+                WaitFor::workers(workers)
+            };
+            let client = Client::connect(server).await?;
+            let result = client.wait_applied(rev, timeout, scope).await?;
+            let head_rev = client.status().await?.head_rev;
+            let pending: Vec<_> = result.pending.iter().map(|w| &w.worker_id).collect();
+            Ok(json!({
+                "complete": result.is_complete(), "applied": result.applied, "pending": pending,
+                "head_rev": head_rev,
+            }))
+        }
     }
 }
 

@@ -212,8 +212,10 @@ pub struct Client {
 
 impl Client {
     /// Connects to a controller at `address` (`host:port`, or a URI such as
-    /// `http://host:port`). Calls time out after 30 seconds unless
-    /// [`Client::with_timeout`] says otherwise.
+    /// `http://host:port`); an unreachable one fails now, with
+    /// [`Error::Unavailable`]. Calls time out after 30 seconds unless
+    /// [`Client::with_timeout`] says otherwise. A broken connection is
+    /// re-established by later calls.
     pub async fn connect(address: impl Into<String>) -> Result<Client, Error> {
         let address = address.into();
         let uri = if address.contains("://") {

@@ -294,3 +294,33 @@ fn local_refusals_keep_their_fields() {
         "invalid patch (namespace \"app\", key \"k\", at JSON path \"/x\") op #1: no such member"
     );
 }
+
+proptest::proptest! {
+    /// Whatever names and revisions a conflict reports, as the Python server
+    /// serializes it, decode to exactly those fields.
+    #[test]
+    fn any_conflict_decodes_to_its_fields(
+        failed in proptest::collection::vec(
+            ("\\PC{1,12}", "\\PC{1,12}", "mod_rev == [0-9]{1,5}|exists|absent",
+             proptest::option::of(0i64..=(1 << 53))),
+            1..5,
+        ),
+    ) {
+        let failed: Vec<FailedCompare> = failed
+            .into_iter()
+            .map(|(namespace, key, expected, actual_mod_rev)| FailedCompare {
+                namespace, key, expected, actual_mod_rev,
+            })
+            .collect();
+        let detail = json!({
+            "error": "ConflictError",
+            "message": "conflict",
+            "failed": failed.iter().map(|f| json!({
+                "namespace": f.namespace, "key": f.key, "expected": f.expected,
+                "actual_mod_rev": f.actual_mod_rev,
+            })).collect::<Vec<_>>(),
+        });
+        let error = Error::from_status(&status(Code::Aborted, "ConflictError", detail), ADDRESS);
+        proptest::prop_assert_eq!(error, Error::Conflict { failed });
+    }
+}

@@ -5,7 +5,9 @@ is built with cargo and run as a process against a `controller.py` process. It
 puts values (read back through the Python client), fails a compare with exit
 status 3 and the conflict's fields, refuses a value outside I-JSON before the
 network (exit 4, with the namespace, key and JSON path), replays a command id,
-and reports an unreachable controller as retryable (exit 5).
+reports an unreachable controller as retryable (exit 5), reads a range in
+pages, waits for a Python worker to apply a revision, and says which command a
+timed-out commit left in doubt, whose retry with the same id writes it once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -179,3 +182,34 @@ def test_rust_writer_ranges_in_pages_and_waits_for_a_worker(
     with controller.client() as client:
         (status,) = [w for w in client.status().workers if w.worker_id == "w1"]
         assert status.applied_rev >= put["rev"]
+
+
+def test_a_commit_left_in_doubt_says_so_and_its_retry_writes_once(
+    cluster: Cluster, writer_exe: str
+) -> None:
+    controller = cluster.start_controller()
+    code, first = writer(writer_exe, controller.address, "put", "app", "k", '{"v": 1}')
+    assert code == 0, first
+
+    # A stopped controller accepts the connection and never answers: the call
+    # times out and the client cannot know whether the command committed.
+    args = ("put", "app", "k", '{"v": 2}', "--command-id", "deploy-2")
+    controller.signal(signal.SIGSTOP)
+    try:
+        code, error = writer(writer_exe, controller.address, *args, "--timeout", "1")
+    finally:
+        controller.signal(signal.SIGCONT)
+    assert code == 5, error
+    assert error["error"] == "UnavailableError" and error["retryable"] is True
+    assert error["unknown_outcome"] == "deploy-2"
+    assert "retry it with the same command_id" in error["message"]
+
+    # The same command again: committed exactly once, whatever the first attempt did.
+    code, retried = writer(writer_exe, controller.address, *args)
+    assert code == 0, retried
+    assert retried["command_id"] == "deploy-2"
+    with controller.client() as client:
+        record = client.get("app", "k")
+        assert record is not None and orjson.loads(record.value) == {"v": 2}
+        assert (record.mod_rev, record.version) == (retried["rev"], 2)
+        assert client.status().head_rev == retried["rev"] == first["rev"] + 1

@@ -2,7 +2,7 @@
 //! for workers.
 //!
 //! ```text
-//! writer [--server HOST:PORT] put NS KEY JSON [--if-rev N] [--command-id ID]
+//! writer [--server HOST:PORT] put NS KEY JSON [--if-rev N] [--command-id ID] [--timeout SECONDS]
 //! writer [--server HOST:PORT] get NS KEY
 //! writer [--server HOST:PORT] range NS [--prefix P] [--page-size N]
 //! writer [--server HOST:PORT] wait REV [--worker ID]... [--timeout SECONDS]
@@ -20,7 +20,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use statesync_worker::client::{Client, Command, Error, KeyRecord, RangeOptions, WaitFor};
 
-const USAGE: &str = "usage: writer [--server HOST:PORT] put NS KEY JSON [--if-rev N] [--command-id ID]
+const USAGE: &str =
+    "usage: writer [--server HOST:PORT] put NS KEY JSON [--if-rev N] [--command-id ID] [--timeout SECONDS]
        writer [--server HOST:PORT] get NS KEY
        writer [--server HOST:PORT] range NS [--prefix P] [--page-size N]
        writer [--server HOST:PORT] wait REV [--worker ID]... [--timeout SECONDS]";
@@ -33,6 +34,7 @@ enum Action {
         json: String,
         if_rev: Option<i64>,
         command_id: Option<String>,
+        timeout: Duration,
     },
     Get {
         ns: String,
@@ -80,6 +82,7 @@ fn parse(args: Vec<String>) -> Result<(String, Action), String> {
             json: json.clone(),
             if_rev,
             command_id,
+            timeout,
         },
         [verb, ns, key] if verb == "get" => Action::Get {
             ns: ns.clone(),
@@ -118,6 +121,7 @@ async fn run(server: String, action: Action) -> Result<Value, Error> {
             json,
             if_rev,
             command_id,
+            timeout,
         } => {
             let mut command = Command::new().put_json(ns.as_str(), key.as_str(), json);
             if let Some(rev) = if_rev {
@@ -128,7 +132,8 @@ async fn run(server: String, action: Action) -> Result<Value, Error> {
             }
             // Checked before connecting: bad input fails even with no controller.
             command.to_request()?;
-            let done = Client::connect(server).await?.commit(&command).await?;
+            let client = Client::connect(server).await?.with_timeout(timeout);
+            let done = client.commit(&command).await?;
             Ok(json!({
                 "rev": done.rev, "command_id": done.command_id, "replayed": done.replayed,
             }))

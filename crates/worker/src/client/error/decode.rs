@@ -322,11 +322,13 @@ pub(in crate::client) fn with_causes(
     mut source: Option<&(dyn std::error::Error + 'static)>,
 ) -> String {
     while let Some(cause) = source {
-        text = if text.is_empty() {
-            cause.to_string()
-        } else {
-            format!("{text}: {cause}")
-        };
+        let shown = cause.to_string();
+        // tonic repeats a message in its causes ("Timeout expired: transport error: Timeout expired").
+        if text.is_empty() {
+            text = shown;
+        } else if !text.contains(&shown) {
+            text = format!("{text}: {shown}");
+        }
         source = cause.source();
     }
     text

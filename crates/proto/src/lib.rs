@@ -5,3 +5,7 @@
 #![allow(missing_docs, clippy::all)]
 
 tonic::include_proto!("statesync.v1");
+
+/// The trailing metadata key of a failed call's serialized [`Error`]
+/// (`docs/errors.md`): the server writes it, every client decodes it.
+pub const ERROR_METADATA_KEY: &str = "statesync-error-bin";

@@ -13,8 +13,7 @@ use tonic::{Code, Status};
 
 use crate::proto;
 
-/// The trailing metadata key holding a serialized `statesync.v1.Error`.
-pub const ERROR_METADATA_KEY: &str = "statesync-error-bin";
+pub use crate::proto::ERROR_METADATA_KEY;
 
 /// A refusal or failure of a native call.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,9 @@
 //! binding crate (`crates/python`), which converts at the edge: nothing here
 //! knows Python.
 //!
+//! The [`client`] module is the writer client: commands, reads and waits
+//! against a controller, with typed errors (its own docs hold an example).
+//!
 //! ```
 //! use statesync_worker::{Changes, Entry, Replica};
 //!
@@ -29,6 +32,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod client;
 mod error;
 pub mod replica;
 

@@ -186,6 +186,7 @@ def test_watch_prints_changes_until_sigterm(server: Server) -> None:
 
 def test_status_json(server: Server) -> None:
     put(server, "stat", "k", 1)
+    put(server, "stat", "k2", 2)
     as_json, table = cli_many(server.address, ("status", "--json"), ("status",))
     status = json.loads(as_json.stdout)
     assert status["server"] == server.address
@@ -195,6 +196,7 @@ def test_status_json(server: Server) -> None:
     assert status["uptime_s"] >= 0
     digests = {n["ns"]: n["digest"] for n in status["namespaces"]}
     assert len(digests["stat"]) == 64
+    assert {n["ns"]: n["keys"] for n in status["namespaces"]}["stat"] == 2
     assert status["workers"] == []
     assert f"head revision {status['head_rev']}" in table.stdout and "stat" in table.stdout
 

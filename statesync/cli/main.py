@@ -428,7 +428,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         "head_rev": reply.head_rev,
         "compacted_rev": reply.compacted_rev,
         "uptime_s": round(max(0.0, now - reply.started_unix), 3),
-        "namespaces": [{"ns": n.ns, "digest": n.root.hex()} for n in reply.namespaces],
+        "namespaces": [
+            {"ns": n.ns, "keys": n.count, "digest": n.root.hex()} for n in reply.namespaces
+        ],
         "workers": [_worker_json(w, now) for w in reply.workers],
     }
     if args.json:
@@ -459,9 +461,9 @@ def _print_status(status: dict[str, Any]) -> None:
         f"up {_age(status['uptime_s'])}"
     )
     if status["namespaces"]:
-        table = Table("namespace", "digest", title="namespaces", title_justify="left")
+        table = Table("namespace", "keys", "digest", title="namespaces", title_justify="left")
         for n in status["namespaces"]:
-            table.add_row(n["ns"], n["digest"][:16] + "…")
+            table.add_row(n["ns"], f"{n['keys']:,}", n["digest"][:16] + "…")
         console.print(table)
     if not status["workers"]:
         console.print("no worker has connected since the controller started")

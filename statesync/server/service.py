@@ -73,7 +73,8 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         )
         reply.workers.extend(self.worker_status(r) for r in self.hub.workers.values())
         for ns in self.store.namespaces():
-            reply.namespaces.add(ns=ns, root=self.store.digest(ns))
+            root = self.store.digest_node(ns, "")
+            reply.namespaces.add(ns=ns, root=root.fingerprint, count=root.count)
         return reply
 
     def worker_status(self, record: WorkerRecord) -> pb.WorkerStatus:

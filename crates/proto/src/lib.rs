@@ -5,3 +5,6 @@
 #![allow(missing_docs, clippy::all)]
 
 tonic::include_proto!("statesync.v1");
+
+#[cfg(feature = "json")]
+include!(concat!(env!("OUT_DIR"), "/statesync.v1.serde.rs"));

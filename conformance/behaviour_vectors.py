@@ -121,7 +121,9 @@ def _fingerprint(pairs: dict[str, bytes]) -> bytes:
 
 
 def _under(pairs: dict[str, bytes], prefix: str) -> dict[str, bytes]:
-    return {k: h for k, h in pairs.items() if hashlib.sha256(k.encode()).hexdigest().startswith(prefix)}
+    return {
+        k: h for k, h in pairs.items() if hashlib.sha256(k.encode()).hexdigest().startswith(prefix)
+    }
 
 
 def _leaf4(key: str, vhash: bytes) -> bytes:
@@ -149,7 +151,9 @@ def _json(message: Any) -> dict[str, Any]:
 
 def ack(state: State, repaired: int = 0) -> pb.SyncRequest:
     digests = [
-        pb.NamespaceDigest(ns=ns, root=_fingerprint(state.counted(ns)), count=len(state.counted(ns)))
+        pb.NamespaceDigest(
+            ns=ns, root=_fingerprint(state.counted(ns)), count=len(state.counted(ns))
+        )
         for ns in sorted(state.namespaces)
     ]
     return pb.SyncRequest(
@@ -186,7 +190,9 @@ def nack(rev: int, key: str, reason: str, ns: str = NS) -> pb.SyncRequest:
     return pb.SyncRequest(nack=pb.Nack(rev=rev, ns=ns, key=key, reason=reason))
 
 
-def put(key: str, value: Any, *, create: int, version: int, ns: str = NS, prev: int = 0) -> pb.Change:
+def put(
+    key: str, value: Any, *, create: int, version: int, ns: str = NS, prev: int = 0
+) -> pb.Change:
     canonical = bytes(rfc8785.dumps(value))
     return pb.Change(
         ns=ns,
@@ -203,7 +209,9 @@ def delete(key: str, *, prev: int, ns: str = NS) -> pb.Change:
     return pb.Change(ns=ns, key=key, kind=pb.Change.DELETE, prev_mod_rev=prev)
 
 
-def delta(key: str, patch: list[Any], result: Any, *, prev: int, create: int, version: int) -> pb.Change:
+def delta(
+    key: str, patch: list[Any], result: Any, *, prev: int, create: int, version: int
+) -> pb.Change:
     return pb.Change(
         ns=NS,
         key=key,
@@ -229,11 +237,18 @@ def progress(rev: int) -> pb.SyncReply:
 
 def pb_entry(ns: str, key: str, e: Entry) -> pb.Entry:
     return pb.Entry(
-        ns=ns, key=key, value=e.canonical, create_rev=e.create_rev, mod_rev=e.mod_rev, version=e.version
+        ns=ns,
+        key=key,
+        value=e.canonical,
+        create_rev=e.create_rev,
+        mod_rev=e.mod_rev,
+        version=e.version,
     )
 
 
-def snapshot_digests(entries: dict[tuple[str, str], Entry], namespaces: tuple[str, ...]) -> list[pb.NamespaceDigest]:
+def snapshot_digests(
+    entries: dict[tuple[str, str], Entry], namespaces: tuple[str, ...]
+) -> list[pb.NamespaceDigest]:
     out = []
     for ns in namespaces:
         pairs = {k: e.vhash for (n, k), e in entries.items() if n == ns}
@@ -251,7 +266,9 @@ def snapshot(
     return [
         pb.SyncReply(resync=pb.Resync(reason=reason, rev=rev, digests=digests)),
         pb.SyncReply(chunk=pb.SnapshotChunk(rev=rev, entries=items[:half])),
-        pb.SyncReply(chunk=pb.SnapshotChunk(rev=rev, entries=items[half:], digests=digests, last=True)),
+        pb.SyncReply(
+            chunk=pb.SnapshotChunk(rev=rev, entries=items[half:], digests=digests, last=True)
+        ),
     ]
 
 
@@ -336,7 +353,9 @@ def _bootstrap() -> Script:
         (NS, "b"): Entry({"port": 81}, 3, 4, 2),
         (OTHER, "dark-mode"): Entry(True, 5, 5, 1),
     }
-    resync, first, last = snapshot(5, entries, (NS, OTHER), "an empty replica bootstraps from a snapshot")
+    resync, first, last = snapshot(
+        5, entries, (NS, OTHER), "an empty replica bootstraps from a snapshot"
+    )
     s.step(resync, s.state.copy(), note="nothing is applied before the last chunk")
     s.step(first, s.state.copy())
     after = State(5, (NS, OTHER), dict(entries))
@@ -435,7 +454,9 @@ def _compacted_resync() -> Script:
         (NS, "c"): Entry({"port": 82}, 15, 15, 1),
         (NS, "d"): Entry({"port": -1}, 16, 16, 1),
     }
-    resync, first, last = snapshot(20, entries, (NS,), "revision 3 is compacted (history starts after 10)")
+    resync, first, last = snapshot(
+        20, entries, (NS,), "revision 3 is compacted (history starts after 10)"
+    )
     s.step(resync, s.state.copy())
     s.step(first, s.state.copy())
     after = State(20, (NS,), {k: v for k, v in entries.items() if k[1] != "d"})
@@ -492,7 +513,9 @@ def _nack_and_release_by_put() -> Script:
     after = s.state.copy(8)
     del after.held[(NS, "a")]
     after.entries[(NS, "a")] = Entry({"port": 443}, 2, 8, 4)
-    s.step(batch(7, 8, revision(8, put("a", {"port": 443}, create=2, version=4))), after, [ack(after)])
+    s.step(
+        batch(7, 8, revision(8, put("a", {"port": 443}, create=2, version=4))), after, [ack(after)]
+    )
     return s
 
 
@@ -513,7 +536,11 @@ def _release_by_delete() -> Script:
     s.step(batch(6, 7, revision(7, delete("n", prev=6))), after, [ack(after)])
     after = s.state.copy(8)
     after.held[(NS, "b")] = Held(8, "b is pinned", b"")
-    s.step(batch(7, 8, revision(8, delete("b", prev=3))), after, [nack(8, "b", "b is pinned"), ack(after)])
+    s.step(
+        batch(7, 8, revision(8, delete("b", prev=3))),
+        after,
+        [nack(8, "b", "b is pinned"), ack(after)],
+    )
     return s
 
 
@@ -595,7 +622,21 @@ def _deltas() -> Script:
     after = s.state.copy(6)
     after.entries[(NS, "a")] = Entry({"port": 80, "tls": True}, 2, 6, 2)
     s.step(
-        batch(5, 6, revision(6, delta("a", [{"op": "add", "path": "/tls", "value": True}], {"port": 80, "tls": True}, prev=2, create=2, version=2))),
+        batch(
+            5,
+            6,
+            revision(
+                6,
+                delta(
+                    "a",
+                    [{"op": "add", "path": "/tls", "value": True}],
+                    {"port": 80, "tls": True},
+                    prev=2,
+                    create=2,
+                    version=2,
+                ),
+            ),
+        ),
         after,
         [ack(after)],
     )
@@ -606,7 +647,17 @@ def _deltas() -> Script:
             6,
             9,
             revision(7, put("c", 1, create=7, version=1)),
-            revision(8, delta("b", [{"op": "replace", "path": "/port", "value": 1}], {"port": 1}, prev=2, create=3, version=2)),
+            revision(
+                8,
+                delta(
+                    "b",
+                    [{"op": "replace", "path": "/port", "value": 1}],
+                    {"port": 1},
+                    prev=2,
+                    create=3,
+                    version=2,
+                ),
+            ),
             revision(9, put("c", 2, create=7, version=2)),
         ),
         after,
@@ -623,7 +674,14 @@ def _delta_bad_hash() -> Script:
         _seeded(5),
         deltas=True,
     )
-    change = delta("a", [{"op": "replace", "path": "/port", "value": 1}], {"port": 2}, prev=2, create=2, version=2)
+    change = delta(
+        "a",
+        [{"op": "replace", "path": "/port", "value": 1}],
+        {"port": 2},
+        prev=2,
+        create=2,
+        version=2,
+    )
     s.step(batch(5, 6, revision(6, change)), s.state.copy(), reconnect_from=0)
     return s
 
@@ -645,7 +703,14 @@ def _delta_on_refused() -> Script:
     after = s.state.copy(7)
     del after.held[(NS, "a")]
     after.entries[(NS, "a")] = Entry({"port": 443}, 2, 7, 3)
-    change = delta("a", [{"op": "replace", "path": "/port", "value": 443}], {"port": 443}, prev=6, create=2, version=3)
+    change = delta(
+        "a",
+        [{"op": "replace", "path": "/port", "value": 443}],
+        {"port": 443},
+        prev=6,
+        create=2,
+        version=3,
+    )
     s.step(batch(6, 7, revision(7, change)), after, [ack(after)])
     return s
 
@@ -661,7 +726,9 @@ def _progress_and_reconcile() -> Script:
     s.step(progress(9), s.state.copy(9), [ack(s.state.copy(9))])
     s.step(progress(4), s.state.copy(), [ack(s.state)])
     s.step(pb.SyncReply(heartbeat=pb.Heartbeat(sent_unix=1.5)), s.state.copy())
-    resync = pb.SyncReply(resync=pb.Resync(reason="compacted; reconciling by digest", rev=30, reconcile=True))
+    resync = pb.SyncReply(
+        resync=pb.Resync(reason="compacted; reconciling by digest", rev=30, reconcile=True)
+    )
     s.step(resync, s.state.copy(30), [ack(s.state.copy(30))])
     return s
 
@@ -734,4 +801,3 @@ def build() -> dict[str, Any]:
         "format_version": 1,
         "vectors": [s.to_json() for s in scripts],
     }
-

@@ -1,10 +1,7 @@
-"""Shared by bench/fanout.py and bench/bootstrap.py: a controller in its own
-process, and /proc readings of any process (CPU seconds, peak and current RSS).
-
-The controller is `Controller.run(on_ready=...)` in a fresh interpreter with a
-fresh data directory; `on_ready` prints the gRPC port. `stop()` sends SIGTERM
-and returns the exit code (0 for a clean shutdown).
-"""
+"""What the benchmark's parts share: child processes (CPU, stop with SIGTERM,
+log tail), /proc readings of any process (CPU seconds, peak and current RSS),
+the machine's load around a run, the `statesync` executable, the 100-byte
+value every write puts, and py-spy profiles."""
 
 from __future__ import annotations
 
@@ -23,34 +20,18 @@ import orjson
 __all__ = [
     "CLK_TCK",
     "ChildProcess",
-    "ControllerProcess",
     "MachineLoad",
     "Profiler",
     "cpu_seconds",
     "git_describe",
     "make_value",
     "pct",
-    "reset_peak_rss",
     "rss_mb",
     "statesync_exe",
 ]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VALUE_BYTES = 100
-
-LAUNCHER = """
-import asyncio, logging, sys
-from pathlib import Path
-from statesync.server.app import Controller, ServerSettings
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-def ready(controller):
-    print(controller.port, flush=True)
-
-settings = ServerSettings(data=Path(sys.argv[1]), listen="127.0.0.1:0", http=None)
-asyncio.run(Controller(settings).run(on_ready=ready))
-"""
 
 
 def statesync_exe() -> str:
@@ -64,7 +45,7 @@ def statesync_exe() -> str:
 
 
 def make_value(i: int) -> dict[str, object]:
-    """A small document whose canonical JSON is exactly VALUE_BYTES (as bench/commit.py)."""
+    """A small document whose canonical JSON is exactly VALUE_BYTES."""
     doc = {"host": f"10.0.{i % 256}.{i % 200}", "port": 8080, "weight": i % 100, "pad": ""}
     size = len(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
     doc["pad"] = "x" * (VALUE_BYTES - size)
@@ -84,15 +65,6 @@ def rss_mb(pid: int, field: str = "VmHWM") -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     raise KeyError(field)
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Reset VmHWM to the current RSS (Linux: write 5 to clear_refs)."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
 
 
 class MachineLoad:
@@ -163,38 +135,6 @@ class ChildProcess:
 
     def log_tail(self, chars: int = 2000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
-
-
-class ControllerProcess(ChildProcess):
-    def __init__(self, data: Path, log: Path) -> None:
-        data.mkdir(parents=True, exist_ok=True)
-        self.log = log
-        self._stderr = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", LAUNCHER, str(data)],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line.isdigit():
-            self.proc.kill()
-            self.proc.wait()
-            self._stderr.close()
-            raise RuntimeError(f"controller did not start: {line!r}\n{log.read_text()[-2000:]}")
-        self.pid = self.proc.pid
-        self.port = int(line)
-        self.address = f"127.0.0.1:{self.port}"
-
-    def peak_rss_mb(self) -> float:
-        return rss_mb(self.pid, "VmHWM")
-
-    def rss_mb(self) -> float:
-        return rss_mb(self.pid, "VmRSS")
-
-    def reset_peak_rss(self) -> bool:
-        return reset_peak_rss(self.pid)
 
 
 class Profiler:

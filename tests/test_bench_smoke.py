@@ -72,6 +72,13 @@ def test_smoke_runs_every_scenario_cleanly(smoke) -> None:
     for k, case in drift["cases"].items():
         assert case["problems"] == [] and case["bytes"] > 0, (k, case)
     assert 0 < drift["away"]["bytes"] < drift["away"]["snapshot_bytes"]
+    commit = ours["commit"]
+    for case in ("single", "writers-16", "pipelined-16", "batch-1000"):
+        assert commit[case]["ops_per_s"] > 0 and commit[case]["p99_ms"] > 0, (case, commit)
+    for run in results["runs"]:
+        fan = run["fanout"]
+        # Measured from when each write was sent, so never below acknowledged→applied.
+        assert fan["p99_ms"] >= fan["after_ack"]["p99_ms"], (run["system"], fan)
 
 
 def test_smoke_report_has_a_table_per_scenario_and_plots(smoke) -> None:
@@ -88,6 +95,7 @@ def test_smoke_report_has_a_table_per_scenario_and_plots(smoke) -> None:
         "## Reconnect storm",
         "## Drift",
         "## Memory",
+        "## In-process commit",
     ):
         assert section in report
     for name in systems():

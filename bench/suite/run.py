@@ -21,7 +21,7 @@ import orjson
 from rich.console import Console
 
 from bench._controller import MachineLoad, git_describe
-from bench.suite import report, scenarios
+from bench.suite import inprocess, report, scenarios
 from bench.suite.scenarios import MODES, Context
 from bench.suite.systems.base import System
 
@@ -29,7 +29,7 @@ SYSTEMS = ("statesync", "etcd", "nats", "nats-sync", "nats-r3")
 DATA_SYSTEMS = ("statesync", "etcd", "nats")
 """Read-path scenarios (bootstrap, reconnect storm, drift, memory) run on one
 configuration per product: nats-sync and nats-r3 share nats's read path."""
-SCENARIOS = ("writes", "fanout", "storm", "bootstrap", "drift")
+SCENARIOS = ("writes", "fanout", "storm", "bootstrap", "drift", "commit")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 EPILOG = """
@@ -47,6 +47,7 @@ examples:
   python -m bench --smoke
   python -m bench --full --profile          # the committed report
   python -m bench --quick --systems statesync,nats --scenarios writes,fanout
+  python -m bench --quick --systems statesync --scenarios commit   # store only, ~1 minute
 """
 
 
@@ -68,7 +69,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="statesync side by side with etcd and NATS JetStream, measured in one run "
-        "on this machine: durable writes, fan-out, bootstrap, reconnect storm, drift, memory.",
+        "on this machine: durable writes, fan-out, bootstrap, reconnect storm, drift, memory; "
+        "and statesync's own in-process commit figures.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -156,8 +158,17 @@ def run_system(name: str, args: argparse.Namespace, ctx: Context, repeat: int) -
                 system.stop()
             except Exception:
                 out["errors"][f"{phase}-stop"] = traceback.format_exc()
+    if name == "statesync" and "commit" in args.scenarios:
+        ctx.console.print("  statesync: in-process commit (no network)")
+        workdir = ctx.workdir / f"r{repeat}-{name}-commit"
+        workdir.mkdir(parents=True)
+        try:
+            out["commit"] = inprocess.commit(workdir, ctx.sizes.commit_commands)
+        except Exception:
+            out["errors"]["commit"] = traceback.format_exc()
+            ctx.console.print(out["errors"]["commit"][-1500:], markup=False)
     if name == "statesync" and "drift" in args.scenarios:
-        ctx.console.print("  statesync: drift and away (bench/reconcile.py)")
+        ctx.console.print("  statesync: drift and away (bench/suite/drift.py)")
         try:
             out["drift"] = scenarios.statesync_reconcile(ctx, repeat, seed=1)
         except Exception:

@@ -1,86 +1,50 @@
-"""Reconciliation cost: finding and repairing k drifted keys in a large namespace,
-next to a full re-list of it; and a worker away past compaction brought back by
+"""Drift and "back after compaction", statesync only: k drifted keys found
+and repaired by digest descent, next to a full re-list; and a worker away
+while 1% of its namespace changed and history was compacted, brought back by
 reconciliation, next to a full snapshot.
 
-Drift (default 1,000,000 keys): the controller's store is built in this
-process (`SQLiteStore.commit_many`, commands of 10,000 puts of ~80-byte
-values), then the worker's replica is built offline from the store's snapshot
-(`Replica.replace` with the same records: applied revision = head, same
-digest). The controller then runs as `statesync serve --ready-file` in its own
-process. For each case (k = 1 as a wrong value, a key the worker lacks, and a
-key only the worker has; k = 10, 100, 1000 as a mix of the three), the replica
-is opened offline and k keys drift through `Replica.apply` at its own revision
-(so the file stays self-consistent), then `statesync worker` starts on it. The
-controller detects the mismatch at an ACK, localizes it by digest descent over
-the sync stream, repairs and verifies; its RepairRecords (`Client.status()`)
-give round trips, bytes (descent messages both ways + the repair message) and
-seconds (detection -> verified repair). The worker is then stopped (SIGTERM,
-exit 0 checked). Re-list: a full `Client.snapshot([ns])` of the namespace
-(sum of SnapshotChunk ByteSize, and the time to receive it).
+Drift: the controller's store is built in this process (`SQLiteStore.commit_many`,
+commands of 10,000 puts of ~80-byte values), the worker's replica offline from
+the store's snapshot (same records, so the same digest at the head). The
+controller runs as `statesync serve --ready-file` in its own process. For each
+case (k = 1 as a wrong value; larger k as a mix of wrong values, keys the
+worker lacks and keys only the worker has), k keys of the replica drift
+offline at its own revision, then `statesync worker` starts on it; the
+controller detects the mismatch at an ACK, localizes it by descent, repairs
+and verifies, and its repair records (`Client.status()`) give round trips,
+bytes and seconds. Re-list: a full `Client.snapshot([ns])` of the namespace.
 
-Away (default 200,000 keys, 1% changed): a worker reaches the head, is
-stopped; the controller then updates, deletes and creates 1% of the keys
-(a third each, 10 keys per command) and compacts its history to the head; the
-worker comes back, gets a reconcile resync (no snapshot: its log must not say
-"replica replaced by the snapshot") and is repaired by descent. Bytes are the
-sum over its RepairRecords, next to a full snapshot's bytes and time, and the
-time a fresh worker takes to bootstrap from that snapshot.
+Away: a worker reaches the head and stops; 1% of the keys are updated,
+deleted and created (a third each) and history is compacted to the head; the
+worker comes back, gets a reconcile resync (its log must not say that the
+snapshot replaced its replica) and is repaired by descent.
 
-The worker process is `statesync worker` with its Worker class wrapped to
-count the protobuf size of what it receives (by message kind) and of the
-digest answers it sends: "wire" bytes, a cross-check on the records' counts
-(which leave protobuf framing out).
-
-A case that does not converge (the worker's stream broke twice, or
---case-timeout passed) is reported as such, its drift is undone, and it runs
-again on a controller started with `serve --silence 60` (--retry-silence),
-so that its cost is still measured.
-
-    python bench/reconcile.py                 # 1M keys, k = 1/10/100/1000; away: 200k keys
-    python bench/reconcile.py --quick         # 100k keys, k = 1/10; away: 50k keys
-    python bench/reconcile.py --keys 300000 --rounds 3 --keep
+A case that does not converge (the worker's stream broke twice, or the case
+timed out) is reported as such, its drift is undone, and it runs again on a
+controller started with `serve --silence 60`, so that its cost is measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime
 import hashlib
-import os
 import random
-import re
 import shutil
 import signal
-import statistics
 import subprocess
-import sys
-import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 from rich.console import Console
-from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _controller import (
-    ChildProcess,
-    MachineLoad,
-    cpu_seconds,
-    git_describe,
-    rss_mb,
-    statesync_exe,
-)
-
+from bench._controller import ChildProcess, MachineLoad, cpu_seconds, rss_mb, statesync_exe
 from statesync import Command, Delete, Put
 from statesync.client import Client
-from statesync.core import reconcile
-from statesync.core.digest import position
-from statesync.core.reconcile import LEAF_LIMIT
 from statesync.server.app import DB_FILE
 from statesync.store.sqlite import SQLiteStore
 from statesync.worker.replica import Entry, Replica
@@ -91,54 +55,9 @@ WORKER_ID = "recon-bench"
 VALUE_BYTES = 80
 PUTS_PER_COMMAND = 10_000
 AWAY_OPS_PER_COMMAND = 10
-SNAPSHOT_CHUNK = 2000  # what the sync stream sends a bootstrapping worker (SyncHub)
+SNAPSHOT_CHUNK = 2000  # what the sync stream sends a bootstrapping worker
 KINDS = ("wrong", "missing", "extra")
-KIND_LABEL = {
-    "wrong": "wrong value",
-    "missing": "missing on worker",
-    "extra": "extra on worker",
-    "mix": "mix of the 3",
-}
 SNAPSHOT_APPLIED = "replica replaced by the snapshot"  # the worker's log line
-ATTEMPT = re.compile(
-    rf"worker {WORKER_ID}: repairing (\d+) key\(s\) .*\((\d+) round trips, (\d+) bytes\)"
-)  # the controller's log line for each descent that ends in a repair
-TARGET_K1_ROUND_TRIPS = 4
-TARGET_K1_BYTES = 2048
-TARGET_K10_SECONDS = 1.0
-TARGET_K10_RATIO = 0.01
-TARGET_AWAY_RATIO = 0.05
-
-WORKER_LAUNCHER = """
-import sys
-import orjson
-from statesync.cli import worker_cmd
-from statesync.cli.main import main
-from statesync.worker import Worker
-
-counts = {}
-
-def count(kind, size):
-    c = counts.setdefault(kind, [0, 0])
-    c[0] += 1
-    c[1] += size
-
-class CountingWorker(Worker):
-    async def _handle(self, reply, snapshot, outgoing):
-        count("received:" + str(reply.WhichOneof("msg")), reply.ByteSize())
-        return await super()._handle(reply, snapshot, outgoing)
-
-    def _answer(self, query):
-        answer = super()._answer(query)
-        count("sent:answer", answer.ByteSize())
-        return answer
-
-worker_cmd.Worker = CountingWorker
-code = main(sys.argv[2:])
-with open(sys.argv[1], "wb") as f:
-    f.write(orjson.dumps(counts))
-sys.exit(code)
-"""
 
 
 def key_name(i: int) -> str:
@@ -208,48 +127,6 @@ def build_replica(data: Path, state_dir: Path, ns: str) -> dict[str, Any]:
     return {"rev": rev, "keys": len(entries), "seconds": time.perf_counter() - t0}
 
 
-def trie_shape(keys: int) -> dict[str, Any]:
-    """How deep a descent goes for one wrong key: per key, the first trie depth
-    whose node holds at most LEAF_LIMIT keys (described by its leaves);
-    round trips = that depth + 1."""
-    hexes = [position(key_name(i)).hex()[:8] for i in range(keys)]
-    counts: list[collections.Counter[str]] = [collections.Counter()]
-    while len(counts) < 8 and (len(counts) == 1 or max(counts[-1].values()) > LEAF_LIMIT):
-        d = len(counts)
-        counts.append(collections.Counter(h[:d] for h in hexes))
-    depths: collections.Counter[int] = collections.Counter()
-    for h in hexes:
-        d = 0
-        if keys > LEAF_LIMIT:
-            d = next(d for d in range(1, len(counts)) if counts[d][h[:d]] <= LEAF_LIMIT)
-        depths[d] += 1
-    return {
-        "leaf_limit": LEAF_LIMIT,
-        "round_trips_share": {str(d + 1): n / keys for d, n in sorted(depths.items())},
-        "nodes_by_depth": [len(c) for c in counts[1:]],
-        "nodes_over_limit_by_depth": [
-            sum(1 for n in c.values() if n > LEAF_LIMIT) for c in counts[1:]
-        ],
-        "max_keys_by_depth": [max(c.values()) for c in counts[1:]],
-    }
-
-
-def answer_cost(replica: Replica, ns: str) -> dict[str, float]:
-    """What answering a descent costs the worker (the same calls as
-    `Worker._answer`): the by-bucket index built on the first `leaves` call,
-    then one node's leaves by prefix length."""
-    t0 = time.perf_counter()
-    replica.leaves(ns, "ffff")
-    out = {"index_build_s": time.perf_counter() - t0}
-    for length in (2, 3, 4):
-        prefixes = [f"{i:0{length}x}" for i in range(0, 16**length, 16**length // 16)]
-        t0 = time.perf_counter()
-        for prefix in prefixes:
-            reconcile.answer(replica.digest(ns), lambda p: replica.leaves(ns, p), [prefix])
-        out[f"answer_{length}_nibbles_s"] = (time.perf_counter() - t0) / len(prefixes)
-    return out
-
-
 Undo = tuple[list[tuple[str, str, Entry]], list[tuple[str, str]]]
 """The drifted keys' entries as the controller has them, and the extra keys."""
 
@@ -262,7 +139,6 @@ def drift(
     kind: str,
     rng: random.Random,
     tag: str,
-    measure_answer: bool = False,
 ) -> dict[str, Any]:
     """Open the replica offline and make k of its keys differ from the controller:
     wrong values, deletions (the worker lacks the key) and extra keys."""
@@ -299,7 +175,6 @@ def drift(
                 )
                 puts.append((ns, key, entry))
         replica.apply(rev, puts, deletes, [])
-        cost = answer_cost(replica, ns) if measure_answer else None
         if replica.digest(ns).root() == before:
             raise RuntimeError("drift did not change the replica's digest")
         count = replica.digest(ns).count
@@ -309,9 +184,8 @@ def drift(
         "open_s": open_s,
         "seconds": time.perf_counter() - t0,
         "rev": rev,
-        "kinds": dict(collections.Counter(kinds)),
+        "kinds": dict(Counter(kinds)),
         "worker_keys": count,
-        "answer_cost": cost,
         "undo": undo,
     }
 
@@ -388,27 +262,21 @@ def run_worker(
     *,
     expect_repair: bool,
     snapshot_allowed: bool = False,
-    controller_log: Path | None = None,
     timeout: float = 300,
     max_reconnects: int | None = None,
 ) -> dict[str, Any]:
     """Start `statesync worker` on state_dir, wait until the controller says its
     digest agrees at `head` (after keys were repaired, when a repair is
-    expected), stop it, and collect its repair records, its log and its byte
-    counts. With `max_reconnects`, a worker whose stream broke more often than
-    that, or that did not agree within `timeout`, is stopped and reported as
-    not converged (`converged` False) instead of raising."""
-    counts_file = log.with_suffix(".counts.json")
-    counts_file.unlink(missing_ok=True)
+    expected), stop it, and collect its repair records and its log. With
+    `max_reconnects`, a worker whose stream broke more often than that, or
+    that did not agree within `timeout`, is stopped and reported as not
+    converged (`converged` False) instead of raising."""
     start_unix = time.time()
     t0 = time.perf_counter()
     stderr = open(log, "wb")  # noqa: SIM115 - the child has its own copy
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-c",
-            WORKER_LAUNCHER,
-            str(counts_file),
+            statesync_exe(),
             "worker",
             "--server",
             client.address,
@@ -487,21 +355,6 @@ def run_worker(
             marks["opened"] = log_time(line) - start_unix
         elif " connected to " in line and "connected" not in marks:
             marks["connected"] = log_time(line) - start_unix
-    attempts = []
-    if controller_log is not None:
-        for line in controller_log.read_text(errors="replace").splitlines():
-            m = ATTEMPT.search(line)
-            if m and log_time(line) >= start_unix - 0.01:
-                attempts.append(
-                    {
-                        "at_s": log_time(line) - start_unix,
-                        "keys": int(m.group(1)),
-                        "round_trips": int(m.group(2)),
-                        "descent_bytes": int(m.group(3)),
-                    }
-                )
-    counts = orjson.loads(counts_file.read_bytes()) if counts_file.exists() else {}
-    reconcile_kinds = ("received:query", "received:repair", "sent:answer")
     out = {
         "converged": not given_up,
         "given_up": given_up,
@@ -528,10 +381,6 @@ def run_worker(
         "bytes": sum(r.bytes for r in records),
         "key_count": sum(r.key_count for r in records),
         "repair_seconds": sum(r.seconds for r in records),
-        "attempts": attempts,
-        "wire": counts,
-        "wire_bytes": sum(counts.get(k, [0, 0])[1] for k in reconcile_kinds),
-        "snapshot_bytes_received": counts.get("received:chunk", [0, 0])[1],
         "digest": status.digest if status is not None else "",
         "applied_rev": status.applied_rev if status is not None else 0,
         "worker_cpu_s": cpu,
@@ -587,13 +436,11 @@ def run_case(
     kind: str,
     rng: random.Random,
     tag: str,
-    *,
-    measure_answer: bool,
 ) -> dict[str, Any]:
     """Drift k keys offline, run the worker until the controller has repaired
     them (or gives up on it), check what was repaired."""
     ns = NAMESPACE
-    d = drift(state_dir, ns, args.keys, k, kind, rng, tag, measure_answer=measure_answer)
+    d = drift(state_dir, ns, args.keys, k, kind, rng, tag)
     undo = d.pop("undo")
     cpu0, machine = controller.cpu(), MachineLoad()
     with Client(controller.address, timeout=120) as client:
@@ -604,7 +451,6 @@ def run_case(
             base / f"drift-worker-{tag}.log",
             head,
             expect_repair=True,
-            controller_log=controller.log,
             timeout=args.case_timeout,
             max_reconnects=1,
         )
@@ -647,9 +493,6 @@ def run_drift(args: argparse.Namespace, base: Path, console: Console) -> dict[st
         f"drift: {keys:,} keys built in {out['build_store']['seconds']:.1f} s "
         f"(store) + {out['build_replica']['seconds']:.1f} s (replica), head {head}"
     )
-    t0 = time.perf_counter()
-    out["trie"] = trie_shape(keys)
-    out["trie"]["seconds"] = time.perf_counter() - t0
     runs: list[dict[str, Any]] = []
     out["runs"] = runs
     out["controllers"] = []
@@ -677,7 +520,7 @@ def run_drift(args: argparse.Namespace, base: Path, console: Console) -> dict[st
         console.print(
             f"round {r + 1} k={res['k']} ({res['kind']}, --silence "
             f"{res['controller_silence_s']:g}): {res['round_trips']} round trips, "
-            f"{res['bytes']:,} bytes (wire {res['wire_bytes']:,}), "
+            f"{res['bytes']:,} bytes, "
             f"{res['repair_seconds'] * 1e3:.0f} ms detect->verified, "
             f"start->agree {res['start_to_agree_s']:.2f} s"
             + (f" [red]{'; '.join(problems)}[/red]" if problems else "")
@@ -690,12 +533,7 @@ def run_drift(args: argparse.Namespace, base: Path, console: Console) -> dict[st
         for r in range(args.rounds):
             for n, (k, kind) in enumerate(todo):
                 tag = f"r{r}-k{k}-{kind}"
-                first = r == 0 and not runs
-                res = run_case(
-                    controller, args, base, state_dir, head, k, kind, rng, tag, measure_answer=first
-                )
-                if first:
-                    out["worker_answer_cost"] = res["drift"].pop("answer_cost")
+                res = run_case(controller, args, base, state_dir, head, k, kind, rng, tag)
                 res["round"] = r
                 runs.append(res)
                 show(r, res)
@@ -714,7 +552,6 @@ def run_drift(args: argparse.Namespace, base: Path, console: Console) -> dict[st
                     kind,
                     rng,
                     tag + "-silence",
-                    measure_answer=False,
                 )
                 res["round"] = r
                 runs.append(res)
@@ -795,7 +632,6 @@ def run_away(args: argparse.Namespace, base: Path, console: Console) -> dict[str
                 base / f"away-worker-{name}.log",
                 head,
                 expect_repair=True,
-                controller_log=controller.log,
                 timeout=args.case_timeout,
                 max_reconnects=1,
             )
@@ -820,7 +656,7 @@ def run_away(args: argparse.Namespace, base: Path, console: Console) -> dict[str
         res["problems"] = problems
         console.print(
             f"away (serve --silence {controller.silence_s:g}): back by reconciliation: "
-            f"{res['bytes']:,} bytes (wire {res['wire_bytes']:,}), {res['round_trips']} round "
+            f"{res['bytes']:,} bytes, {res['round_trips']} round "
             f"trips, start->agree {res['start_to_agree_s']:.2f} s"
             + (f" [red]{'; '.join(problems)}[/red]" if problems else "")
         )
@@ -889,417 +725,9 @@ def run_away(args: argparse.Namespace, base: Path, console: Console) -> dict[str
         out["bootstrap"] = boot
         console.print(
             f"away: a fresh worker bootstraps in {boot['start_to_agree_s']:.2f} s "
-            f"({boot['snapshot_bytes_received']:,} snapshot bytes)"
+            f"(a snapshot of {out['snapshot']['bytes']:,} bytes)"
         )
     finally:
         stop(controller)
     out["controller_exit_code"] = max(c["exit_code"] for c in out["controllers"])
     return out
-
-
-# ---------------------------------------------------------------- report
-
-
-def med(values: list[float], fmt: str, scale: float = 1.0) -> str:
-    values = [v * scale for v in values]
-    m = statistics.median(values)
-    if len(values) == 1 or min(values) == max(values):
-        return f"{m:{fmt}}"
-    return f"{m:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
-
-
-def descents(res: dict[str, Any]) -> str:
-    """Round trips of each descent behind a record: the ones that ended in a repair
-    (controller log), then what the record counts beyond them (a re-check that
-    found nothing, or a descent cut short)."""
-    done = [a["round_trips"] for a in res["attempts"]]
-    rest = res["round_trips"] - sum(done)
-    return " + ".join([str(n) for n in done] + ([f"({rest})"] if rest else [])) or "-"
-
-
-def summarize_drift(drift: dict[str, Any]) -> list[dict[str, Any]]:
-    relist_bytes = statistics.median(x["bytes"] for x in drift["relist"])
-    relist_s = statistics.median(x["seconds"] for x in drift["relist"])
-    rows = []
-    seen: list[tuple[int, str, float, bool]] = []
-    for run in drift["runs"]:
-        case = (run["k"], run["kind"], run["controller_silence_s"], run["converged"])
-        if case not in seen:
-            seen.append(case)
-    for k, kind, silence, converged in seen:
-        runs = [
-            x
-            for x in drift["runs"]
-            if (x["k"], x["kind"], x["controller_silence_s"], x["converged"])
-            == (k, kind, silence, converged)
-        ]
-        rows.append(
-            {
-                "k": k,
-                "kind": kind,
-                "silence_s": silence,
-                "converged": converged,
-                "given_up": [x["given_up"] for x in runs],
-                "reconnects": [x["reconnects"] for x in runs],
-                "elapsed_s": [x["elapsed_s"] for x in runs],
-                "runs": len(runs),
-                "round_trips": [x["round_trips"] for x in runs],
-                "descents": [descents(x) for x in runs],
-                "first_descent_bytes": [
-                    x["attempts"][0]["descent_bytes"] if x["attempts"] else 0 for x in runs
-                ],
-                "bytes": [x["bytes"] for x in runs],
-                "wire_bytes": [x["wire_bytes"] for x in runs],
-                "seconds": [x["repair_seconds"] for x in runs],
-                "connect_to_detect_s": [x.get("connect_to_detect_s", float("nan")) for x in runs],
-                "start_to_agree_s": [x["start_to_agree_s"] for x in runs],
-                "worker_open_s": [x["marks"].get("opened", float("nan")) for x in runs],
-                "relist_bytes": relist_bytes,
-                "relist_s": relist_s,
-                "bytes_ratio": [x["bytes"] / relist_bytes for x in runs],
-                "time_ratio": [x["repair_seconds"] / relist_s for x in runs],
-            }
-        )
-    return rows
-
-
-def targets(rows: list[dict[str, Any]], away: dict[str, Any] | None) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        if not row["converged"]:
-            out.append(
-                {
-                    "target": f"k={row['k']}: repaired (no numeric target)",
-                    "figure": f"did not converge: {row['given_up'][0]} "
-                    f"(serve --silence {row['silence_s']:g})",
-                    "met": False,
-                }
-            )
-            continue
-        if row["silence_s"] != 10:
-            continue
-        if row["k"] == 1:
-            worst_rt, worst_b = max(row["round_trips"]), max(row["bytes"])
-            out.append(
-                {
-                    "target": f"k=1 ({KIND_LABEL[row['kind']]}): <= {TARGET_K1_ROUND_TRIPS} "
-                    f"round trips and <= {TARGET_K1_BYTES} bytes",
-                    "figure": f"{worst_rt} round trips, {worst_b:,} bytes (worst of {row['runs']})",
-                    "met": worst_rt <= TARGET_K1_ROUND_TRIPS and worst_b <= TARGET_K1_BYTES,
-                }
-            )
-        if row["k"] == 10:
-            worst_s, worst_r = max(row["seconds"]), max(row["bytes_ratio"])
-            out.append(
-                {
-                    "target": f"k=10: < {TARGET_K10_SECONDS:.0f} s detect->verified and "
-                    f"< {TARGET_K10_RATIO:.0%} of the re-list's bytes",
-                    "figure": f"{worst_s * 1e3:.0f} ms, {worst_r:.3%} (worst of {row['runs']})",
-                    "met": worst_s < TARGET_K10_SECONDS and worst_r < TARGET_K10_RATIO,
-                }
-            )
-    if away is not None:
-        for res in (away["reconcile"], away.get("reconcile_retry")):
-            if res is None:
-                continue
-            ratio = res["bytes"] / away["snapshot"]["bytes"]
-            settings = f"serve --silence {res['controller_silence_s']:g}"
-            if not res["converged"]:
-                out.append(
-                    {
-                        "target": f"away past compaction ({settings}): brought to head",
-                        "figure": f"did not converge: {res['given_up']}",
-                        "met": False,
-                    }
-                )
-                continue
-            out.append(
-                {
-                    "target": f"away past compaction ({settings}): < {TARGET_AWAY_RATIO:.0%} "
-                    "of a full snapshot's bytes",
-                    "figure": f"{ratio:.2%} ({res['bytes']:,} of {away['snapshot']['bytes']:,})",
-                    "met": ratio < TARGET_AWAY_RATIO,
-                }
-            )
-    return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--keys", type=int, default=None, help="drift namespace size (default 1,000,000)"
-    )
-    parser.add_argument(
-        "--k",
-        type=lambda s: [int(x) for x in s.split(",")],
-        default=None,
-        help="differing keys, comma-separated (default 1,10,100,1000)",
-    )
-    parser.add_argument(
-        "--single",
-        type=lambda s: [x for x in s.split(",") if x],
-        default=list(KINDS),
-        help="kinds of drift measured for k=1 (default wrong,missing,extra)",
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=1, help="repetitions of the drift cases (default 1)"
-    )
-    parser.add_argument(
-        "--away-keys", type=int, default=None, help="away namespace size (default 200,000)"
-    )
-    parser.add_argument(
-        "--away-fraction", type=float, default=0.01, help="share changed while away"
-    )
-    parser.add_argument("--only", choices=("drift", "away"), default=None)
-    parser.add_argument(
-        "--case-timeout",
-        type=float,
-        default=90,
-        help="give up on a drift case after this many seconds (default 90)",
-    )
-    parser.add_argument(
-        "--retry-silence",
-        type=float,
-        default=60,
-        help="a drift case that did not converge runs again with `serve --silence S` "
-        "(default 60; 0: no retry)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="100,000 keys, k = 1,10; away: 50,000 keys"
-    )
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--dir", type=Path, default=None, help="where data dirs live")
-    parser.add_argument("--keep", action="store_true", help="keep logs and data directories")
-    parser.add_argument(
-        "--json", type=Path, default=None, help="default bench/results/reconcile-DATE.json"
-    )
-    args = parser.parse_args(argv)
-    if args.keys is None:
-        args.keys = 100_000 if args.quick else 1_000_000
-    if args.k is None:
-        args.k = [1, 10] if args.quick else [1, 10, 100, 1000]
-    if args.away_keys is None:
-        args.away_keys = 50_000 if args.quick else 200_000
-    if any(kind not in KINDS for kind in args.single):
-        parser.error(f"--single takes {','.join(KINDS)}")
-    if args.json is None:
-        today = datetime.date.today().isoformat()
-        suffix = "-quick" if args.quick else ""
-        args.json = Path(__file__).resolve().parent / "results" / f"reconcile-{today}{suffix}.json"
-
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    base = Path(tempfile.mkdtemp(prefix="statesync-reconcile-", dir=args.dir))
-    t_start = time.perf_counter()
-    machine = MachineLoad()
-    drift = away = None
-    failed = True
-    try:
-        if args.only != "away":
-            drift = run_drift(args, base, console)
-        if args.only != "drift":
-            away = run_away(args, base, console)
-        failed = False
-    finally:
-        if failed or args.keep:
-            console.print(f"logs and data kept in {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
-    runtime = time.perf_counter() - t_start
-
-    rows: list[dict[str, Any]] = []
-    if drift is not None:
-        rows = summarize_drift(drift)
-        of = f", median (min-max) of {args.rounds} rounds" if args.rounds > 1 else ""
-        table = Table(
-            title=f"Drift in a {args.keys:,}-key namespace ({VALUE_BYTES}-byte values){of}"
-        )
-        for col in (
-            "k",
-            "drift",
-            "round trips",
-            "descents",
-            "bytes",
-            "wire bytes",
-            "detect->verified",
-            "re-list bytes",
-            "bytes ratio",
-            "re-list time",
-            "time ratio",
-            "connect->detect",
-            "start->agree",
-        ):
-            table.add_column(col, justify="left" if col == "drift" else "right")
-        for row in rows:
-            label = KIND_LABEL[row["kind"]]
-            if row["silence_s"] != 10:
-                label += f", serve --silence {row['silence_s']:g}"
-            if not row["converged"]:
-                table.add_row(
-                    str(row["k"]),
-                    label,
-                    f"DID NOT CONVERGE: {row['given_up'][0]} in {row['elapsed_s'][0]:.0f} s "
-                    "(worker dropped after 10 s of silence, descent restarts)",
-                )
-                continue
-            table.add_row(
-                str(row["k"]),
-                label,
-                med(row["round_trips"], ".0f"),
-                " / ".join(row["descents"]),
-                med(row["bytes"], ",.0f"),
-                med(row["wire_bytes"], ",.0f"),
-                med(row["seconds"], ".0f", 1e3) + " ms",
-                f"{row['relist_bytes']:,.0f}",
-                med(row["bytes_ratio"], ".4%"),
-                f"{row['relist_s']:.2f} s",
-                med(row["time_ratio"], ".3f"),
-                med(row["connect_to_detect_s"], ".0f", 1e3) + " ms",
-                med(row["start_to_agree_s"], ".2f") + " s",
-            )
-        console.print(table)
-        shape = drift["trie"]
-        console.print(
-            "one wrong key, by where it falls in the trie: "
-            + ", ".join(
-                f"{rt} round trips for {share:.1%} of keys"
-                for rt, share in shape["round_trips_share"].items()
-            )
-            + f"; trie nodes holding more than {LEAF_LIMIT} keys, by depth: "
-            + ", ".join(
-                f"{d + 1}: {over:,} of {n:,} (largest {big})"
-                for d, (over, n, big) in enumerate(
-                    zip(
-                        shape["nodes_over_limit_by_depth"],
-                        shape["nodes_by_depth"],
-                        shape["max_keys_by_depth"],
-                        strict=True,
-                    )
-                )
-            )
-        )
-    if drift is not None and drift.get("worker_answer_cost"):
-        c = drift["worker_answer_cost"]
-        console.print(
-            f"worker side, {args.keys:,} keys: first leaves() builds the bucket index in "
-            f"{c['index_build_s']:.2f} s; answering one node by prefix length 2/3/4 nibbles: "
-            f"{c['answer_2_nibbles_s'] * 1e3:.1f} / {c['answer_3_nibbles_s'] * 1e3:.1f} / "
-            f"{c['answer_4_nibbles_s'] * 1e3:.2f} ms"
-        )
-    if away is not None:
-        snap, boot = away["snapshot"], away["bootstrap"]
-        table = Table(
-            title=f"Worker away past compaction: {away['keys']:,} keys, "
-            f"{sum(away['changes'][x] for x in ('updated', 'deleted', 'created')):,} changed"
-        )
-        for col in (
-            "how it gets back to head",
-            "bytes",
-            "wire bytes",
-            "vs snapshot",
-            "round trips",
-            "descents",
-            "repair",
-            "start->agree",
-        ):
-            table.add_column(col, justify="left" if col.startswith("how") else "right")
-        for rec in (away["reconcile"], away.get("reconcile_retry")):
-            if rec is None:
-                continue
-            label = "reconciliation (kept replica, descent + repair)"
-            if rec["controller_silence_s"] != 10:
-                label += f", serve --silence {rec['controller_silence_s']:g}"
-            if not rec["converged"]:
-                table.add_row(
-                    label,
-                    f"DID NOT CONVERGE: {rec['given_up']} in {rec['elapsed_s']:.0f} s "
-                    "(worker dropped after 10 s of silence, descent restarts)",
-                )
-                continue
-            table.add_row(
-                label,
-                f"{rec['bytes']:,}",
-                f"{rec['wire_bytes']:,}",
-                f"{rec['bytes'] / snap['bytes']:.2%}",
-                str(rec["round_trips"]),
-                descents(rec),
-                f"{rec['repair_seconds']:.2f} s",
-                f"{rec['start_to_agree_s']:.2f} s",
-            )
-        table.add_row(
-            "full snapshot (Client.snapshot, receive only)",
-            f"{snap['bytes']:,}",
-            "",
-            "100%",
-            "",
-            "",
-            "",
-            f"{snap['seconds']:.2f} s",
-        )
-        table.add_row(
-            "fresh worker bootstrapping from a snapshot",
-            f"{boot['snapshot_bytes_received']:,}",
-            "",
-            f"{boot['snapshot_bytes_received'] / snap['bytes']:.0%}",
-            "",
-            "",
-            "",
-            f"{boot['start_to_agree_s']:.2f} s",
-        )
-        console.print(table)
-        for rec in (away["reconcile"], away.get("reconcile_retry")):
-            if rec is None:
-                continue
-            console.print(
-                f"returning worker (serve --silence {rec['controller_silence_s']:g}): replica "
-                f"open {rec['marks'].get('opened', float('nan')):.2f} s, connected "
-                f"{rec['marks'].get('connected', float('nan')):.2f} s, detected "
-                f"{rec.get('detect_s', float('nan')):.2f} s after start; "
-                f"{len(rec['records'])} repair record(s), {rec['reconnects']} reconnect(s); "
-                f"wire by kind {rec['wire']}"
-            )
-            for a in rec["attempts"]:
-                console.print(
-                    f"  descent ending {a['at_s']:.2f} s after start: {a['keys']} key(s), "
-                    f"{a['round_trips']} round trips, {a['descent_bytes']:,} descent bytes"
-                )
-    checks = targets(rows, away)
-    for t in checks:
-        colour = "green" if t["met"] else "red"
-        console.print(
-            f"[{colour}]{'met' if t['met'] else 'MISSED'}[/{colour}]: {t['target']}: {t['figure']}"
-        )
-    problems = [p for run in (drift or {}).get("runs", []) for p in run["problems"]]
-    if away is not None:
-        problems += away["reconcile"]["problems"]
-        problems += away.get("reconcile_retry", {}).get("problems", [])
-    for p in problems:
-        console.print(f"[red]problem: {p}[/red]")
-    console.print(f"runtime {runtime:.0f} s")
-    cmd = "python bench/reconcile.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    out = {
-        "command": cmd.strip(),
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "git": git_describe(),
-        "python": sys.version.split()[0],
-        "cpus": os.cpu_count(),
-        "runtime_s": runtime,
-        "machine": machine.finish(),
-        "value_bytes": VALUE_BYTES,
-        "puts_per_command": PUTS_PER_COMMAND,
-        "leaf_limit": LEAF_LIMIT,
-        "summary": rows,
-        "targets": checks,
-        "problems": problems,
-        "drift": drift,
-        "away": away,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_bytes(
-        orjson.dumps(out, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    )
-    console.print(f"wrote {args.json}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,6 +24,7 @@ from e2e_helpers import (
     WorkerProc,
     Writer,
     assert_replica_equals,
+    controller_state,
     wait_converged,
     wait_until,
     worker_view,
@@ -121,26 +122,39 @@ def test_rust_worker_converges_and_resumes_after_sigkill(
 
     worker = start_rust_worker(cluster, rust_worker_exe, "rust-1")
     worker.wait_log(r"origin=Snapshot", 60)
-    second = write(cluster, 90, seed=2, model=first.model)  # streamed to it as it runs
     status = wait_converged(client, ["rust-1"])
     view = worker_view(status, "rust-1")
     assert view.digest == "agree" and view.state == "TAILING" and view.resyncs == 1, view
-    assert "origin=Command" in worker.log()
-    assert_replica_equals(client, worker, status.head_rev)
+    bootstrapped_at = status.head_rev
 
-    # SIGKILL: no chance to close anything. The replica keeps what was applied.
+    # Writes stream to it as it runs; SIGKILL it mid-stream (no chance to close anything).
+    writer = Writer(
+        controller.address, NAMESPACES, 200, keys_per_ns=15, seed=2, rate=100, model=first.model
+    )
+    writer.start()
+    wait_until(
+        lambda: worker_view(client.status(), "rust-1").applied_rev > bootstrapped_at + 20,
+        60,
+        "rust-1 to apply streamed revisions",
+    )
     worker.kill()
+    assert "origin=Command" in worker.log()
     persisted = worker.dump()["applied_rev"]
-    assert persisted == status.head_rev
-    write(cluster, 60, seed=3, model=second.model)
+    assert persisted > bootstrapped_at + 20
+    writer.join_ok(120)
+    assert {a.op for a in writer.acks} == {"put", "patch", "delete"}, "not every kind of write"
+
     worker.start()
     status = wait_converged(client, ["rust-1"])
+    # It resumed from its replica's revision, and the controller sent no snapshot.
+    controller.wait_log(rf"worker rust-1 connected from \S+ .*from revision {persisted}\b", 10)
     view = worker_view(status, "rust-1")
     assert view.resyncs == 1, f"the restarted worker resynced: {view}"
     restarted = worker.log()
     assert "origin=Snapshot" not in restarted, "the restarted worker was sent a snapshot"
     assert "origin=Command" in restarted, "the restarted worker applied nothing"
     assert_replica_equals(client, worker, status.head_rev)
+    assert controller_state(client, NAMESPACES) == writer.expected()
 
     stopped_cleanly(worker)
     wait_until(

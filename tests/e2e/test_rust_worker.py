@@ -66,8 +66,9 @@ class RustWorkerProc(WorkerProc):
         namespaces: Sequence[str],
         server: str,
         reject: Sequence[str] = (),
+        deltas: bool = False,
     ) -> None:
-        super().__init__(workdir, worker_id, namespaces, server)
+        super().__init__(workdir, worker_id, namespaces, server, deltas=deltas)
         self.exe = exe
         self.reject = tuple(reject)
 
@@ -79,15 +80,22 @@ class RustWorkerProc(WorkerProc):
             argv += ["--namespace", ns]
         for key in self.reject:
             argv += ["--reject-key", key]
+        if self.deltas:
+            argv.append("--deltas")
         return argv
 
 
 def start_rust_worker(
-    cluster: Cluster, exe: Path, worker_id: str, reject: Sequence[str] = ()
+    cluster: Cluster,
+    exe: Path,
+    worker_id: str,
+    reject: Sequence[str] = (),
+    deltas: bool = False,
 ) -> RustWorkerProc:
     assert cluster.controller is not None
+    address = cluster.controller.address
     worker = RustWorkerProc(
-        exe, cluster.workdir, worker_id, NAMESPACES, cluster.controller.address, reject
+        exe, cluster.workdir, worker_id, NAMESPACES, address, reject, deltas=deltas
     )
     cluster.workers[worker_id] = worker
     worker.start()
@@ -113,14 +121,15 @@ def stopped_cleanly(worker: Proc) -> None:
     assert "stopped" in worker.log().splitlines()
 
 
+@pytest.mark.parametrize("deltas", [False, True], ids=["values", "deltas"])
 def test_rust_worker_converges_and_resumes_after_sigkill(
-    cluster: Cluster, rust_worker_exe: Path
+    cluster: Cluster, rust_worker_exe: Path, deltas: bool
 ) -> None:
     controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
     client = controller.client()
     first = write(cluster, 60, seed=1)  # before the worker: it bootstraps from a snapshot
 
-    worker = start_rust_worker(cluster, rust_worker_exe, "rust-1")
+    worker = start_rust_worker(cluster, rust_worker_exe, "rust-1", deltas=deltas)
     worker.wait_log(r"origin=Snapshot", 60)
     status = wait_converged(client, ["rust-1"])
     view = worker_view(status, "rust-1")
@@ -193,5 +202,27 @@ def test_rust_worker_nack_shows_in_status(cluster: Cluster, rust_worker_exe: Pat
     assert dump["namespaces"]["flags"] == {"dark-mode": True}
     assert [(h["ns"], h["key"]) for h in dump["held"]] == [("routes", "blocked")]
 
+    stopped_cleanly(worker)
+    client.close()
+
+
+def test_rust_worker_follows_a_controller_restart(cluster: Cluster, rust_worker_exe: Path) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    first = write(cluster, 40, seed=4)
+    worker = start_rust_worker(cluster, rust_worker_exe, "rust-3")
+    head = wait_converged(client, ["rust-3"]).head_rev
+    client.close()
+
+    controller.kill()  # SIGKILL: the stream breaks without a goodbye
+    worker.wait_log(r"connected=false", 30)
+    controller.start()  # same port, same data
+    client = controller.client()
+    write(cluster, 40, seed=5, model=first.model)
+    status = wait_converged(client, ["rust-3"])
+    controller.wait_log(rf"worker rust-3 connected from \S+ .*from revision {head}\b", 10)
+    assert worker_view(status, "rust-3").resyncs == 0, "the worker resynced after a restart"
+    assert worker.running and worker.runs == 1, "the worker process did not survive"
+    assert_replica_equals(client, worker, status.head_rev)
     stopped_cleanly(worker)
     client.close()

@@ -591,6 +591,39 @@ def _release_by_snapshot() -> Script:
     return s
 
 
+def _snapshot_refusals() -> Script:
+    s = Script(
+        "snapshot_refusals",
+        "A snapshot's changes go to the handler like any other (docs/wire.md, Held keys): a "
+        "refused new value keeps the key's last good value, a refused removal (a key the "
+        "snapshot no longer has) keeps the key; each is NACKed at the snapshot's revision "
+        "(puts, then removals, each by key) and held, the digest counting the controller's "
+        "view (the refused value's hash; a refused removal not at all).",
+        _seeded(5),
+        reject=[
+            _reject("a", {"port": 99999}, "port out of range"),
+            _reject("b", None, "b is pinned"),
+        ],
+    )
+    entries = {
+        (NS, "a"): Entry({"port": 99999}, 2, 10, 2),
+        (NS, "c"): Entry({"port": 82}, 11, 11, 1),
+    }
+    resync, first, last = snapshot(12, entries, (NS,), "the worker fell out of the buffer")
+    s.step(resync, s.state.copy())
+    s.step(first, s.state.copy())
+    after = s.state.copy(12)
+    after.entries[(NS, "c")] = entries[(NS, "c")]
+    after.held[(NS, "a")] = Held(12, "port out of range", entries[(NS, "a")].vhash)
+    after.held[(NS, "b")] = Held(12, "b is pinned", b"")
+    s.step(
+        last,
+        after,
+        [nack(12, "a", "port out of range"), nack(12, "b", "b is pinned"), ack(after)],
+    )
+    return s
+
+
 def _bad_hash() -> Script:
     s = Script(
         "bad_value_hash",
@@ -788,6 +821,7 @@ def build() -> dict[str, Any]:
         _release_by_delete(),
         _release_by_repair(),
         _release_by_snapshot(),
+        _snapshot_refusals(),
         _bad_hash(),
         _deltas(),
         _delta_bad_hash(),

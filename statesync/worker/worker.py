@@ -825,14 +825,15 @@ class Worker:
                 callback(event)
 
     def _snapshot_events(self, entries: dict[str, dict[str, Entry]], rev: int) -> Any:
-        """What a snapshot changes, as events: puts of new or different values, deletes."""
+        """What a snapshot changes, as events: puts of new or different values, deletes
+        (each in key order, so the NACKs of refused ones are in a stable order)."""
         for ns in self.namespaces:
             old = self.replica.value_hashes(ns)
             new = entries.get(ns, {})
-            for key, entry in new.items():
+            for key, entry in sorted(new.items()):
                 if old.get(key) != entry.vhash:
                     yield _state_event(rev, ns, key, entry)
-            for key in old.keys() - new.keys():
+            for key in sorted(old.keys() - new.keys()):
                 yield ChangeEvent(rev, ns, key, "delete", None, "", "", snapshot=True)
 
 

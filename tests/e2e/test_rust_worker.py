@@ -3,9 +3,10 @@
 The example binary of crates/worker (`examples/worker.rs`) runs as a worker
 process of a real `controller.py` controller; the Python client writes puts,
 patches and deletes in several namespaces. The controller's own status is the
-judge: the Rust worker reaches the head with its digests agreeing, resumes
-from its replica after SIGKILL (no snapshot: the controller counts resyncs),
-shows as NACKED with the key it refuses, and stops cleanly on SIGTERM.
+judge: the Rust worker reaches the head with its digests agreeing (with full
+values and with deltas), resumes from its replica after SIGKILL (no snapshot:
+the controller counts resyncs), follows a controller restart, shows as NACKED
+with the key it refuses, and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations

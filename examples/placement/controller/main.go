@@ -3,15 +3,15 @@
 //
 //	jobs/job-3 = {"node": "node-b", "image": "redis:7.4"}
 //
-// It places --jobs jobs on --nodes, then re-plans every --every: it moves a
-// job to the least loaded other node, adds one and removes one, all in one
-// command. Every write names the revision each key had when it was planned
+// It places --jobs jobs on --nodes, then re-plans every --every: it removes a
+// job, moves one from the busiest node to the least loaded one and adds one,
+// all in one command. Every write names the revision each key had when it was planned
 // (a compare on mod_rev, 0 for a new key), so a placement changed behind its
 // back is never overwritten blindly: the command fails with a conflict,
 // nothing is written, and the controller re-reads and plans again. Every
 // command carries an id, so a retry after a lost reply is applied once.
 //
-//	go run . --nodes node-a,node-b --jobs 6 --every 1s --for 5s
+//	go run . --nodes node-a,node-b --jobs 6 --every 1s --rounds 5
 package main
 
 import (
@@ -34,11 +34,14 @@ const help = `controller: places jobs on nodes and keeps the placements in state
 
 Usage: go run . [flags]
 
-It reads what is placed already (namespace --ns), places --jobs jobs on the
---nodes, then every --every moves one job, adds one and removes one, in one
-command guarded by each key's mod_rev and carrying a command id. What it
-writes goes to stderr, one line per command; when it stops (after --for, or
-on Ctrl-C) it prints the final placements as one JSON object on stdout.
+It reads what is placed already (namespace --ns; a key that holds no
+placement is placed again), places --jobs jobs on the --nodes, then every
+--every it re-plans: removes a job, moves one from the busiest node to the
+least loaded one and adds one, in one command guarded by each key's mod_rev
+and carrying a command id. A conflict (a placement changed by someone else)
+writes nothing: it re-reads and plans again. Each command goes to stderr as
+one line; when it stops (after --rounds re-plans, after --for, or on Ctrl-C)
+it prints the final placements as one JSON object on stdout.
 
 Watch the workers follow: statesync status (or statesync watch jobs).
 
@@ -60,7 +63,8 @@ func main() {
 	nodes := flag.String("nodes", "node-a,node-b", "the nodes to place jobs on, comma-separated")
 	flag.IntVar(&cfg.jobs, "jobs", 6, "how many jobs to place at the start")
 	flag.DurationVar(&cfg.every, "every", 2*time.Second, "how often to re-plan")
-	flag.DurationVar(&cfg.lasting, "for", 0, "stop after this long (0: until Ctrl-C)")
+	flag.DurationVar(&cfg.lasting, "for", 0, "stop after this long (0: until Ctrl-C or --rounds)")
+	flag.IntVar(&cfg.rounds, "rounds", 0, "stop after this many re-plans (0: until Ctrl-C or --for)")
 	flag.Uint64Var(&cfg.seed, "seed", 1, "the seed of the re-planning choices (same seed, same plans)")
 	flag.StringVar(&cfg.name, "name", "placer", "this controller's name, the prefix of its command ids")
 	flag.Parse()
@@ -101,7 +105,7 @@ func main() {
 type config struct {
 	target, ns, name string
 	nodes            []string
-	jobs             int
+	jobs, rounds     int
 	every, lasting   time.Duration
 	seed             uint64
 }
@@ -127,7 +131,7 @@ func run(ctx context.Context, cfg config) (Final, error) {
 	changes := p.fill(cfg.jobs)
 	ticker := time.NewTicker(cfg.every)
 	defer ticker.Stop()
-	for {
+	for round := 0; ; round++ {
 		if len(changes) > 0 {
 			err := write(ctx, c, cfg, p, changes)
 			switch {
@@ -141,6 +145,9 @@ func run(ctx context.Context, cfg config) (Final, error) {
 			case err != nil:
 				return Final{}, err
 			}
+		}
+		if cfg.rounds > 0 && round == cfg.rounds {
+			return p.final(cfg.ns), nil
 		}
 		select {
 		case <-ctx.Done():

@@ -27,6 +27,8 @@ func (c change) String() string {
 	switch {
 	case c.to == nil:
 		return fmt.Sprintf("remove %s from %s", c.job, c.from)
+	case c.from == "" && c.modRev != 0:
+		return fmt.Sprintf("place %s again (%s) on %s", c.job, c.to.Image, c.to.Node)
 	case c.from == "":
 		return fmt.Sprintf("place %s (%s) on %s", c.job, c.to.Image, c.to.Node)
 	default:
@@ -77,21 +79,28 @@ func (p *planner) fill(jobs int) []change {
 	return out
 }
 
-// replan moves one job to the least loaded other node, adds one, removes one.
+// replan removes a job, moves one from the most loaded node to the least
+// loaded other one, and adds one on the least loaded node.
 func (p *planner) replan() []change {
 	jobs := sortedKeys(p.placed)
 	if len(jobs) < 3 {
 		return nil
 	}
-	moved := jobs[p.random.IntN(len(jobs))]
-	from := p.placed[moved]
 	removed := jobs[p.random.IntN(len(jobs))]
-	for removed == moved {
-		removed = jobs[p.random.IntN(len(jobs))]
-	}
 	out := []change{{job: removed, from: p.placed[removed].Node, modRev: p.modRevs[removed]}}
-	to := placement{Node: p.leastLoaded(from.Node, out), Image: from.Image}
-	out = append(out, change{job: moved, from: from.Node, to: &to, modRev: p.modRevs[moved]})
+	busiest := p.mostLoaded(out)
+	var candidates []string
+	for _, job := range jobs {
+		if job != removed && p.placed[job].Node == busiest {
+			candidates = append(candidates, job)
+		}
+	}
+	if len(candidates) > 0 {
+		moved := candidates[p.random.IntN(len(candidates))]
+		from := p.placed[moved]
+		to := placement{Node: p.leastLoaded(from.Node, out), Image: from.Image}
+		out = append(out, change{job: moved, from: from.Node, to: &to, modRev: p.modRevs[moved]})
+	}
 	return append(out, p.place(p.newJob(), 0, out))
 }
 
@@ -107,9 +116,34 @@ func (p *planner) place(job string, modRev int64, pending []change) change {
 	return change{job: job, to: &to, modRev: modRev}
 }
 
+// mostLoaded is the node with the most jobs once the pending changes are
+// made, the first in --nodes order on a tie.
+func (p *planner) mostLoaded(pending []change) string {
+	load := p.loads(pending)
+	best := p.nodes[0]
+	for _, n := range p.nodes {
+		if load[n] > load[best] {
+			best = n
+		}
+	}
+	return best
+}
+
 // leastLoaded is the node (other than `not`) with the fewest jobs once the
 // pending changes are made, the first in --nodes order on a tie.
 func (p *planner) leastLoaded(not string, pending []change) string {
+	load := p.loads(pending)
+	best := ""
+	for _, n := range p.nodes {
+		if n != not && (best == "" || load[n] < load[best]) {
+			best = n
+		}
+	}
+	return best
+}
+
+// loads counts the jobs on each node once the pending changes are made.
+func (p *planner) loads(pending []change) map[string]int {
 	load := map[string]int{}
 	for _, pl := range p.placed {
 		load[pl.Node]++
@@ -122,13 +156,7 @@ func (p *planner) leastLoaded(not string, pending []change) string {
 			load[c.to.Node]++
 		}
 	}
-	best := ""
-	for _, n := range p.nodes {
-		if n != not && (best == "" || load[n] < load[best]) {
-			best = n
-		}
-	}
-	return best
+	return load
 }
 
 // committed records a plan step written at rev.

@@ -57,6 +57,9 @@ func TestReplanMovesAddsAndRemovesGuardedByModRevs(t *testing.T) {
 		if len(p.placed) != 4 || p.modRevs[moved.job] != round || p.modRevs[added.job] != round {
 			t.Fatalf("round %d: view after commit: %v %v", round, p.placed, p.modRevs)
 		}
+		if load := loads(p, nil); load["node-a"] != 2 || load["node-b"] != 2 {
+			t.Fatalf("round %d: the nodes are not balanced: %v", round, load)
+		}
 	}
 }
 

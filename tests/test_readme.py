@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -184,6 +186,9 @@ def jobs_by_node(placements: dict[str, str]) -> dict[str, list[str]]:
     return dict(sorted(nodes.items()))
 
 
+# From a clean checkout the block's `cargo build` compiles the Rust worker's
+# dependencies in the debug profile (minutes on two cores; later runs reuse them).
+@pytest.mark.timeout(1000)
 def test_readme_seeds_scenario_runs(tmp_path: Path) -> None:
     by_line = run_scenario(bash_block("The seeds' scenario"), tmp_path)
     first, final = map(json.loads, (tmp_path / "placements.json").read_text().splitlines())

@@ -782,6 +782,27 @@ def _progress_in_snapshot() -> Script:
     return s
 
 
+def _unknown_replies() -> Script:
+    s = Script(
+        "unknown_reply_skipped",
+        "A reply kind the worker does not know (here: no kind set, which is how a decoder "
+        "sees a newer oneof member) and a controller heartbeat need no answer and change "
+        "nothing, while tailing and in the middle of a snapshot (docs/wire.md, Evolution rules).",
+        _seeded(5),
+    )
+    heartbeat = pb.SyncReply(heartbeat=pb.Heartbeat(sent_unix=1.5))
+    s.step(pb.SyncReply(), s.state.copy(), note="tailing: skipped")
+    entries = {(NS, "a"): Entry({"port": 80}, 2, 2, 1)}
+    resync, first, last = snapshot(9, entries, (NS,), "the worker fell out of the buffer")
+    s.step(resync, s.state.copy())
+    s.step(pb.SyncReply(), s.state.copy(), note="in a snapshot: skipped, the snapshot goes on")
+    s.step(heartbeat, s.state.copy())
+    s.step(first, s.state.copy())
+    after = State(9, (NS,), dict(entries))
+    s.step(last, after, [ack(after)])
+    return s
+
+
 def _digest_query() -> Script:
     state = _seeded(9)
     state.entries[(NS, "c")] = Entry({"port": 82}, 4, 4, 1)
@@ -828,6 +849,7 @@ def build() -> dict[str, Any]:
         _delta_on_refused(),
         _progress_and_reconcile(),
         _progress_in_snapshot(),
+        _unknown_replies(),
         _digest_query(),
     ]
     return {

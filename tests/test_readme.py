@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -132,3 +134,99 @@ def test_readme_python_example_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "['w1']" in result.stdout and "{'weight': 5}" in result.stdout
+
+
+def run_scenario(block: str, cwd: Path) -> dict[str, str]:
+    """Run the seeds' scenario `block` with bash in `cwd`, a scratch view of the
+    checkout (its entries symlinked), so cargo, go and the example paths resolve
+    while every file the block writes lands in `cwd`; returns each line's stdout.
+    The controller's status is saved as `status.json` before the processes stop."""
+    root = README.parent
+    for entry in root.iterdir():
+        if not entry.name.startswith(".") and entry.name != "target":
+            (cwd / entry.name).symlink_to(entry)
+    grpc_port, http_port = free_port(), free_port()
+    block = block.replace(
+        "statesync serve &",
+        f"statesync serve --listen 127.0.0.1:{grpc_port} --http 127.0.0.1:{http_port} &",
+    )
+    bin_dir = cwd / "bin"
+    bin_dir.mkdir()
+    for name, command in (("statesync", "-m statesync.cli.main"), ("python", "")):
+        wrapper = bin_dir / name  # exec: background jobs are the processes themselves
+        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" {command} "$@"\n')
+        wrapper.chmod(0o755)
+    lines = [line for line in block.splitlines() if line.strip()]
+    script = (
+        "set -euo pipefail\n"
+        "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n"
+        'echo "---"\n'
+        + "".join(f"{line}\necho '---'\n" for line in lines)
+        + "statesync status --json > status.json\n"
+    )
+    env = {
+        **os.environ,
+        "STATESYNC_SERVER": f"127.0.0.1:{grpc_port}",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "CARGO_TARGET_DIR": os.environ.get("CARGO_TARGET_DIR", str(root / "target")),
+        "COLUMNS": "200",  # the status tables, unabridged
+    }
+    result = subprocess.run(
+        ["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = result.stdout.split("---\n")[1:]
+    return dict(zip(lines, outputs, strict=False))
+
+
+def jobs_by_node(placements: dict[str, str]) -> dict[str, list[str]]:
+    nodes: dict[str, list[str]] = {}
+    for job, node in sorted(placements.items()):
+        nodes.setdefault(node, []).append(job)
+    return dict(sorted(nodes.items()))
+
+
+# From a clean checkout the block's `cargo build` compiles the Rust worker's
+# dependencies in the debug profile (minutes on two cores; later runs reuse them).
+@pytest.mark.timeout(1000)
+def test_readme_seeds_scenario_runs(tmp_path: Path) -> None:
+    by_line = run_scenario(bash_block("The seeds' scenario"), tmp_path)
+    first, final = map(json.loads, (tmp_path / "placements.json").read_text().splitlines())
+    assert len(first["placements"]) == len(final["placements"]) == 6
+    assert first["placements"]["job-1"] == "node-a"  # the key the block writes wrong
+
+    # Before the bad write: each node ran exactly its placements.
+    listed = next(o for line, o in by_line.items() if line.startswith("ls node-a"))
+    for node, jobs in jobs_by_node(first["placements"]).items():
+        assert f"{node}/running:\n" + "".join(f"{j}.json\n" for j in jobs) in listed
+    observed = next(o for line, o in by_line.items() if "observer.log" in line and "tail" in line)
+    assert observed.split(" ", 2)[:2] == ["rev", str(first["rev"])]
+    assert json.loads(observed.split(" ", 2)[2]) == jobs_by_node(first["placements"])
+
+    # The bad write: refused by all three, held, and job-1 kept running on node-a.
+    nacked = next(o for line, o in by_line.items() if "NACKED" in line)
+    assert nacked.count("NACKED") == 3 and nacked.count("jobs/job-1") == 3, nacked
+    node_a = (tmp_path / "node-a.log").read_text()
+    refused = node_a.index("refuse jobs/job-1 at rev")
+    assert "stop job-1" not in node_a[:refused]
+    assert "refuse jobs/job-1 at rev" in (tmp_path / "node-b.log").read_text()
+
+    # The end: every worker at the head, digests agreeing, nothing held.
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["head_rev"] == final["rev"]
+    workers = {w["worker_id"]: w for w in status["workers"]}
+    assert set(workers) == {"node-a", "node-b", "observer"}
+    for w in workers.values():
+        assert w["connected"] and w["applied_rev"] == final["rev"], w
+        assert (w["digest"], w["state"], w["held"]) == ("agree", "TAILING", []), w
+    # What each Rust worker acts on is its node's placements, value for value.
+    for node in ("node-a", "node-b"):
+        running = {
+            f.stem: json.loads(f.read_text()) for f in (tmp_path / node / "running").iterdir()
+        }
+        assert set(running) == {job for job, n in final["placements"].items() if n == node}
+        assert all(placement["node"] == node for placement in running.values())
+    # The Python worker saw the same.
+    last = (tmp_path / "observer.log").read_text().splitlines()[-1].split(" ", 2)
+    assert last[:2] == ["rev", str(final["rev"])]
+    assert json.loads(last[2]) == jobs_by_node(final["placements"])

@@ -11,6 +11,7 @@
 
 mod command;
 pub mod error;
+pub mod feed;
 pub mod metrics;
 mod proxy;
 mod server;

@@ -59,6 +59,7 @@ impl ErrorReporter for PyReporter {
                 NativeError::Command(e) => command_error(py, e),
                 NativeError::Store(e) => store_error(py, e),
                 NativeError::InvalidInput(reason) => raise(py, "InvalidInputError", (reason,)),
+                NativeError::Protocol(e) => raise(py, "ProtocolError", (e.message().to_owned(),)),
             };
             // Not a statesync error (a bug in a gate): reported as gRPC reports
             // an unexpected exception in a handler, with the error's own text.
@@ -165,6 +166,7 @@ fn serve(
         listen,
         upstream,
         latency_bounds,
+        native_sync: None,
     };
     py.detach(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -48,7 +48,8 @@ pub struct ProtocolError {
 }
 
 impl ProtocolError {
-    fn new(message: impl Into<String>) -> Self {
+    /// A protocol error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
         }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -47,6 +47,8 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         self.hub = hub
         self.data = data
         self.started = time.time()
+        self.native_workers: Callable[[], list[pb.WorkerStatus]] | None = None
+        """The workers whose streams the native data plane serves, if it serves Sync."""
 
     async def Compact(
         self,
@@ -72,6 +74,8 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             started_unix=self.started,
         )
         reply.workers.extend(self.worker_status(r) for r in self.hub.workers.values())
+        if self.native_workers is not None:
+            reply.workers.extend(self.native_workers())
         for ns in self.store.namespaces():
             reply.namespaces.add(ns=ns, root=self.store.digest(ns))
         return reply

@@ -15,9 +15,12 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
+use statesync_core::sync::controller::SyncSettings;
+use statesync_server::feed::FeedLimits;
 use statesync_server::proto;
 use statesync_server::{
-    Code, CommitCounters, Config, ErrorReporter, NativeError, Reported, RunningServer, ServerError,
+    Code, CommitCounters, Config, ErrorReporter, HubSettings, NativeError, Reported, RunningServer,
+    ServerError, SyncHub,
 };
 use tokio::runtime::Runtime;
 
@@ -92,6 +95,7 @@ fn server_error(error: ServerError) -> PyErr {
 pub struct PyServer {
     port: u16,
     counters: Arc<CommitCounters>,
+    hub: Option<Arc<SyncHub>>,
     running: Mutex<Option<(Runtime, RunningServer)>>,
 }
 
@@ -123,6 +127,15 @@ impl PyServer {
         Ok((stats.commits, errors, stats.buckets, stats.seconds))
     }
 
+    /// Every worker's `statesync.v1.WorkerStatus`, serialized (empty when
+    /// Sync is not served natively).
+    fn worker_statuses(&self, py: Python<'_>) -> Vec<Vec<u8>> {
+        let Some(hub) = &self.hub else {
+            return Vec::new();
+        };
+        py.detach(|| hub.worker_statuses().iter().map(Message::encode_to_vec).collect())
+    }
+
     /// Stops accepting, lets calls in flight finish for up to `grace_s`
     /// seconds, ends the rest and stops the runtime. Idempotent.
     fn shutdown(&self, py: Python<'_>, grace_s: f64) -> PyResult<()> {
@@ -150,23 +163,60 @@ impl Drop for PyServer {
     }
 }
 
-/// serve(store, listen, upstream, latency_bounds) -> DataPlaneServer: serves
+/// How the native sync hub serves streams (`serve(..., sync=...)`).
+#[derive(FromPyObject)]
+struct PySyncSettings {
+    heartbeat_s: f64,
+    silence_s: f64,
+    window: u64,
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be seconds >= 0, got {value}")))
+}
+
+/// serve(store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4,
+/// feed_revisions=100000, feed_bytes=64 MiB) -> DataPlaneServer: serves
 /// statesync.v1 on `listen` (HOST:PORT) on background threads, natively for
-/// commits and reads, and proxies every other call to `upstream` (HOST:PORT).
+/// commits and reads (and for Sync and WaitApplied when `sync`, a
+/// `SyncSettings`, is given), and proxies every other call to `upstream` (HOST:PORT).
 #[pyfunction]
+#[pyo3(signature = (store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4, feed_revisions=100_000, feed_bytes=64 * 1024 * 1024))]
+#[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
     store: &PyStore,
     listen: String,
     upstream: String,
     latency_bounds: Vec<f64>,
+    sync: Option<PySyncSettings>,
+    snapshot_slots: usize,
+    feed_revisions: usize,
+    feed_bytes: usize,
 ) -> PyResult<PyServer> {
     let store = store.shared();
+    let native_sync = match sync {
+        None => None,
+        Some(sync) => Some(HubSettings {
+            sync: SyncSettings {
+                heartbeat: seconds("heartbeat_s", sync.heartbeat_s)?,
+                silence: seconds("silence_s", sync.silence_s)?,
+                window: sync.window,
+            },
+            snapshot_slots,
+            feed: FeedLimits {
+                max_revisions: feed_revisions,
+                max_bytes: feed_bytes,
+            },
+            ..HubSettings::default()
+        }),
+    };
     let config = Config {
         listen,
         upstream,
         latency_bounds,
-        native_sync: None,
+        native_sync,
     };
     py.detach(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -180,6 +230,7 @@ fn serve(
             Ok(server) => Ok(PyServer {
                 port: server.local_addr().port(),
                 counters: server.counters(),
+                hub: server.hub(),
                 running: Mutex::new(Some((runtime, server))),
             }),
             Err(e) => {

@@ -12,7 +12,7 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::error::{ErrorReporter, ServerError};
-use crate::feed::{Feed, FeedLimits};
+use crate::feed::Feed;
 use crate::metrics::CommitCounters;
 use crate::proto::statesync_server::{SERVICE_NAME, StatesyncServer};
 use crate::proxy::{self, Proxy};
@@ -80,7 +80,7 @@ impl RunningServer {
         let counters = Arc::new(CommitCounters::new(config.latency_bounds));
         let abandon = CancellationToken::new();
         let hub = config.native_sync.map(|settings| {
-            let feed = Feed::attach(&store, FeedLimits::default());
+            let feed = Feed::attach(&store, settings.feed);
             SyncHub::new(store.clone(), feed, reporter.clone(), settings)
         });
         let plane = DataPlane::new(store, reporter, counters.clone(), abandon.clone(), hub.clone());

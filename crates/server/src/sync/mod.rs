@@ -21,7 +21,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorReporter, NativeError};
-use crate::feed::{Deltas, Feed};
+use crate::feed::{Deltas, Feed, FeedLimits};
 use crate::proto::{self, WaitAppliedReply, WaitAppliedRequest, WorkerStatus};
 
 pub(crate) use stream::serve;
@@ -37,6 +37,8 @@ pub struct HubSettings {
     pub catch_up_slots: usize,
     /// Keys per snapshot chunk.
     pub chunk_size: usize,
+    /// What the shared feed keeps.
+    pub feed: FeedLimits,
 }
 
 impl Default for HubSettings {
@@ -46,6 +48,7 @@ impl Default for HubSettings {
             snapshot_slots: 4,
             catch_up_slots: 4,
             chunk_size: 2000,
+            feed: FeedLimits::default(),
         }
     }
 }

@@ -277,8 +277,7 @@ class Controller:
             "Schema version each worker is served in, per namespace it declared versions for.",
             labels=["worker", "namespace"],
         )
-        for record in list(self.hub.workers.values()):
-            status = self.service.worker_status(record)
+        for status in self.service.worker_statuses():
             worker = [status.worker_id]
             applied.add_metric(worker, status.applied_rev)
             lag.add_metric(worker, status.lag_revisions)

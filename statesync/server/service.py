@@ -73,12 +73,17 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             data=self.data,
             started_unix=self.started,
         )
-        reply.workers.extend(self.worker_status(r) for r in self.hub.workers.values())
-        if self.native_workers is not None:
-            reply.workers.extend(self.native_workers())
+        reply.workers.extend(self.worker_statuses())
         for ns in self.store.namespaces():
             reply.namespaces.add(ns=ns, root=self.store.digest(ns))
         return reply
+
+    def worker_statuses(self) -> list[pb.WorkerStatus]:
+        """Every worker's status: those of this hub and of the native one."""
+        statuses = [self.worker_status(r) for r in list(self.hub.workers.values())]
+        if self.native_workers is not None:
+            statuses.extend(self.native_workers())
+        return statuses
 
     def worker_status(self, record: WorkerRecord) -> pb.WorkerStatus:
         session = record.session

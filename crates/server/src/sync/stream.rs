@@ -21,8 +21,10 @@ use crate::proto::{
 };
 use crate::service::entry;
 
-/// Replies queued ahead of a slow worker before the sender waits for it.
-const REPLY_DEPTH: usize = 16;
+/// Replies queued ahead of a slow worker before the sender waits for it:
+/// few, so a snapshot holds its slot until the transport took its chunks,
+/// and a stream's memory stays about two messages.
+const REPLY_DEPTH: usize = 2;
 
 /// Why a sender loop stopped early.
 enum Stop {

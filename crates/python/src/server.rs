@@ -82,6 +82,54 @@ impl ErrorReporter for PyReporter {
     }
 }
 
+/// Forwards the data plane's log records to Python logging (`statesync.sync`
+/// for sync streams, `statesync.server` otherwise), where the controller's
+/// other logs go. Records are rare (connects, resyncs, drops): one
+/// interpreter round trip each is fine.
+struct PyLogBridge;
+
+impl ::log::Log for PyLogBridge {
+    fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("statesync_server")
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let name = if record.target().starts_with("statesync_server::sync") {
+            "statesync.sync"
+        } else {
+            "statesync.server"
+        };
+        let level = match record.level() {
+            ::log::Level::Error => 40,
+            ::log::Level::Warn => 30,
+            ::log::Level::Info => 20,
+            ::log::Level::Debug | ::log::Level::Trace => 10,
+        };
+        let message = record.args().to_string();
+        Python::attach(|py| {
+            let logged = py
+                .import("logging")
+                .and_then(|logging| logging.call_method1("getLogger", (name,)))
+                .and_then(|logger| logger.call_method1("log", (level, message)));
+            if let Err(e) = logged {
+                e.write_unraisable(py, None);
+            }
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs [`PyLogBridge`] once per process (later calls keep it).
+fn forward_logs() {
+    if ::log::set_logger(&PyLogBridge).is_ok() {
+        ::log::set_max_level(::log::LevelFilter::Info);
+    }
+}
+
 fn server_error(error: ServerError) -> PyErr {
     match error {
         ServerError::Bind { .. } => PyOSError::new_err(error.to_string()),
@@ -195,6 +243,7 @@ fn serve(
     feed_revisions: usize,
     feed_bytes: usize,
 ) -> PyResult<PyServer> {
+    forward_logs();
     let store = store.shared();
     let native_sync = match sync {
         None => None,

@@ -175,9 +175,25 @@ impl SyncHub {
         let worker_id = record.lock().stream.worker_id().to_owned();
         let mut workers = self.workers();
         if let Some(old) = workers.get(&worker_id) {
-            let previous = old.lock().stream.clone();
+            let (previous, connected) = {
+                let state = old.lock();
+                (state.stream.clone(), state.connected)
+            };
+            if connected {
+                log::warn!("worker {worker_id} connected again: closing its older stream");
+            }
             old.disconnect();
             record.lock().stream.inherit_counters(&previous);
+        }
+        {
+            let state = record.lock();
+            let namespaces: Vec<&str> = state.stream.namespaces().iter().map(String::as_str).collect();
+            log::info!(
+                "worker {worker_id} connected from {}: namespaces {}, from revision {}",
+                record.peer,
+                namespaces.join(","),
+                state.stream.acked_rev()
+            );
         }
         workers.insert(worker_id, record.clone());
     }

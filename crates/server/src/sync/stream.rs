@@ -107,10 +107,15 @@ async fn run(
     let record = open(hub, peer, hello)?;
     let receiver = tokio::spawn(receive(hub.clone(), record.clone(), inbound));
     let result = Sender::new(hub, &record, receiver, out).run().await;
-    {
+    let (worker, rev) = {
         let mut state = record.lock();
         state.connected = false;
         state.stream.close();
+        (shown_id(&state.stream).to_owned(), state.stream.acked_rev())
+    };
+    match &result {
+        Err(Stop::Failed(error)) => log::warn!("sync stream of worker {worker} ended: {error}"),
+        _ => log::info!("worker {worker} disconnected at revision {rev}"),
     }
     result
 }
@@ -138,6 +143,9 @@ fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<Wor
         stale_versions: Vec::new(),
     };
     stream.hello(greeting, bounds, hub.now())?;
+    if let Some(resync) = stream.resync() {
+        log::info!("worker {}: {}", shown_id(&stream), resync.reason);
+    }
     let observer = stream.observer();
     let record = Arc::new(WorkerRecord {
         peer,
@@ -152,6 +160,15 @@ fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<Wor
         hub.register(&record);
     }
     Ok(record)
+}
+
+/// A worker's id as logs show it (a watcher has none).
+fn shown_id(stream: &ControllerStream) -> &str {
+    if stream.worker_id().is_empty() {
+        "(watch)"
+    } else {
+        stream.worker_id()
+    }
 }
 
 fn held_from_peer(held: &proto::HeldKey) -> HeldKey {
@@ -198,7 +215,16 @@ async fn receive(
             }
             Some(sync_request::Msg::Nack(nack)) => {
                 let held = HeldKey::from_peer(&nack.ns, &nack.key, nack.rev, &nack.reason, b"");
-                record.lock().stream.nack(held, now)?;
+                let mut state = record.lock();
+                log::warn!(
+                    "worker {} NACKed revision {} ({}/{}): {}",
+                    state.stream.worker_id(),
+                    held.rev,
+                    held.namespace,
+                    held.key,
+                    held.reason
+                );
+                state.stream.nack(held, now)?;
             }
             Some(sync_request::Msg::Hello(_)) => {
                 let worker_id = record.lock().stream.worker_id().to_owned();
@@ -313,6 +339,11 @@ impl<'a> Sender<'a> {
             let (state, resync) = {
                 let state = self.record.lock();
                 if state.stream.silent(now) {
+                    log::warn!(
+                        "worker {}: nothing heard for {:.1} s: marking it disconnected",
+                        state.stream.worker_id(),
+                        now.saturating_sub(state.stream.last_heard()).as_secs_f64()
+                    );
                     return Ok(());
                 }
                 (state.stream.state(), state.stream.resync().cloned())
@@ -326,6 +357,8 @@ impl<'a> Sender<'a> {
                     self.record.lock().stream.reconcile_sent(head, now)?;
                     self.fed = false;
                     let reason = format!("{}; reconciling instead of a snapshot", resync.reason);
+                    let worker = self.record.lock().stream.worker_id().to_owned();
+                    log::info!("worker {worker}: {reason} (moving it to revision {head})");
                     send(
                         self.out,
                         sync_reply::Msg::Resync(Resync {
@@ -370,7 +403,9 @@ impl<'a> Sender<'a> {
                         "fell behind the sync buffer ({} revisions): at revision {cursor}, head {head}",
                         self.hub.feed.size_revisions()
                     );
-                    self.record.lock().stream.fell_behind(&reason)?;
+                    let mut state = self.record.lock();
+                    log::warn!("worker {} {reason}", state.stream.worker_id());
+                    state.stream.fell_behind(&reason)?;
                     return Ok(false);
                 }
                 None => match self.catch_up(cursor, room).await {
@@ -553,12 +588,24 @@ impl<'a> Sender<'a> {
         // Before the last chunk goes out: the worker may ACK it at once.
         self.record.lock().stream.snapshot_sent(rev, self.hub.now())?;
         self.fed = false;
+        let summary: Vec<String> = digests
+            .iter()
+            .map(|d| format!("{}: {} keys", d.ns, d.count))
+            .collect();
         let last = SnapshotChunk {
             rev,
             digests,
             last: true,
             ..SnapshotChunk::default()
         };
-        send(self.out, sync_reply::Msg::Chunk(last)).await
+        send(self.out, sync_reply::Msg::Chunk(last)).await?;
+        let worker = shown_id(&self.record.lock().stream).to_owned();
+        let summary = if summary.is_empty() {
+            "no keys".to_owned()
+        } else {
+            summary.join(", ")
+        };
+        log::info!("worker {worker}: snapshot at revision {rev} sent ({summary})");
+        Ok(())
     }
 }

@@ -978,8 +978,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--native-sync",
         action="store_true",
         help="serve worker streams (Sync, WaitApplied) in the native data plane; not yet "
-        "supported there: workers declaring schema versions, and drift repair (drift is "
-        "shown in status, not repaired)",
+        "there: workers declaring schema versions, and drift repair (a worker that fell "
+        "behind gets a snapshot; drift is shown in status, not repaired)",
     )
     p.add_argument(
         "--ready-file",

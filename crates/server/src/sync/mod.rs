@@ -6,8 +6,9 @@
 //! snapshot (under a bounded number of slots; a stream waiting for one gets
 //! `Heartbeat{snapshot_queued}` every heartbeat interval) or at the worker's
 //! revision, catches up from the store's log while it is older than the feed,
-//! then tails the feed. Not native yet (a hello that needs them is refused):
-//! schema-version translation and digest descent with repairs.
+//! then tails the feed. Not native yet: schema-version translation (a hello
+//! declaring versions is refused) and digest descent with repairs (run it
+//! with `SyncSettings::reconcile` false, so every resync is a snapshot).
 
 mod stream;
 

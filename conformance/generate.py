@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import behaviour_vectors
 import compat_vectors
 import descent_vectors
 import patch_vectors
@@ -490,6 +491,7 @@ def vector_files() -> dict[str, str]:
         "compat/vectors.json": render(compat_vectors.build()) + "\n",
         "translate/vectors.json": render(translate_vectors.build()) + "\n",
         "validate/vectors.json": render(validate_vectors.build()) + "\n",
+        "behaviour/vectors.json": render(behaviour_vectors.build()) + "\n",
     }
 
 

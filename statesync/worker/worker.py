@@ -375,24 +375,7 @@ class Worker:
 
     async def _session(self) -> bool:
         outgoing: asyncio.Queue[pb.SyncRequest | None] = asyncio.Queue()
-        outgoing.put_nowait(
-            pb.SyncRequest(
-                hello=pb.Hello(
-                    worker_id=self.worker_id,
-                    namespaces=self.namespaces,
-                    from_rev=0 if self._force_snapshot else self.applied_rev,
-                    heartbeat_s=self.settings.heartbeat_s,
-                    deltas=self.deltas,
-                    held=[held_to_pb(h) for h in self.replica.held()],
-                    versions=[
-                        pb.SchemaVersions(
-                            ns=ns, versions=v, replica_version=self.replica.schema_version(ns)
-                        )
-                        for ns, v in self.declared.items()
-                    ],
-                )
-            )
-        )
+        outgoing.put_nowait(self._hello())
 
         async def requests() -> Any:
             while (item := await outgoing.get()) is not None:
@@ -446,6 +429,25 @@ class Worker:
                 beating.cancel()
                 stopping.cancel()
                 call.cancel()
+
+    def _hello(self) -> pb.SyncRequest:
+        """A stream's first message: from the applied revision, or 0 to ask for a resync."""
+        return pb.SyncRequest(
+            hello=pb.Hello(
+                worker_id=self.worker_id,
+                namespaces=self.namespaces,
+                from_rev=0 if self._force_snapshot else self.applied_rev,
+                heartbeat_s=self.settings.heartbeat_s,
+                deltas=self.deltas,
+                held=[held_to_pb(h) for h in self.replica.held()],
+                versions=[
+                    pb.SchemaVersions(
+                        ns=ns, versions=v, replica_version=self.replica.schema_version(ns)
+                    )
+                    for ns, v in self.declared.items()
+                ],
+            )
+        )
 
     async def _handle(
         self,
@@ -582,7 +584,18 @@ class Worker:
             for ns, key in deletes
         ]
         for event in events:
-            await self._run_handler(event)
+            try:
+                await self._run_handler(event)
+            except Reject as exc:
+                # docs/wire.md: a repair is the controller's value, applied as sent; a
+                # refusal would leave the key drifted and the descent repairing it forever.
+                log.warning(
+                    "worker %s: handler refused the repair of %s/%s (%s); applied as sent",
+                    self.worker_id,
+                    event.ns,
+                    event.key,
+                    exc,
+                )
         self.replica.apply(repair.rev, puts, deletes, [])
         self.repairs += len(events)
         log.warning(
@@ -812,14 +825,15 @@ class Worker:
                 callback(event)
 
     def _snapshot_events(self, entries: dict[str, dict[str, Entry]], rev: int) -> Any:
-        """What a snapshot changes, as events: puts of new or different values, deletes."""
+        """What a snapshot changes, as events: puts of new or different values, deletes
+        (each in key order, so the NACKs of refused ones are in a stable order)."""
         for ns in self.namespaces:
             old = self.replica.value_hashes(ns)
             new = entries.get(ns, {})
-            for key, entry in new.items():
+            for key, entry in sorted(new.items()):
                 if old.get(key) != entry.vhash:
                     yield _state_event(rev, ns, key, entry)
-            for key in old.keys() - new.keys():
+            for key in sorted(old.keys() - new.keys()):
                 yield ChangeEvent(rev, ns, key, "delete", None, "", "", snapshot=True)
 
 

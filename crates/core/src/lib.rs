@@ -19,6 +19,7 @@ pub mod error;
 pub mod log;
 pub mod patch;
 pub mod sequencer;
+pub mod sync;
 pub mod value;
 
 pub use canonical::canonical_bytes;

@@ -9,3 +9,6 @@ tonic::include_proto!("statesync.v1");
 /// The trailing metadata key of a failed call's serialized [`Error`]
 /// (`docs/errors.md`): the server writes it, every client decodes it.
 pub const ERROR_METADATA_KEY: &str = "statesync-error-bin";
+
+#[cfg(feature = "json")]
+include!(concat!(env!("OUT_DIR"), "/statesync.v1.serde.rs"));

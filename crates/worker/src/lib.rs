@@ -1,15 +1,44 @@
-//! statesync's worker side in Rust.
+//! statesync's worker SDK in Rust.
 //!
-//! Today this crate owns the worker's persisted [`Replica`]: the entries of
-//! the namespaces a worker follows, the keys it holds back after refusing a
-//! change (NACK), its applied revision and the per-namespace digests it
-//! reports with every ACK. It will grow into the Rust worker SDK (a Sync
-//! client around this replica); the Python worker runs on it through the
-//! binding crate (`crates/python`), which converts at the edge: nothing here
-//! knows Python.
+//! - [`Worker`]: a worker process's sync loop (tokio + tonic): it keeps a
+//!   replica of the namespaces it follows exactly in step with the controller,
+//!   consulting a [`Handler`] before each change (which may [`Reject`] it:
+//!   NACK, the last good value kept).
+//! - [`Session`]: the worker end of the Sync protocol without I/O; the state
+//!   table it follows is `statesync_core::sync::worker`.
+//! - [`Replica`]: the persisted replica: entries, held keys (refused changes),
+//!   the applied revision and the per-namespace digests reported with every
+//!   ACK. The Python worker runs on it through the binding crate
+//!   (`crates/python`), which converts at the edge: nothing here knows Python.
+//!
+//! A worker that prints each change (it needs a running controller):
+//!
+//! ```no_run
+//! use statesync_worker::{ChangeEvent, Reject, Worker};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let worker = Worker::builder("http://127.0.0.1:7070")
+//!     .worker_id("edge-1")
+//!     .namespace("routes")
+//!     .data_dir("/var/lib/edge-1")
+//!     .handler(|change: &ChangeEvent<'_>| {
+//!         if change.value_text() == Some("null") {
+//!             return Err(Reject::new("routes are objects"));
+//!         }
+//!         println!("{} {}/{} = {:?}", change.rev, change.ns, change.key, change.value_text());
+//!         Ok(())
+//!     })
+//!     .start()?;
+//! worker.wait_for(42).await?;
+//! worker.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! The [`client`] module is the writer client: commands, reads and waits
 //! against a controller, with typed errors (its own docs hold an example).
+//!
+//! The replica on its own:
 //!
 //! ```
 //! use statesync_worker::{Changes, Entry, Replica};
@@ -32,9 +61,16 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+mod answer;
 pub mod client;
 mod error;
+pub mod handler;
 pub mod replica;
+pub mod session;
+mod worker;
 
 pub use error::ReplicaError;
+pub use handler::{AcceptAll, ChangeEvent, Handler, Op, Origin, Reject};
 pub use replica::{Changes, Dump, Entry, FORMAT, HeldKey, REPLICA_FILE, Replica, Snapshot, read_offline};
+pub use session::{Options, Session, Step, StreamEnd};
+pub use worker::{Status, Worker, WorkerBuilder, WorkerError};

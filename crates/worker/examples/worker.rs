@@ -1,0 +1,167 @@
+//! A worker that prints each applied change, one line per change.
+//!
+//! ```text
+//! cargo run --example worker -- --address http://127.0.0.1:7070 --worker-id w1 \
+//!     --namespace routes --data-dir /tmp/w1 [--deltas] [--reject-key routes/blocked]
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use statesync_worker::{ChangeEvent, Op, Reject, Worker};
+use tokio::signal::unix::{SignalKind, signal};
+
+const USAGE: &str = "usage: worker --address URL --worker-id ID --namespace NS [--namespace NS ...] \
+[--data-dir DIR] [--deltas] [--heartbeat SECONDS] [--reject-key NS/KEY ...]
+
+Follows the namespaces of the statesync controller at URL (http://host:port) and prints each
+change it applies, until SIGINT or SIGTERM stops it gracefully (exit 0). The handler refuses
+(NACKs) every change to a key given with --reject-key, keeping its last good value.";
+
+/// What the command line asks for.
+struct Args {
+    address: String,
+    worker_id: String,
+    namespaces: Vec<String>,
+    data_dir: Option<String>,
+    deltas: bool,
+    heartbeat: Option<Duration>,
+    reject: Vec<(String, String)>,
+}
+
+/// Parses the command line; `Ok(None)` when only the help was asked for.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let (mut address, mut worker_id) = (None, String::new());
+    let (mut namespaces, mut data_dir, mut deltas) = (Vec::new(), None, false);
+    let (mut heartbeat, mut reject) = (None, Vec::new());
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--address" => address = Some(value("--address")?),
+            "--worker-id" => worker_id = value("--worker-id")?,
+            "--namespace" => namespaces.push(value("--namespace")?),
+            "--data-dir" => data_dir = Some(value("--data-dir")?),
+            "--deltas" => deltas = true,
+            "--heartbeat" => {
+                let text = value("--heartbeat")?;
+                let seconds = text
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| format!("--heartbeat {text:?} is not a number of seconds"))?;
+                heartbeat = Some(seconds);
+            }
+            "--reject-key" => {
+                let text = value("--reject-key")?;
+                let (ns, key) = text
+                    .split_once('/')
+                    .ok_or_else(|| format!("--reject-key {text:?} is not NS/KEY"))?;
+                reject.push((ns.to_owned(), key.to_owned()));
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let address = address.ok_or("--address is required")?;
+    Ok(Some(Args {
+        address,
+        worker_id,
+        namespaces,
+        data_dir,
+        deltas,
+        heartbeat,
+        reject,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("worker: {err}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let reject = args.reject;
+    let mut builder = Worker::builder(args.address)
+        .worker_id(args.worker_id)
+        .deltas(args.deltas)
+        .handler(move |change: &ChangeEvent<'_>| {
+            let op = if change.op == Op::Put { "put" } else { "delete" };
+            if reject
+                .iter()
+                .any(|(ns, key)| ns == change.ns && key == change.key)
+            {
+                println!(
+                    "rejected rev={} op={op} ns={} key={}",
+                    change.rev, change.ns, change.key
+                );
+                return Err(Reject::new(format!(
+                    "{}/{} is refused by --reject-key",
+                    change.ns, change.key
+                )));
+            }
+            println!(
+                "applied rev={} op={op} ns={} key={} value={} origin={:?}",
+                change.rev,
+                change.ns,
+                change.key,
+                change.value_text().unwrap_or("null"),
+                change.origin
+            );
+            Ok(())
+        });
+    for ns in args.namespaces {
+        builder = builder.namespace(ns);
+    }
+    if let Some(dir) = args.data_dir {
+        builder = builder.data_dir(dir);
+    }
+    if let Some(every) = args.heartbeat {
+        builder = builder.heartbeat(every);
+    }
+    let (mut interrupt, mut terminate) =
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(err), _) | (_, Err(err)) => {
+                eprintln!("worker: cannot handle signals: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let worker = match builder.start() {
+        Ok(worker) => worker,
+        Err(err) => {
+            eprintln!("worker: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut status = worker.watch();
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = status.borrow_and_update().clone();
+                println!("status applied_rev={} connected={} last_end={:?}", now.applied_rev, now.connected, now.last_end);
+            }
+        }
+    }
+    match worker.stop().await {
+        Ok(()) => {
+            println!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("worker: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

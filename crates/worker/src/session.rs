@@ -1,0 +1,634 @@
+//! The worker's end of the Sync protocol, without I/O: controller messages in,
+//! the worker's replies out, the replica changed on the way (docs/wire.md).
+//!
+//! A [`Session`] owns the replica and lives as long as the worker; each stream
+//! starts with [`Session::hello`] and feeds every [`SyncReply`] to
+//! [`Session::receive`], which answers with the messages to send and, when the
+//! stream must end (a gap, drift, a protocol error), why. The stream's states
+//! are the table in `statesync_core::sync::worker`; the user's [`Handler`] is
+//! consulted for every change before it is applied.
+
+use std::collections::{BTreeMap, HashMap};
+
+use statesync_core::NamespaceDigest;
+use statesync_core::digest::{Hash, sha256};
+use statesync_core::sync::worker::{BatchVerdict, Event, StreamState, WorkerStream, batch_verdict};
+use statesync_proto::{
+    Ack, ChangeBatch, DigestQuery, Hello, Nack, NamespaceDigest as PbDigest, Repair, Resync, SnapshotChunk,
+    SyncReply, SyncRequest, change, sync_reply, sync_request,
+};
+
+use crate::ReplicaError;
+use crate::answer::answer;
+use crate::handler::{ChangeEvent, Handler, Op, Origin};
+use crate::replica::{Changes, Entry, HeldKey, Replica, Snapshot};
+
+/// The reason a worker refuses a value whose SHA-256 is not its `value_hash`.
+pub const HASH_MISMATCH: &str = "the value does not match its hash";
+
+/// What a worker says in its hello, and how it asks to be served.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// The worker's stable id (the controller tracks it across reconnects).
+    pub worker_id: String,
+    /// The namespaces it follows, sorted, without duplicates.
+    pub namespaces: Vec<String>,
+    /// Ask for JSON Patch deltas where they are smaller than the value.
+    pub deltas: bool,
+    /// How often the worker sends a heartbeat, in seconds (told in the hello).
+    pub heartbeat_s: f64,
+}
+
+/// Why a stream ends, and so how the next one starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// What happened, for the log.
+    pub reason: String,
+    /// The replica may have drifted: the next hello asks for a snapshot
+    /// (`from_rev = 0`); otherwise it resumes from the applied revision.
+    pub resync: bool,
+}
+
+/// What the worker does after one controller message.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Step {
+    /// The messages to send, in order (NACKs before the ACK that follows them).
+    pub send: Vec<SyncRequest>,
+    /// Set when the stream must end; nothing more is read from it.
+    pub end: Option<StreamEnd>,
+}
+
+/// A snapshot being received: its `Resync` and the entries so far.
+struct Pending {
+    resync: Resync,
+    entries: BTreeMap<String, BTreeMap<String, Entry>>,
+}
+
+/// The worker side of the protocol around a [`Replica`].
+pub struct Session {
+    options: Options,
+    replica: Replica,
+    stream: WorkerStream,
+    snapshot: Option<Pending>,
+    /// The last refused value of each held key: a delta sent before the
+    /// controller heard the NACK is based on it.
+    refused: HashMap<(String, String), Entry>,
+    /// The id of the last Repair received (applied or skipped).
+    repaired: u64,
+    /// The replica drifted: the next hello asks for a snapshot.
+    resync_requested: bool,
+}
+
+/// A revision that could not be applied because the replica drifted.
+struct Drift(String);
+
+impl Session {
+    /// A session on `replica`; `options.namespaces` is sorted and deduplicated.
+    pub fn new(replica: Replica, mut options: Options) -> Session {
+        options.namespaces.sort();
+        options.namespaces.dedup();
+        Session {
+            options,
+            replica,
+            stream: WorkerStream::new(),
+            snapshot: None,
+            refused: HashMap::new(),
+            repaired: 0,
+            resync_requested: false,
+        }
+    }
+
+    /// The replica (for reads).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The replica, to close it when the worker stops.
+    pub fn replica_mut(&mut self) -> &mut Replica {
+        &mut self.replica
+    }
+
+    /// The options the session was made with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// The state of the current stream.
+    pub fn state(&self) -> StreamState {
+        self.stream.state()
+    }
+
+    /// Whether the controller answered on the current stream.
+    pub fn established(&self) -> bool {
+        self.stream.established()
+    }
+
+    /// Starts a new stream: the hello to send first.
+    pub fn hello(&mut self) -> SyncRequest {
+        self.stream = WorkerStream::new();
+        self.snapshot = None;
+        let from_rev = if self.resync_requested {
+            0
+        } else {
+            self.replica.applied_rev()
+        };
+        request(sync_request::Msg::Hello(Hello {
+            worker_id: self.options.worker_id.clone(),
+            namespaces: self.options.namespaces.clone(),
+            from_rev,
+            deltas: self.options.deltas,
+            heartbeat_s: self.options.heartbeat_s,
+            held: self.held(),
+            ..Hello::default()
+        }))
+    }
+
+    /// The stream ended from outside (closed, stale, stopped).
+    pub fn end(&mut self) {
+        if self.stream.state() != StreamState::Closed {
+            let _ = self.stream.on(Event::End);
+        }
+        self.snapshot = None;
+    }
+
+    /// Handles one controller message. Err only when the replica could not be
+    /// written (nothing of that write was applied; end the stream and retry).
+    pub fn receive(&mut self, reply: SyncReply, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
+        // A reply kind this worker does not know is skipped (evolution rules).
+        let Some(msg) = reply.msg else {
+            return Ok(Step::default());
+        };
+        let event = match &msg {
+            sync_reply::Msg::Batch(_) => Event::Batch,
+            sync_reply::Msg::Progress(_) => Event::Progress,
+            sync_reply::Msg::Resync(r) if r.reconcile => Event::ReconcileResync,
+            sync_reply::Msg::Resync(_) => Event::Resync,
+            sync_reply::Msg::Chunk(c) if c.last => Event::LastChunk,
+            sync_reply::Msg::Chunk(_) => Event::Chunk,
+            sync_reply::Msg::Heartbeat(_) => Event::Heartbeat,
+            sync_reply::Msg::Query(_) => Event::Query,
+            sync_reply::Msg::Repair(_) => Event::Repair,
+        };
+        let before = self.stream.state();
+        if let Err(illegal) = self.stream.on(event) {
+            return Ok(self.ending(format!("protocol error: {illegal}"), false));
+        }
+        let step = match msg {
+            sync_reply::Msg::Batch(batch) => self.batch(batch, handler)?,
+            sync_reply::Msg::Progress(progress) => {
+                if before == StreamState::Snapshotting {
+                    Step::default()
+                } else {
+                    self.replica.advance(progress.rev)?;
+                    self.acked()
+                }
+            }
+            sync_reply::Msg::Resync(resync) if resync.reconcile => {
+                self.replica.advance(resync.rev)?;
+                self.acked()
+            }
+            sync_reply::Msg::Resync(resync) => {
+                self.snapshot = Some(Pending {
+                    resync,
+                    entries: BTreeMap::new(),
+                });
+                Step::default()
+            }
+            sync_reply::Msg::Chunk(chunk) => self.chunk(chunk, handler)?,
+            sync_reply::Msg::Heartbeat(_) => Step::default(),
+            sync_reply::Msg::Query(query) => self.query(&query),
+            sync_reply::Msg::Repair(repair) => self.repair(repair, handler)?,
+        };
+        Ok(step)
+    }
+
+    // ------------------------------------------------------------ batches
+
+    fn batch(&mut self, batch: ChangeBatch, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
+        let applied = self.replica.applied_rev();
+        match batch_verdict(applied, batch.prev_rev, batch.rev) {
+            Err(backward) => Ok(self.ending(format!("protocol error: {backward}"), false)),
+            Ok(BatchVerdict::Replay) => Ok(self.acked()),
+            Ok(BatchVerdict::Gap) => Ok(self.ending(
+                format!(
+                    "gap: the batch follows revision {}, the last applied is {applied}",
+                    batch.prev_rev
+                ),
+                false,
+            )),
+            Ok(BatchVerdict::Apply) => {
+                let mut send = Vec::new();
+                for revision in batch.revisions.iter().filter(|r| r.rev > applied) {
+                    if let Err(Drift(reason)) = self.revision(revision, handler, &mut send)? {
+                        let mut step = self.ending(reason, true);
+                        send.append(&mut step.send);
+                        step.send = send;
+                        return Ok(step);
+                    }
+                }
+                self.replica.advance(batch.rev)?;
+                send.push(self.ack());
+                Ok(Step { send, end: None })
+            }
+        }
+    }
+
+    /// Applies one revision: each change checked and offered to the handler,
+    /// refused ones NACKed and held, the rest applied atomically.
+    fn revision(
+        &mut self,
+        revision: &statesync_proto::Revision,
+        handler: &mut dyn Handler,
+        send: &mut Vec<SyncRequest>,
+    ) -> Result<Result<(), Drift>, ReplicaError> {
+        let mut changes = Changes::default();
+        let mut nacks = Vec::new();
+        for c in &revision.changes {
+            let slot = (c.ns.clone(), c.key.clone());
+            let delete = c.kind == change::Kind::Delete as i32;
+            let (entry, verdict) = if delete {
+                let event = event(revision, c, Op::Delete, None);
+                (None, handler.on_change(&event).map_err(|r| r.reason))
+            } else {
+                let value = if c.patch.is_empty() {
+                    c.value.clone()
+                } else {
+                    match self.resolve_delta(c) {
+                        Ok(value) => value,
+                        Err(drift) => return Ok(Err(drift)),
+                    }
+                };
+                let entry = Entry {
+                    vhash: sha256(&value),
+                    value,
+                    create_rev: c.create_rev,
+                    mod_rev: revision.rev,
+                    version: c.version,
+                    schema_version: c.schema_version,
+                    source_hash: hash_of(&c.source_hash),
+                };
+                let verdict = checked(&entry, &c.value_hash).and_then(|()| {
+                    let event = event(revision, c, Op::Put, Some(&entry.value));
+                    handler.on_change(&event).map_err(|r| r.reason)
+                });
+                (Some(entry), verdict)
+            };
+            match verdict {
+                Ok(()) => {
+                    self.refused.remove(&slot);
+                    match entry {
+                        Some(entry) => changes.puts.push((slot.0, slot.1, entry)),
+                        None => changes.deletes.push(slot),
+                    }
+                }
+                Err(reason) => {
+                    nacks.push(request(sync_request::Msg::Nack(Nack {
+                        rev: revision.rev,
+                        ns: c.ns.clone(),
+                        key: c.key.clone(),
+                        reason: reason.clone(),
+                    })));
+                    let counted = if delete {
+                        None
+                    } else {
+                        hash_of(&c.source_hash).or_else(|| hash_of(&c.value_hash))
+                    };
+                    changes.rejected.push(HeldKey {
+                        namespace: c.ns.clone(),
+                        key: c.key.clone(),
+                        rev: revision.rev,
+                        reason,
+                        refused: counted,
+                    });
+                    if let Some(entry) = entry {
+                        self.refused.insert(slot, entry);
+                    }
+                }
+            }
+        }
+        self.replica.apply(revision.rev, changes)?;
+        send.append(&mut nacks);
+        Ok(Ok(()))
+    }
+
+    /// The full value of a delta, from the value at `prev_mod_rev` (the
+    /// refused one when a NACK crossed the delta on the wire).
+    fn resolve_delta(&self, c: &statesync_proto::Change) -> Result<Vec<u8>, Drift> {
+        let refused = self
+            .refused
+            .get(&(c.ns.clone(), c.key.clone()))
+            .filter(|e| e.mod_rev == c.prev_mod_rev);
+        let base = refused.or_else(|| self.replica.get(&c.ns, &c.key));
+        let Some(base) = base.filter(|b| b.mod_rev == c.prev_mod_rev) else {
+            let have = match self.replica.get(&c.ns, &c.key) {
+                None => "no value".to_owned(),
+                Some(e) => format!("mod_rev {}", e.mod_rev),
+            };
+            return Err(Drift(format!(
+                "delta for {}/{} is based on mod_rev {}, the replica has {have}",
+                c.ns, c.key, c.prev_mod_rev
+            )));
+        };
+        statesync_core::delta::apply(&base.value, &c.patch, &c.value_hash)
+            .map_err(|e| Drift(format!("delta for {}/{}: {e}", c.ns, c.key)))
+    }
+
+    // ------------------------------------------------------------ snapshots
+
+    fn chunk(&mut self, chunk: SnapshotChunk, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
+        let Some(pending) = self.snapshot.as_mut() else {
+            return Ok(self.ending("protocol error: a snapshot chunk without a resync".into(), false));
+        };
+        if chunk.rev != pending.resync.rev {
+            let reason = format!(
+                "a snapshot chunk at revision {} in the snapshot at {}",
+                chunk.rev, pending.resync.rev
+            );
+            return Ok(self.ending(reason, true));
+        }
+        for e in chunk.entries {
+            let entry = Entry {
+                vhash: sha256(&e.value),
+                value: e.value,
+                create_rev: e.create_rev,
+                mod_rev: e.mod_rev,
+                version: e.version,
+                schema_version: e.schema_version,
+                source_hash: hash_of(&e.source_hash),
+            };
+            pending.entries.entry(e.ns).or_default().insert(e.key, entry);
+        }
+        if !chunk.last {
+            return Ok(Step::default());
+        }
+        let pending = self.snapshot.take().expect("checked above");
+        self.install(pending, handler)
+    }
+
+    /// Verifies a whole snapshot against its digests, offers what it changes to
+    /// the handler, and replaces the replica with it.
+    fn install(&mut self, pending: Pending, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
+        let Pending { resync, mut entries } = pending;
+        let mut digests = HashMap::new();
+        for expected in &resync.digests {
+            let keyed = entries.get(&expected.ns);
+            let items = keyed.into_iter().flatten().map(|(k, e)| (k.as_str(), *e.leaf()));
+            let digest = NamespaceDigest::from_items(items, |_, _| {});
+            if digest.root().as_slice() != expected.root.as_slice() {
+                let reason = format!(
+                    "the snapshot of namespace {:?} does not match its digest",
+                    expected.ns
+                );
+                return Ok(self.ending(reason, true));
+            }
+            digests.insert(expected.ns.clone(), digest);
+        }
+        let rev = resync.rev;
+        let mut send = Vec::new();
+        let mut rejected = Vec::new();
+        for ns in self.options.namespaces.clone() {
+            let old: BTreeMap<String, Entry> = self
+                .replica
+                .range(&ns, "")
+                .map(|(k, e)| (k.to_owned(), e.clone()))
+                .collect();
+            let new = entries.remove(&ns).unwrap_or_default();
+            let mut kept = BTreeMap::new();
+            for (key, entry) in new {
+                let unchanged = old.get(&key).is_some_and(|o| o.vhash == entry.vhash);
+                let verdict = if unchanged {
+                    Ok(())
+                } else {
+                    handler.on_change(&state_event(rev, &ns, &key, Some(&entry), Origin::Snapshot))
+                };
+                match verdict {
+                    Ok(()) => {
+                        kept.insert(key, entry);
+                    }
+                    Err(reject) => {
+                        if let Some(last_good) = old.get(&key) {
+                            kept.insert(key.clone(), last_good.clone());
+                        }
+                        send.push(nack(rev, &ns, &key, &reject.reason));
+                        rejected.push(held(&ns, &key, rev, reject.reason, Some(*entry.leaf())));
+                    }
+                }
+            }
+            // A key refused above kept its last good value, so it is in `kept`.
+            let gone: Vec<(String, Entry)> = old.into_iter().filter(|(k, _)| !kept.contains_key(k)).collect();
+            for (key, last_good) in gone {
+                if let Err(reject) = handler.on_change(&state_event(rev, &ns, &key, None, Origin::Snapshot)) {
+                    send.push(nack(rev, &ns, &key, &reject.reason));
+                    rejected.push(held(&ns, &key, rev, reject.reason, None));
+                    kept.insert(key, last_good);
+                }
+            }
+            if !kept.is_empty() {
+                entries.insert(ns, kept);
+            }
+        }
+        self.replica.replace(
+            rev,
+            Snapshot {
+                entries,
+                rejected,
+                digests: Some(digests),
+            },
+        )?;
+        self.refused.clear();
+        self.resync_requested = false;
+        send.push(self.ack());
+        Ok(Step { send, end: None })
+    }
+
+    // ------------------------------------------------------------ reconciliation
+
+    fn query(&mut self, query: &DigestQuery) -> Step {
+        match answer(&mut self.replica, query) {
+            Ok(answer) => Step {
+                send: vec![request(sync_request::Msg::Answer(answer))],
+                end: None,
+            },
+            Err(err) => self.ending(format!("protocol error: digest query {}: {err}", query.id), false),
+        }
+    }
+
+    fn repair(&mut self, repair: Repair, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
+        self.repaired = repair.id;
+        if repair.rev != self.replica.applied_rev() {
+            // Another revision: skipped; the next digest check decides again.
+            return Ok(self.acked());
+        }
+        let mut changes = Changes::default();
+        for e in repair.entries {
+            let entry = Entry {
+                vhash: sha256(&e.value),
+                value: e.value,
+                create_rev: e.create_rev,
+                mod_rev: e.mod_rev,
+                version: e.version,
+                schema_version: e.schema_version,
+                source_hash: hash_of(&e.source_hash),
+            };
+            // Applied as sent: the handler is told, its refusal does not apply.
+            let _ = handler.on_change(&state_event(
+                repair.rev,
+                &e.ns,
+                &e.key,
+                Some(&entry),
+                Origin::Repair,
+            ));
+            self.refused.remove(&(e.ns.clone(), e.key.clone()));
+            changes.puts.push((e.ns, e.key, entry));
+        }
+        for d in repair.deletes {
+            let _ = handler.on_change(&state_event(repair.rev, &d.ns, &d.key, None, Origin::Repair));
+            self.refused.remove(&(d.ns.clone(), d.key.clone()));
+            changes.deletes.push((d.ns, d.key));
+        }
+        self.replica.apply(repair.rev, changes)?;
+        Ok(self.acked())
+    }
+
+    // ------------------------------------------------------------ replies
+
+    /// An ACK of the applied revision with every subscribed namespace's digest
+    /// and the held keys.
+    pub fn ack(&self) -> SyncRequest {
+        let digests = self
+            .options
+            .namespaces
+            .iter()
+            .map(|ns| {
+                let (root, count) = match self.replica.digest(ns) {
+                    Some(d) => (d.root(), d.count()),
+                    None => (NamespaceDigest::new().root(), 0),
+                };
+                PbDigest {
+                    ns: ns.clone(),
+                    root: root.to_vec(),
+                    count: count as i64,
+                }
+            })
+            .collect();
+        request(sync_request::Msg::Ack(Ack {
+            rev: self.replica.applied_rev(),
+            digests,
+            held: self.held(),
+            repaired: self.repaired,
+        }))
+    }
+
+    fn acked(&self) -> Step {
+        Step {
+            send: vec![self.ack()],
+            end: None,
+        }
+    }
+
+    fn ending(&mut self, reason: String, resync: bool) -> Step {
+        self.end();
+        self.resync_requested |= resync;
+        Step {
+            send: Vec::new(),
+            end: Some(StreamEnd { reason, resync }),
+        }
+    }
+
+    fn held(&self) -> Vec<statesync_proto::HeldKey> {
+        self.replica
+            .held()
+            .map(|h| statesync_proto::HeldKey {
+                held_hash: self
+                    .replica
+                    .get(&h.namespace, &h.key)
+                    .map(|e| e.vhash.to_vec())
+                    .unwrap_or_default(),
+                ns: h.namespace,
+                key: h.key,
+                rev: h.rev,
+                reason: h.reason,
+            })
+            .collect()
+    }
+}
+
+fn request(msg: sync_request::Msg) -> SyncRequest {
+    SyncRequest { msg: Some(msg) }
+}
+
+fn nack(rev: i64, ns: &str, key: &str, reason: &str) -> SyncRequest {
+    request(sync_request::Msg::Nack(Nack {
+        rev,
+        ns: ns.to_owned(),
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }))
+}
+
+fn held(ns: &str, key: &str, rev: i64, reason: String, refused: Option<Hash>) -> HeldKey {
+    HeldKey {
+        namespace: ns.to_owned(),
+        key: key.to_owned(),
+        rev,
+        reason,
+        refused,
+    }
+}
+
+/// A 32-byte hash from the wire; None for an empty (or malformed) field.
+fn hash_of(bytes: &[u8]) -> Option<Hash> {
+    Hash::try_from(bytes).ok()
+}
+
+/// A full value is accepted only when it hashes to `value_hash` and is I-JSON.
+fn checked(entry: &Entry, value_hash: &[u8]) -> Result<(), String> {
+    if entry.vhash.as_slice() != value_hash {
+        return Err(HASH_MISMATCH.to_owned());
+    }
+    statesync_core::value::parse(&entry.value)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn event<'a>(
+    revision: &'a statesync_proto::Revision,
+    c: &'a statesync_proto::Change,
+    op: Op,
+    value: Option<&'a [u8]>,
+) -> ChangeEvent<'a> {
+    ChangeEvent {
+        rev: revision.rev,
+        ns: &c.ns,
+        key: &c.key,
+        op,
+        value,
+        command_id: &revision.command_id,
+        trace: &revision.trace,
+        create_rev: c.create_rev,
+        version: c.version,
+        origin: Origin::Command,
+    }
+}
+
+/// A change a snapshot or a repair makes (no command behind it).
+fn state_event<'a>(
+    rev: i64,
+    ns: &'a str,
+    key: &'a str,
+    entry: Option<&'a Entry>,
+    origin: Origin,
+) -> ChangeEvent<'a> {
+    ChangeEvent {
+        rev,
+        ns,
+        key,
+        op: if entry.is_some() { Op::Put } else { Op::Delete },
+        value: entry.map(|e| e.value.as_slice()),
+        command_id: "",
+        trace: "",
+        create_rev: entry.map_or(0, |e| e.create_rev),
+        version: entry.map_or(0, |e| e.version),
+        origin,
+    }
+}

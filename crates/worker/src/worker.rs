@@ -1,0 +1,352 @@
+//! The Sync client: a tokio task that keeps a [`Session`] connected to the
+//! controller (tonic), with heartbeats, stale detection and reconnects with
+//! full-jitter backoff (docs/wire.md, "Liveness" and "Reconnects").
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use statesync_core::sync::worker::Backoff;
+use statesync_proto::statesync_client::StatesyncClient;
+use statesync_proto::{Heartbeat, SyncRequest, sync_request};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::Endpoint;
+
+use crate::handler::{AcceptAll, Handler};
+use crate::session::{Options, Session};
+use crate::{Replica, ReplicaError};
+
+/// The largest controller message accepted (a snapshot chunk).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why a worker could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The builder is missing something or holds a bad value.
+    #[error("invalid worker configuration: {0}")]
+    Config(String),
+    /// The replica could not be opened or written.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// The worker stopped before the awaited revision was applied.
+    #[error("the worker stopped")]
+    Stopped,
+}
+
+/// What a running worker reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    /// The last revision applied.
+    pub applied_rev: i64,
+    /// Whether a stream is established.
+    pub connected: bool,
+    /// Why the last stream ended (None: none ended yet).
+    pub last_end: Option<String>,
+    /// How many times the worker reconnected.
+    pub reconnects: u64,
+}
+
+/// Configures and starts a [`Worker`].
+pub struct WorkerBuilder {
+    address: String,
+    worker_id: String,
+    data_dir: Option<PathBuf>,
+    namespaces: Vec<String>,
+    handler: Box<dyn Handler>,
+    deltas: bool,
+    heartbeat: Duration,
+    stale_after: Duration,
+    backoff: Backoff,
+}
+
+impl WorkerBuilder {
+    /// The worker's stable id (required).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = id.into();
+        self
+    }
+
+    /// Keep the replica in `dir` (resumed after a restart); without it the
+    /// replica lives in memory and every start bootstraps from a snapshot.
+    pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.data_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// Follow namespace `ns` (at least one is required).
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.namespaces.push(ns.into());
+        self
+    }
+
+    /// Consult `handler` before each change is applied (default: accept all).
+    pub fn handler(mut self, handler: impl Handler + 'static) -> Self {
+        self.handler = Box::new(handler);
+        self
+    }
+
+    /// Ask for JSON Patch deltas where they are smaller than the value.
+    pub fn deltas(mut self, deltas: bool) -> Self {
+        self.deltas = deltas;
+        self
+    }
+
+    /// How often to send a heartbeat (default 1 s).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// Reconnect after hearing nothing for this long (default 5 s).
+    pub fn stale_after(mut self, after: Duration) -> Self {
+        self.stale_after = after;
+        self
+    }
+
+    /// Opens the replica and starts syncing on the current tokio runtime.
+    pub fn start(self) -> Result<Worker, WorkerError> {
+        if self.worker_id.is_empty() {
+            return Err(WorkerError::Config("a worker needs a worker_id".into()));
+        }
+        if self.namespaces.is_empty() {
+            return Err(WorkerError::Config(
+                "a worker follows at least one namespace".into(),
+            ));
+        }
+        if self.heartbeat.is_zero() || self.stale_after <= self.heartbeat {
+            return Err(WorkerError::Config(format!(
+                "stale_after ({:?}) must exceed a non-zero heartbeat ({:?})",
+                self.stale_after, self.heartbeat
+            )));
+        }
+        let endpoint = Endpoint::from_shared(self.address.clone())
+            .map_err(|e| WorkerError::Config(format!("address {:?}: {e}", self.address)))?
+            .connect_timeout(self.stale_after);
+        let replica = match &self.data_dir {
+            Some(dir) => open_replica(dir, &self.worker_id)?,
+            None => Replica::in_memory(&self.worker_id),
+        };
+        let options = Options {
+            worker_id: self.worker_id,
+            namespaces: self.namespaces,
+            deltas: self.deltas,
+            heartbeat_s: self.heartbeat.as_secs_f64(),
+        };
+        let session = Session::new(replica, options);
+        let (status_tx, status) = watch::channel(Status {
+            applied_rev: session.replica().applied_rev(),
+            ..Status::default()
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let run = Run {
+            session,
+            handler: self.handler,
+            endpoint,
+            heartbeat: self.heartbeat,
+            stale_after: self.stale_after,
+            backoff: self.backoff,
+            status: status_tx,
+            stop: stop_rx,
+        };
+        let task = tokio::spawn(run.run());
+        Ok(Worker { status, stop, task })
+    }
+}
+
+/// Opens the replica in `dir`; a corrupt one is moved aside and the worker
+/// starts empty (a full resync), as the Python worker does.
+fn open_replica(dir: &Path, worker_id: &str) -> Result<Replica, WorkerError> {
+    match Replica::open(dir, worker_id) {
+        Err(ReplicaError::Corrupt { .. }) => {
+            let stamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = dir
+                .file_name()
+                .map_or_else(|| "replica".into(), |n| n.to_string_lossy().into_owned());
+            let aside = dir.with_file_name(format!("{name}.corrupt-{stamp}"));
+            std::fs::rename(dir, &aside).map_err(|source| ReplicaError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            Ok(Replica::open(dir, worker_id)?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A running worker: a tokio task syncing its replica with the controller.
+pub struct Worker {
+    status: watch::Receiver<Status>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), WorkerError>>,
+}
+
+impl Worker {
+    /// A builder for a worker of the controller at `address` (`http://host:port`).
+    pub fn builder(address: impl Into<String>) -> WorkerBuilder {
+        WorkerBuilder {
+            address: address.into(),
+            worker_id: String::new(),
+            data_dir: None,
+            namespaces: Vec::new(),
+            handler: Box::new(AcceptAll),
+            deltas: false,
+            heartbeat: Duration::from_secs(1),
+            stale_after: Duration::from_secs(5),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// The last revision applied.
+    pub fn applied_rev(&self) -> i64 {
+        self.status.borrow().applied_rev
+    }
+
+    /// The worker's current status.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// Waits until revision `rev` is applied; returns the applied revision.
+    pub async fn wait_for(&self, rev: i64) -> Result<i64, WorkerError> {
+        let mut status = self.status.clone();
+        let reached = status.wait_for(|s| s.applied_rev >= rev).await;
+        reached.map(|s| s.applied_rev).map_err(|_| WorkerError::Stopped)
+    }
+
+    /// Ends the stream, closes the replica and waits for the task.
+    pub async fn stop(self) -> Result<(), WorkerError> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .map_err(|e| WorkerError::Config(format!("the worker task failed: {e}")))?
+    }
+}
+
+/// How one stream ended.
+enum Ended {
+    Stopped,
+    Because(String),
+}
+
+struct Run {
+    session: Session,
+    handler: Box<dyn Handler>,
+    endpoint: Endpoint,
+    heartbeat: Duration,
+    stale_after: Duration,
+    backoff: Backoff,
+    status: watch::Sender<Status>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Run {
+    async fn run(mut self) -> Result<(), WorkerError> {
+        let mut attempt: u32 = 0;
+        let result = loop {
+            let ended = self.stream().await;
+            self.session.end();
+            let reason = match ended {
+                Ok(Ended::Stopped) => break Ok(()),
+                Ok(Ended::Because(reason)) => reason,
+                // A replica that cannot be written: retrying may help (a full
+                // disk freed); nothing of the failed write was applied.
+                Err(err) => err.to_string(),
+            };
+            attempt = if self.session.established() {
+                0
+            } else {
+                attempt.saturating_add(1)
+            };
+            self.status.send_modify(|s| {
+                s.connected = false;
+                s.last_end = Some(reason);
+                s.reconnects += 1;
+            });
+            let delay = Duration::from_secs_f64(self.backoff.delay_s(attempt, fastrand::f64()));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = self.stop.wait_for(|stop| *stop) => break Ok(()),
+            }
+        };
+        self.session.replica_mut().close();
+        self.status.send_modify(|s| s.connected = false);
+        result
+    }
+
+    /// One stream, from the hello to its end.
+    async fn stream(&mut self) -> Result<Ended, ReplicaError> {
+        if *self.stop.borrow() {
+            return Ok(Ended::Stopped);
+        }
+        let (outgoing, requests) = mpsc::unbounded_channel::<SyncRequest>();
+        let _ = outgoing.send(self.session.hello());
+        let opened = async {
+            let channel = self
+                .endpoint
+                .connect()
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let mut client = StatesyncClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+            let response = client
+                .sync(UnboundedReceiverStream::new(requests))
+                .await
+                .map_err(|status| format!("sync: {status}"))?;
+            Ok::<_, String>(response.into_inner())
+        };
+        let mut inbound = tokio::select! {
+            opened = tokio::time::timeout(self.stale_after, opened) => match opened {
+                Ok(Ok(inbound)) => inbound,
+                Ok(Err(reason)) => return Ok(Ended::Because(reason)),
+                Err(_) => return Ok(Ended::Because("the controller did not answer the hello".into())),
+            },
+            _ = self.stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
+        };
+        let mut beat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
+                _ = beat.tick() => {
+                    let sent_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+                    let heartbeat = sync_request::Msg::Heartbeat(Heartbeat { sent_unix });
+                    let _ = outgoing.send(SyncRequest { msg: Some(heartbeat) });
+                }
+                () = tokio::time::sleep_until(last_heard + self.stale_after) => {
+                    return Ok(Ended::Because(format!("stale: nothing from the controller for {:?}", self.stale_after)));
+                }
+                message = inbound.message() => {
+                    let reply = match message {
+                        Ok(Some(reply)) => reply,
+                        Ok(None) => return Ok(Ended::Because("the controller closed the stream".into())),
+                        Err(status) => return Ok(Ended::Because(format!("the stream failed: {status}"))),
+                    };
+                    last_heard = Instant::now();
+                    let step = self.session.receive(reply, self.handler.as_mut())?;
+                    for message in step.send {
+                        let _ = outgoing.send(message);
+                    }
+                    let applied_rev = self.session.replica().applied_rev();
+                    self.status.send_if_modified(|s| {
+                        let changed = s.applied_rev != applied_rev || !s.connected;
+                        s.applied_rev = applied_rev;
+                        s.connected = true;
+                        changed
+                    });
+                    if let Some(end) = step.end {
+                        return Ok(Ended::Because(end.reason));
+                    }
+                }
+            }
+        }
+    }
+}

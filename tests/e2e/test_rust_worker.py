@@ -1,0 +1,229 @@
+"""The Rust worker SDK against a real controller.
+
+The example binary of crates/worker (`examples/worker.rs`) runs as a worker
+process of a real `controller.py` controller; the Python client writes puts,
+patches and deletes in several namespaces. The controller's own status is the
+judge: the Rust worker reaches the head with its digests agreeing (with full
+values and with deltas), resumes from its replica after SIGKILL (no snapshot:
+the controller counts resyncs), follows a controller restart, shows as NACKED
+with the key it refuses, and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import (
+    Cluster,
+    Proc,
+    WorkerProc,
+    Writer,
+    assert_replica_equals,
+    controller_state,
+    wait_converged,
+    wait_until,
+    worker_view,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMESPACES = ("flags", "jobs", "routes")
+
+
+@pytest.fixture(scope="session")
+def rust_worker_exe() -> Path:
+    """Build the example once per session (release, like the Python extension,
+    so it reuses the extension's compiled dependencies); cargo says where the
+    executable is, wherever CARGO_TARGET_DIR points."""
+    cargo = shutil.which("cargo")
+    assert cargo, "a Rust toolchain (cargo) is needed to build the Rust worker"
+    argv = [cargo, "build", "--release", "--locked", "-p", "statesync-worker"]
+    argv += ["--example", "worker", "--message-format", "json-render-diagnostics"]
+    built = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+    assert built.returncode == 0, built.stderr[-6000:]
+    for line in built.stdout.splitlines():
+        message = json.loads(line)
+        target = message.get("target", {})
+        example = target.get("name") == "worker" and "example" in target.get("kind", ())
+        if message.get("reason") == "compiler-artifact" and example and message.get("executable"):
+            return Path(message["executable"])
+    raise AssertionError(f"cargo built no worker example:\n{built.stderr[-3000:]}")
+
+
+class RustWorkerProc(WorkerProc):
+    """The Rust example worker; its state directory is a replica like the
+    Python worker's, so `dump()` (statesync replica dump) reads it."""
+
+    def __init__(
+        self,
+        exe: Path,
+        workdir: Path,
+        worker_id: str,
+        namespaces: Sequence[str],
+        server: str,
+        reject: Sequence[str] = (),
+        deltas: bool = False,
+    ) -> None:
+        super().__init__(workdir, worker_id, namespaces, server, deltas=deltas)
+        self.exe = exe
+        self.reject = tuple(reject)
+
+    def argv(self) -> list[str]:
+        argv = [str(self.exe), "--address", f"http://{self.server}", "--worker-id"]
+        argv += [self.worker_id, "--data-dir", str(self.state_dir)]
+        argv += ["--heartbeat", str(self.heartbeat)]
+        for ns in self.namespaces:
+            argv += ["--namespace", ns]
+        for key in self.reject:
+            argv += ["--reject-key", key]
+        if self.deltas:
+            argv.append("--deltas")
+        return argv
+
+
+def start_rust_worker(
+    cluster: Cluster,
+    exe: Path,
+    worker_id: str,
+    reject: Sequence[str] = (),
+    deltas: bool = False,
+) -> RustWorkerProc:
+    assert cluster.controller is not None
+    address = cluster.controller.address
+    worker = RustWorkerProc(
+        exe, cluster.workdir, worker_id, NAMESPACES, address, reject, deltas=deltas
+    )
+    cluster.workers[worker_id] = worker
+    worker.start()
+    return worker
+
+
+def write(
+    cluster: Cluster, count: int, seed: int, model: dict[tuple[str, str], Any] | None = None
+) -> Writer:
+    """Commit `count` puts, patches and deletes over NAMESPACES; wait for all of them."""
+    assert cluster.controller is not None
+    writer = Writer(
+        cluster.controller.address, NAMESPACES, count, keys_per_ns=15, seed=seed, model=model
+    )
+    writer.start()
+    writer.join_ok(120)
+    assert {a.op for a in writer.acks} == {"put", "patch", "delete"}, "not every kind of write"
+    return writer
+
+
+def stopped_cleanly(worker: Proc) -> None:
+    assert worker.terminate() == 0, f"{worker.name} did not exit 0 on SIGTERM:\n{worker.log()}"
+    assert "stopped" in worker.log().splitlines()
+
+
+@pytest.mark.parametrize("deltas", [False, True], ids=["values", "deltas"])
+def test_rust_worker_converges_and_resumes_after_sigkill(
+    cluster: Cluster, rust_worker_exe: Path, deltas: bool
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    first = write(cluster, 60, seed=1)  # before the worker: it bootstraps from a snapshot
+
+    worker = start_rust_worker(cluster, rust_worker_exe, "rust-1", deltas=deltas)
+    worker.wait_log(r"origin=Snapshot", 60)
+    status = wait_converged(client, ["rust-1"])
+    view = worker_view(status, "rust-1")
+    assert view.digest == "agree" and view.state == "TAILING" and view.resyncs == 1, view
+    bootstrapped_at = status.head_rev
+
+    # Writes stream to it as it runs; SIGKILL it mid-stream (no chance to close anything).
+    writer = Writer(
+        controller.address, NAMESPACES, 200, keys_per_ns=15, seed=2, rate=100, model=first.model
+    )
+    writer.start()
+    wait_until(
+        lambda: worker_view(client.status(), "rust-1").applied_rev > bootstrapped_at + 20,
+        60,
+        "rust-1 to apply streamed revisions",
+    )
+    worker.kill()
+    assert "origin=Command" in worker.log()
+    persisted = worker.dump()["applied_rev"]
+    assert persisted > bootstrapped_at + 20
+    writer.join_ok(120)
+    assert {a.op for a in writer.acks} == {"put", "patch", "delete"}, "not every kind of write"
+
+    worker.start()
+    status = wait_converged(client, ["rust-1"])
+    # It resumed from its replica's revision, and the controller sent no snapshot.
+    controller.wait_log(rf"worker rust-1 connected from \S+ .*from revision {persisted}\b", 10)
+    view = worker_view(status, "rust-1")
+    assert view.resyncs == 1, f"the restarted worker resynced: {view}"
+    restarted = worker.log()
+    assert "origin=Snapshot" not in restarted, "the restarted worker was sent a snapshot"
+    assert "origin=Command" in restarted, "the restarted worker applied nothing"
+    assert_replica_equals(client, worker, status.head_rev)
+    assert controller_state(client, NAMESPACES) == writer.expected()
+
+    stopped_cleanly(worker)
+    wait_until(
+        lambda: not worker_view(client.status(), "rust-1").connected,
+        30,
+        "the controller to see the worker gone",
+    )
+    client.close()
+
+
+def test_rust_worker_nack_shows_in_status(cluster: Cluster, rust_worker_exe: Path) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    client.put("routes", "open", {"port": 80})
+    worker = start_rust_worker(cluster, rust_worker_exe, "rust-2", reject=["routes/blocked"])
+    wait_converged(client, ["rust-2"])
+
+    refused = client.put("routes", "blocked", {"port": 1})
+    client.put("flags", "dark-mode", True)
+    client.patch("routes", "open", [{"op": "replace", "path": "/port", "value": 81}])
+
+    def nacked() -> object:
+        view = worker_view(client.status(), "rust-2")
+        return view if view is not None and view.state == "NACKED" else None
+
+    view = wait_until(nacked, 30, "the controller to show rust-2 NACKED")
+    assert [(h.ns, h.key, h.rev) for h in view.held] == [("routes", "blocked", refused.rev)]
+    assert "refused by --reject-key" in view.held[0].reason
+    assert view.nacks == 1
+    # A worker right apart from its reported NACK agrees (its digest counts the
+    # controller's value of the held key), and the rest is applied.
+    status = wait_converged(client, ["rust-2"])
+    assert worker_view(status, "rust-2").state == "NACKED"
+    dump = worker.dump()
+    assert dump["namespaces"]["routes"] == {"open": {"port": 81}}
+    assert dump["namespaces"]["flags"] == {"dark-mode": True}
+    assert [(h["ns"], h["key"]) for h in dump["held"]] == [("routes", "blocked")]
+
+    stopped_cleanly(worker)
+    client.close()
+
+
+def test_rust_worker_follows_a_controller_restart(cluster: Cluster, rust_worker_exe: Path) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    first = write(cluster, 40, seed=4)
+    worker = start_rust_worker(cluster, rust_worker_exe, "rust-3")
+    head = wait_converged(client, ["rust-3"]).head_rev
+    client.close()
+
+    controller.kill()  # SIGKILL: the stream breaks without a goodbye
+    worker.wait_log(r"connected=false", 30)
+    controller.start()  # same port, same data
+    client = controller.client()
+    write(cluster, 40, seed=5, model=first.model)
+    status = wait_converged(client, ["rust-3"])
+    controller.wait_log(rf"worker rust-3 connected from \S+ .*from revision {head}\b", 10)
+    assert worker_view(status, "rust-3").resyncs == 0, "the worker resynced after a restart"
+    assert worker.running and worker.runs == 1, "the worker process did not survive"
+    assert_replica_equals(client, worker, status.head_rev)
+    stopped_cleanly(worker)
+    client.close()

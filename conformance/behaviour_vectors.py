@@ -748,6 +748,76 @@ def _delta_on_refused() -> Script:
     return s
 
 
+def _delta_on_refused_snapshot_entry() -> Script:
+    s = Script(
+        "delta_on_refused_snapshot_entry",
+        "A snapshot entry the handler refuses is a refused change like any other: a delta "
+        "sent before the controller heard that NACK is based on it (its mod_rev matches), "
+        "and the worker applies it to the refused value.",
+        _seeded(5),
+        deltas=True,
+        reject=[_reject("a", {"port": 99999}, "port out of range")],
+    )
+    entries = {
+        (NS, "a"): Entry({"port": 99999}, 2, 6, 2),
+        (NS, "b"): Entry({"port": 81}, 3, 3, 1),
+    }
+    resync, first, last = snapshot(8, entries, (NS,), "the worker fell out of the buffer")
+    s.step(resync, s.state.copy())
+    s.step(first, s.state.copy())
+    after = s.state.copy(8)
+    after.held[(NS, "a")] = Held(8, "port out of range", entries[(NS, "a")].vhash)
+    s.step(last, after, [nack(8, "a", "port out of range"), ack(after)])
+    after = s.state.copy(9)
+    del after.held[(NS, "a")]
+    after.entries[(NS, "a")] = Entry({"port": 443}, 2, 9, 3)
+    change = delta(
+        "a",
+        [{"op": "replace", "path": "/port", "value": 443}],
+        {"port": 443},
+        prev=6,
+        create=2,
+        version=3,
+    )
+    s.step(batch(8, 9, revision(9, change)), after, [ack(after)])
+    return s
+
+
+def _delta_after_release() -> Script:
+    s = Script(
+        "delta_after_hold_released",
+        "Once a hold is released (here by a snapshot), the refused value is no base for a "
+        "delta any more: a delta based on its mod_rev does not match the replica's value, "
+        "which is drift (resync, from_rev 0).",
+        _seeded(5),
+        deltas=True,
+        reject=[_reject("a", {"port": 99999}, "port out of range")],
+    )
+    stale = delta(
+        "a",
+        [{"op": "replace", "path": "/port", "value": 8443}],
+        {"port": 8443},
+        prev=6,
+        create=2,
+        version=4,
+    )
+    bad = put("a", {"port": 99999}, create=2, version=2)
+    after = s.state.copy(6)
+    after.held[(NS, "a")] = Held(6, "port out of range", bad.value_hash)
+    s.step(batch(5, 6, revision(6, bad)), after, [nack(6, "a", "port out of range"), ack(after)])
+    entries = {
+        (NS, "a"): Entry({"port": 443}, 2, 7, 3),
+        (NS, "b"): Entry({"port": 81}, 3, 3, 1),
+    }
+    resync, first, last = snapshot(8, entries, (NS,), "the worker fell out of the buffer")
+    s.step(resync, s.state.copy())
+    s.step(first, s.state.copy())
+    after = State(8, (NS,), dict(entries))
+    s.step(last, after, [ack(after)], note="the snapshot releases the hold")
+    s.step(batch(8, 9, revision(9, stale)), s.state.copy(), reconnect_from=0)
+    return s
+
+
 def _progress_and_reconcile() -> Script:
     s = Script(
         "progress_and_reconcile",
@@ -778,6 +848,27 @@ def _progress_in_snapshot() -> Script:
     s.step(progress(6), s.state.copy())
     s.step(first, s.state.copy())
     after = State(4, (NS,), dict(entries))
+    s.step(last, after, [ack(after)])
+    return s
+
+
+def _unknown_replies() -> Script:
+    s = Script(
+        "unknown_reply_skipped",
+        "A reply kind the worker does not know (here: no kind set, which is how a decoder "
+        "sees a newer oneof member) and a controller heartbeat need no answer and change "
+        "nothing, while tailing and in the middle of a snapshot (docs/wire.md, Evolution rules).",
+        _seeded(5),
+    )
+    heartbeat = pb.SyncReply(heartbeat=pb.Heartbeat(sent_unix=1.5))
+    s.step(pb.SyncReply(), s.state.copy(), note="tailing: skipped")
+    entries = {(NS, "a"): Entry({"port": 80}, 2, 2, 1)}
+    resync, first, last = snapshot(9, entries, (NS,), "the worker fell out of the buffer")
+    s.step(resync, s.state.copy())
+    s.step(pb.SyncReply(), s.state.copy(), note="in a snapshot: skipped, the snapshot goes on")
+    s.step(heartbeat, s.state.copy())
+    s.step(first, s.state.copy())
+    after = State(9, (NS,), dict(entries))
     s.step(last, after, [ack(after)])
     return s
 
@@ -826,8 +917,11 @@ def build() -> dict[str, Any]:
         _deltas(),
         _delta_bad_hash(),
         _delta_on_refused(),
+        _delta_on_refused_snapshot_entry(),
+        _delta_after_release(),
         _progress_and_reconcile(),
         _progress_in_snapshot(),
+        _unknown_replies(),
         _digest_query(),
     ]
     return {

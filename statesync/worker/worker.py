@@ -787,6 +787,9 @@ class Worker:
         rev = snapshot.resync.rev
         events: list[ChangeEvent] = []
         rejected: list[tuple[HeldKey, bytes]] = []
+        # The snapshot releases every earlier hold; its own refused entries are the
+        # bases of deltas sent before the controller hears their NACKs.
+        refused_entries: dict[tuple[str, str], Entry] = {}
         await self._schemas_for(
             {(ns, e.schema_version) for ns, keyed in entries.items() for e in keyed.values()}
         )
@@ -807,9 +810,12 @@ class Worker:
                     change = pb.Change(ns=event.ns, key=event.key)
                     held = self._nack(rev, change, str(exc), outgoing)
                     rejected.append((held, b"" if refused is None else refused.leaf))
+                    if refused is not None:
+                        refused_entries[(event.ns, event.key)] = refused
                     continue
                 events.append(event)
         self.replica.replace(rev, entries, rejected, digests)
+        self._refused = refused_entries
         self.cursor = ReplicaCursor(rev)
         self._force_snapshot = False
         self.resyncs += 1

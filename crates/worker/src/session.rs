@@ -386,6 +386,9 @@ impl Session {
         let rev = resync.rev;
         let mut send = Vec::new();
         let mut rejected = Vec::new();
+        // The snapshot releases every earlier hold; its own refused entries are
+        // the bases of deltas sent before the controller hears their NACKs.
+        let mut refused = HashMap::new();
         for ns in self.options.namespaces.clone() {
             let old: BTreeMap<String, Entry> = self
                 .replica
@@ -411,6 +414,7 @@ impl Session {
                         }
                         send.push(nack(rev, &ns, &key, &reject.reason));
                         rejected.push(held(&ns, &key, rev, reject.reason, Some(*entry.leaf())));
+                        refused.insert((ns.clone(), key), entry);
                     }
                 }
             }
@@ -435,7 +439,7 @@ impl Session {
                 digests: Some(digests),
             },
         )?;
-        self.refused.clear();
+        self.refused = refused;
         self.resync_requested = false;
         send.push(self.ack());
         Ok(Step { send, end: None })

@@ -11,6 +11,9 @@
 //!   ACK. The Python worker runs on it through the binding crate
 //!   (`crates/python`), which converts at the edge: nothing here knows Python.
 //!
+//! The [`client`] module is the writer client: commands, reads and waits
+//! against a controller, with typed errors (its own docs hold an example).
+//!
 //! A worker that prints each change (it needs a running controller):
 //!
 //! ```no_run
@@ -34,9 +37,6 @@
 //! # Ok(())
 //! # }
 //! ```
-//!
-//! The [`client`] module is the writer client: commands, reads and waits
-//! against a controller, with typed errors (its own docs hold an example).
 //!
 //! The replica on its own:
 //!

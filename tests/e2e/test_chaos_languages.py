@@ -54,6 +54,7 @@ from e2e_helpers import (
     worker_view,
 )
 from test_go_worker import GoWorker, go_build
+from test_reconcile import FlaggedWorker
 from test_rust_worker import RustWorkerProc, rust_worker_exe  # noqa: F401  (a fixture)
 
 from statesync.client import Client
@@ -109,17 +110,6 @@ def go_tools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pat
 def write_json(path: Path, doc: Any) -> Path:
     path.write_text(json.dumps(doc))
     return path
-
-
-class FlaggedWorker(WorkerProc):
-    """A `statesync worker` with extra flags (--versions, --schema)."""
-
-    def __init__(self, *args: Any, extra: list[str], **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.extra = extra
-
-    def argv(self) -> list[str]:
-        return [*super().argv(), *self.extra]
 
 
 class Fleet:

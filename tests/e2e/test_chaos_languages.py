@@ -282,6 +282,7 @@ def test_chaos_with_python_go_and_rust_workers(
     tmp_path: Path,
     rust_worker_exe: Path,  # noqa: F811  (the fixture imported above)
     go_tools: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     controller = cluster.start_controller(SETTINGS)
     client = controller.client()
@@ -393,8 +394,9 @@ def test_chaos_with_python_go_and_rust_workers(
         "workers": table,
     }
     (tmp_path / "chaos_languages.json").write_text(json.dumps(report, indent=2))
-    print_table(table, tmp_path / "chaos_languages.json")
-    print(json.dumps(report))
+    with capsys.disabled():  # shown in CI's output too, not only with -s
+        print_table(table, tmp_path / "chaos_languages.json")
+        print(json.dumps(report))
     client.close()
 
 

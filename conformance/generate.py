@@ -22,6 +22,7 @@ from typing import Any
 import behaviour_vectors
 import compat_vectors
 import descent_vectors
+import errors_vectors
 import patch_vectors
 import rfc8785
 import translate_vectors
@@ -492,6 +493,7 @@ def vector_files() -> dict[str, str]:
         "translate/vectors.json": render(translate_vectors.build()) + "\n",
         "validate/vectors.json": render(validate_vectors.build()) + "\n",
         "behaviour/vectors.json": render(behaviour_vectors.build()) + "\n",
+        "errors/vectors.json": render(errors_vectors.build()) + "\n",
     }
 
 

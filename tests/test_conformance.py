@@ -8,6 +8,7 @@ equal to the `rfc8785` reference and canonical bytes parseable back.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import subprocess
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import rfc8785
 from digest_descent import differing_keys
@@ -25,6 +27,7 @@ from patching import apply_patch
 
 import statesync._native as _native
 from statesync.contracts.registry import SchemaValidator
+from statesync.core import errors as errors_module
 from statesync.core import reconcile
 from statesync.core.canonical import (
     MAX_SAFE_INTEGER,
@@ -40,7 +43,13 @@ from statesync.core.digest import (
     position,
     value_hash,
 )
-from statesync.core.errors import InvalidPatchError, InvalidValueError, SchemaViolationError
+from statesync.core.errors import (
+    InvalidPatchError,
+    InvalidValueError,
+    RemoteError,
+    SchemaViolationError,
+    StatesyncError,
+)
 from statesync.core.model import (
     GENESIS_HASH,
     Change,
@@ -48,6 +57,8 @@ from statesync.core.model import (
     chain_hash,
     change_canonical_bytes,
 )
+from statesync.v1 import statesync_pb2 as pb
+from statesync.wire import error_from_pb
 
 CONFORMANCE = Path(__file__).resolve().parent.parent / "conformance"
 VECTOR_FILES = (
@@ -59,6 +70,8 @@ VECTOR_FILES = (
     "compat/vectors.json",  # run by tests/test_contracts_compat.py
     "translate/vectors.json",  # run by tests/test_contracts_translate.py
     "validate/vectors.json",
+    "behaviour/vectors.json",  # run by tests/test_behaviour.py
+    "errors/vectors.json",
 )
 
 
@@ -72,6 +85,7 @@ DESCENT = _load("descent/vectors.json")
 LOG = _load("log/vectors.json")
 PATCH = _load("patch/vectors.json")
 VALIDATE = _load("validate/vectors.json")
+ERRORS = _load("errors/vectors.json")
 
 
 def _ids(vectors: list[dict[str, Any]]) -> list[str]:
@@ -374,6 +388,50 @@ def test_patch_vectors_cover_the_brief() -> None:
 
 
 # -- the files are up to date -------------------------------------------------
+
+
+# -- errors -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vector", ERRORS["vectors"], ids=_ids(ERRORS["vectors"]))
+def test_error_vector(vector: dict[str, Any]) -> None:
+    """The Python client decodes each failed call as docs/errors.md says."""
+    sent = vector["error"]
+    wire = pb.Error.FromString(base64.b64decode(vector["error_bin"]))
+    assert (wire.code, wire.message, wire.retryable) == (
+        sent["code"],
+        sent["message"],
+        sent["retryable"],
+    )
+    assert (json.loads(wire.detail) if wire.detail else None) == sent["detail"]
+    error = error_from_pb(wire)
+    expect = vector["expect"]
+    assert type(error).__name__ == expect["code"]
+    assert [c.__name__ for c in type(error).__mro__ if issubclass(c, StatesyncError)] == expect[
+        "is"
+    ]
+    assert error.retryable == expect["retryable"]
+    assert error.exit_code == expect["exit"]
+    if expect["known"]:
+        assert error.grpc_status == vector["grpc_status"]["name"]
+        assert grpc.StatusCode[error.grpc_status].value[0] == vector["grpc_status"]["code"]
+        for field, value in sent["detail"].items():
+            if field not in ("error", "message", "failed", "violations"):
+                assert getattr(error, field) == value, field
+    else:
+        assert isinstance(error, RemoteError) and error.code == sent["code"]
+
+
+def test_error_vectors_cover_every_code_sent() -> None:
+    sent = {v["error"]["code"] for v in ERRORS["vectors"] if v["expect"]["known"]}
+    client_only = {"StatesyncError", "InvalidInputError", "UnavailableError", "RemoteError"}
+    codes = {
+        name
+        for name in errors_module.__all__
+        if isinstance(getattr(errors_module, name), type)
+        and issubclass(getattr(errors_module, name), StatesyncError)
+    }
+    assert sent == codes - client_only
 
 
 def test_vector_files_are_up_to_date(tmp_path: Path) -> None:

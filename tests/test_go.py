@@ -8,6 +8,8 @@ that tests everything."""
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,6 +61,20 @@ def test_go_test() -> None:
         "worker",
     ):
         assert f"statesync/go/{package}\t" in result.stdout, result.stdout
+
+
+@pytest.mark.timeout(1300)
+def test_go_runs_every_behaviour_vector() -> None:
+    """The Go session passes every vector in conformance/behaviour/vectors.json:
+    a vector added to the file that the Go runner does not run, or fails, fails here."""
+    vectors = json.loads((ROOT / "conformance" / "behaviour" / "vectors.json").read_text())
+    expected = len(vectors["vectors"])
+    result = go("test", "-count=1", "-v", "-run", "^TestBehaviourVectors$", "./worker")
+    output = result.stdout + result.stderr
+    counts = re.findall(r"^behaviour vectors: (\d+)/(\d+) passed$", output, re.MULTILINE)
+    assert counts, f"the Go runner printed no count:\n{output[-8000:]}"
+    assert counts == [(str(expected), str(expected))], output[-8000:]
+    assert result.returncode == 0, output[-8000:]
 
 
 @pytest.mark.timeout(1300)

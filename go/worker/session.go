@@ -105,8 +105,11 @@ type Session struct {
 	Resyncs int
 }
 
-// NewSession starts the protocol over a replica's state.
+// NewSession starts the protocol over a replica's state. It sorts and
+// deduplicates cfg.Namespaces: Hello.namespaces and Ack.digests list them in
+// that order, as every statesync worker does.
 func NewSession(cfg SessionConfig, state *State) *Session {
+	cfg.Namespaces = slices.Compact(slices.Sorted(slices.Values(cfg.Namespaces)))
 	sub := map[string]bool{}
 	for _, ns := range cfg.Namespaces {
 		sub[ns] = true

@@ -444,3 +444,22 @@ func TestDeclaredVersionsAndContractSchemas(t *testing.T) {
 		t.Fatalf("replica version %d after values served in v2", h.GetVersions()[0].GetReplicaVersion())
 	}
 }
+
+func TestNamespacesAreSortedAndDeduplicated(t *testing.T) {
+	given := []string{"routes", "app", "routes", "flags"}
+	s := NewSession(SessionConfig{WorkerID: "w", Namespaces: given, Heartbeat: time.Second}, NewState(0, nil, nil))
+	want := []string{"app", "flags", "routes"}
+	if got := s.Hello(t0).GetHello().GetNamespaces(); !slices.Equal(got, want) {
+		t.Fatalf("hello namespaces %v, want %v", got, want)
+	}
+	var acked []string
+	for _, d := range lastAck(t, receive(t, s, &pb.SyncReply{Msg: &pb.SyncReply_Progress{Progress: &pb.Progress{Rev: 3}}})).GetDigests() {
+		acked = append(acked, d.GetNs())
+	}
+	if !slices.Equal(acked, want) {
+		t.Fatalf("ACK digests for %v, want %v", acked, want)
+	}
+	if !slices.Equal(given, []string{"routes", "app", "routes", "flags"}) {
+		t.Fatalf("the caller's namespaces were modified: %v", given)
+	}
+}

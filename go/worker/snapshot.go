@@ -78,9 +78,11 @@ func (s *Session) verifySnapshot(snap *pendingSnapshot) error {
 
 // applySnapshot replaces the replica: entries that changed are validated,
 // keys that disappear are deletes; a refused one keeps its old value and is
-// held at the snapshot's revision.
+// held at the snapshot's revision. Holds the snapshot releases stop being
+// delta bases; a refused entry becomes one, like any refused change.
 func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
 	rev := snap.resync.GetRev()
+	clear(s.refused)
 	w := &Write{Rev: rev, Replace: true, Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
 	refuse := func(ref KeyRef, reason string, counted []byte) {
 		s.nack(rev, ref, reason, out)
@@ -109,6 +111,7 @@ func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
 		if reason != "" {
 			leaf := e.Leaf()
 			refuse(ref, reason, leaf[:])
+			s.refused[ref] = e
 			continue
 		}
 		w.Puts[ref] = e
@@ -122,7 +125,6 @@ func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
 			refuse(ref, reason, nil)
 		}
 	}
-	clear(s.refused)
 	s.write(w, out)
 	s.forceSnapshot = false
 }

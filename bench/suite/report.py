@@ -15,6 +15,10 @@ Run = dict[str, Any]
 Getter = Callable[[Run], float | None]
 TIMES = "\N{MULTIPLICATION SIGN}"
 DASH = "\N{EN DASH}"
+WORKER_SDK_SYSTEMS = ("statesync-go", "statesync-rust")
+"""statesync's controller with the Go or Rust SDK's worker programs as the watchers
+and the bootstrapping reader: fan-out, storm and bootstrap only (their writes
+would be statesync's again; the drift and away cases are the Python worker's)."""
 
 
 def _dig(run: Run, *path: str | int) -> Any:
@@ -142,13 +146,8 @@ def durability_lines(results: dict[str, Any], systems: list[str]) -> list[str]:
     return lines
 
 
-def worker_sdk_systems(results: dict[str, Any]) -> list[str]:
-    """statesync's controller with another SDK's worker programs (built for the run)."""
-    return [name for name, info in results["systems"].items() if "build" in info]
-
-
 def build_lines(results: dict[str, Any]) -> list[str]:
-    names = worker_sdk_systems(results)
+    names = [name for name in results["systems"] if name in WORKER_SDK_SYSTEMS]
     if not names:
         return []
     lines = [
@@ -397,10 +396,6 @@ def sections(results: dict[str, Any]) -> dict[str, list[str]]:
     sizes = results["sizes"]
     out: dict[str, list[str]] = {}
     ms = "ms"
-    # The away and drift cases are statesync's Python worker's (drift.py); for the
-    # other SDKs' systems a row there would show their bootstrap as a re-list.
-    sdk = worker_sdk_systems(results)
-    without_sdk_systems = [name for name in systems if name not in sdk]
     out["Durable writes"] = table(
         fig,
         systems,
@@ -461,7 +456,7 @@ def sections(results: dict[str, Any]) -> dict[str, list[str]]:
     away = sizes["away_keys"]
     out["Away while history was compacted"] = table(
         fig,
-        without_sdk_systems,
+        systems,
         ("time, lower is better", _away_time(away)),
         [
             ("time", _away_time(away), "s"),
@@ -490,7 +485,7 @@ def sections(results: dict[str, Any]) -> dict[str, list[str]]:
         ]
     out["Drift"] = table(
         fig,
-        without_sdk_systems,
+        systems,
         ("time at k=10, lower is better", _drift(10, "seconds", dk, "seconds")),
         drift_cols,
     )
@@ -525,6 +520,8 @@ def sections(results: dict[str, Any]) -> dict[str, list[str]]:
 
 def _away_time(keys: int) -> Getter:
     def pick(run: Run) -> float | None:
+        if run["system"] in WORKER_SDK_SYSTEMS:
+            return None
         if run["system"] == "statesync":
             return _dig(run, "drift", "away", "seconds")
         return boot_at(keys, "seconds")(run)
@@ -534,6 +531,8 @@ def _away_time(keys: int) -> Getter:
 
 def _away_bytes(keys: int) -> Getter:
     def pick(run: Run) -> float | None:
+        if run["system"] in WORKER_SDK_SYSTEMS:
+            return None
         if run["system"] == "statesync":
             return _dig(run, "drift", "away", "bytes")
         return boot_at(keys, "bytes")(run)
@@ -545,6 +544,8 @@ def _drift(k: int, ours: str, keys: int, theirs: str) -> Getter:
     """statesync: the repair's figure; a peer: re-list (+ compare) at `keys`, whatever k is."""
 
     def pick(run: Run) -> float | None:
+        if run["system"] in WORKER_SDK_SYSTEMS:
+            return None
         if run["system"] == "statesync":
             return _dig(run, "drift", "cases", str(k), ours)
         if theirs == "seconds":
@@ -675,27 +676,28 @@ def draw(results: dict[str, Any], out_dir: Path) -> list[str]:
         ("batched", get("writes", "batched", "puts_per_s")),
     ]
     writers = [s for s in systems if any(fig_data.values(s, getter) for _, getter in modes)]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(1, len(writers))
-    for n, system in enumerate(writers):
-        meds, lo, hi = [], [], []
-        for _, getter in modes:
-            values = fig_data.values(system, getter) or [0.0]
-            m = statistics.median(values)
-            meds.append(m)
-            lo.append(m - min(values))
-            hi.append(max(values) - m)
-        xs = [i + n * width for i in range(len(modes))]
-        ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=system)
-    ax.set_xticks([i + width * (len(writers) - 1) / 2 for i in range(len(modes))])
-    ax.set_xticklabels([m for m, _ in modes])
-    ax.set_ylabel("durable writes/s")
-    ax.set_title(f"Durable writes (median, min{DASH}max)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "writes_throughput.png", dpi=110)
-    plt.close(fig)
-    drawn.append("writes_throughput.png")
+    if writers:  # none where only the other SDKs' systems ran
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        width = 0.8 / max(1, len(writers))
+        for n, system in enumerate(writers):
+            meds, lo, hi = [], [], []
+            for _, getter in modes:
+                values = fig_data.values(system, getter) or [0.0]
+                m = statistics.median(values)
+                meds.append(m)
+                lo.append(m - min(values))
+                hi.append(max(values) - m)
+            xs = [i + n * width for i in range(len(modes))]
+            ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=system)
+        ax.set_xticks([i + width * (len(writers) - 1) / 2 for i in range(len(modes))])
+        ax.set_xticklabels([m for m, _ in modes])
+        ax.set_ylabel("durable writes/s")
+        ax.set_title(f"Durable writes (median, min{DASH}max)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "writes_throughput.png", dpi=110)
+        plt.close(fig)
+        drawn.append("writes_throughput.png")
 
     for name, path, title in (
         (

@@ -22,6 +22,7 @@ from rich.console import Console
 
 from bench._controller import MachineLoad, git_describe
 from bench.suite import inprocess, report, scenarios
+from bench.suite.report import WORKER_SDK_SYSTEMS
 from bench.suite.scenarios import MODES, Context
 from bench.suite.systems.base import System
 
@@ -29,10 +30,6 @@ SYSTEMS = ("statesync", "statesync-go", "statesync-rust", "etcd", "nats", "nats-
 DATA_SYSTEMS = ("statesync", "statesync-go", "statesync-rust", "etcd", "nats")
 """Read-path scenarios (bootstrap, reconnect storm, drift, memory) run on one
 configuration per product: nats-sync and nats-r3 share nats's read path."""
-WORKER_SDK_SYSTEMS = ("statesync-go", "statesync-rust")
-"""statesync's controller with Go or Rust SDK worker programs as the watchers and
-the bootstrapping reader: fan-out, storm and bootstrap only (writes would be
-statesync's own again)."""
 SCENARIOS = ("writes", "fanout", "storm", "bootstrap", "drift", "commit")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 

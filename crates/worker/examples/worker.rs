@@ -51,6 +51,7 @@ struct Pending {
     op: &'static str,
 }
 
+/// Seconds since the Unix epoch, the clock the measuring program reads too.
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -154,7 +155,10 @@ async fn main() -> ExitCode {
                         key: change.key.to_owned(),
                         op,
                     };
-                    accepted.lock().unwrap_or_else(PoisonError::into_inner).push(change);
+                    accepted
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(change);
                     return Ok(());
                 }
                 Some(Events::Revs) => return Ok(()),

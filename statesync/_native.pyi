@@ -4,6 +4,8 @@ from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
 from typing import Any, final
 
+from statesync.core.sync import SyncSettings
+
 MAX_DEPTH: int
 MAX_SAFE_INTEGER: int
 MATERIALIZED_LEVELS: int
@@ -229,10 +231,23 @@ class DataPlaneServer:
     def stats(self) -> tuple[int, dict[str, int], list[int], float]:
         """(commits, refusals by error class, commits per latency bucket (the
         last above every bound; not cumulative), total commit seconds)."""
+    def worker_statuses(self) -> list[bytes]:
+        """Each worker of the native sync hub as a serialized
+        `statesync.v1.WorkerStatus` (empty when Sync is proxied)."""
     def shutdown(self, grace_s: float) -> None:
         """Stop accepting, let calls finish for up to `grace_s`, end the rest. Idempotent."""
 
-def serve(store: Store, listen: str, upstream: str, latency_bounds: list[float]) -> DataPlaneServer:
-    """Serve statesync.v1 on `listen` (HOST:PORT): commits and reads natively,
-    every other call proxied to `upstream` (HOST:PORT). OSError if `listen`
-    cannot be bound."""
+def serve(
+    store: Store,
+    listen: str,
+    upstream: str,
+    latency_bounds: list[float],
+    *,
+    sync: SyncSettings | None = None,
+    snapshot_slots: int = 4,
+    feed_revisions: int = 100_000,
+    feed_bytes: int = 64 * 1024 * 1024,
+) -> DataPlaneServer:
+    """Serve statesync.v1 on `listen` (HOST:PORT): commits and reads natively
+    (and Sync and WaitApplied, with `sync`), every other call proxied to
+    `upstream` (HOST:PORT). OSError if `listen` cannot be bound."""

@@ -91,3 +91,24 @@ def test_generated_go_code_matches_the_proto(tmp_path: Path) -> None:
         assert code(fresh) == code(GO_DIR / "statesyncv1" / name), (
             f"go/statesyncv1/{name} is stale: run `python go/generate.py` and commit"
         )
+
+
+def test_e2e_go_drift_is_gofmt_and_vet_clean() -> None:
+    """tests/e2e/go_drift, the chaos test's Go program (its own module on go/'s
+    worker package), is held to the same tools."""
+    drift_dir = ROOT / "tests" / "e2e" / "go_drift"
+    gofmt, go_exe = shutil.which("gofmt"), shutil.which("go")
+    assert gofmt and go_exe, "a Go toolchain (go, gofmt) is needed"
+    formatted = subprocess.run(
+        [gofmt, "-l", "."], cwd=drift_dir, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert formatted.returncode == 0 and formatted.stdout == "", formatted.stdout + formatted.stderr
+    vet = subprocess.run(
+        [go_exe, "vet", "./..."],
+        cwd=drift_dir,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert vet.returncode == 0, vet.stdout + vet.stderr

@@ -2444,10 +2444,15 @@ func (x *Nack) GetReason() string {
 }
 
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SentUnix      float64                `protobuf:"fixed64,1,opt,name=sent_unix,json=sentUnix,proto3" json:"sent_unix,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SentUnix float64                `protobuf:"fixed64,1,opt,name=sent_unix,json=sentUnix,proto3" json:"sent_unix,omitempty"`
+	// Controller to worker: the stream waits for one of the controller's
+	// snapshot slots (its Resync and snapshot follow when one is free). Sent
+	// every heartbeat interval while it waits, so the worker does not call the
+	// stream stale. Workers need not read it.
+	SnapshotQueued bool `protobuf:"varint,2,opt,name=snapshot_queued,json=snapshotQueued,proto3" json:"snapshot_queued,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Heartbeat) Reset() {
@@ -2485,6 +2490,13 @@ func (x *Heartbeat) GetSentUnix() float64 {
 		return x.SentUnix
 	}
 	return 0
+}
+
+func (x *Heartbeat) GetSnapshotQueued() bool {
+	if x != nil {
+		return x.SnapshotQueued
+	}
+	return false
 }
 
 type SyncRequest struct {
@@ -3762,9 +3774,10 @@ const file_statesync_v1_statesync_proto_rawDesc = "" +
 	"\x03rev\x18\x01 \x01(\x03R\x03rev\x12\x0e\n" +
 	"\x02ns\x18\x02 \x01(\tR\x02ns\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"(\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"Q\n" +
 	"\tHeartbeat\x12\x1b\n" +
-	"\tsent_unix\x18\x01 \x01(\x01R\bsentUnix\"\x81\x02\n" +
+	"\tsent_unix\x18\x01 \x01(\x01R\bsentUnix\x12'\n" +
+	"\x0fsnapshot_queued\x18\x02 \x01(\bR\x0esnapshotQueued\"\x81\x02\n" +
 	"\vSyncRequest\x12+\n" +
 	"\x05hello\x18\x01 \x01(\v2\x13.statesync.v1.HelloH\x00R\x05hello\x12%\n" +
 	"\x03ack\x18\x02 \x01(\v2\x11.statesync.v1.AckH\x00R\x03ack\x12(\n" +

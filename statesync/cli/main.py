@@ -786,6 +786,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=args.http,
         feed_revisions=args.feed_revisions,
         sync=SyncSettings(heartbeat_s=args.heartbeat, silence_s=args.silence, window=args.window),
+        native_sync=args.native_sync,
     )
     try:
         for address in (args.listen, args.http):
@@ -974,6 +975,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=4096,
         metavar="N",
         help="most changes sent to one worker and not yet ACKed (default 4096)",
+    )
+    p.add_argument(
+        "--native-sync",
+        action="store_true",
+        help="serve worker streams (Sync, WaitApplied) in the native data plane; not yet "
+        "there: workers declaring schema versions, and drift repair (a worker that fell "
+        "behind gets a snapshot; drift is shown in status, not repaired)",
     )
     p.add_argument(
         "--ready-file",

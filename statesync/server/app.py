@@ -32,6 +32,7 @@ from statesync.server.sync import SyncHub
 from statesync.store.base import StoreSettings
 from statesync.store.sqlite import SQLiteStore
 from statesync.v1 import statesync_pb2_grpc as pb_grpc
+from statesync.wire import pb
 
 __all__ = ["DB_FILE", "Controller", "ServerSettings", "split_address"]
 
@@ -59,6 +60,12 @@ class ServerSettings:
     """Snapshots streamed at once; more bootstrapping workers wait their turn."""
     grace_s: float = 5.0
     """On shutdown, how long in-flight calls may take to finish."""
+    native_sync: bool = False
+    """Serve Sync and WaitApplied in the native data plane (no Python per change
+    or per message). Not yet there: schema-version translation (a hello
+    declaring versions is refused) and digest descent with repairs (a worker
+    that fell behind or is compacted gets a snapshot instead; drift found at
+    an ACK is shown in status, not repaired)."""
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -86,7 +93,8 @@ class Controller:
             max_revisions=settings.feed_revisions,
             max_bytes=settings.feed_bytes,
         )
-        self.store.add_listener(self.feed.on_commit)
+        if not settings.native_sync:
+            self.store.add_listener(self.feed.on_commit)
         self.hub = SyncHub(
             self.store, self.feed, settings.sync, bootstrap_slots=settings.bootstrap_slots
         )
@@ -111,7 +119,12 @@ class Controller:
                 settings.listen,
                 f"127.0.0.1:{internal}",
                 list(COMMIT_SECONDS_BUCKETS),
+                sync=settings.sync if settings.native_sync else None,
+                snapshot_slots=settings.bootstrap_slots,
+                feed_revisions=settings.feed_revisions,
+                feed_bytes=settings.feed_bytes,
             )
+            self.service.native_workers = self._native_workers
         except OSError as exc:
             await self.grpc.stop(None)
             self.store.close()
@@ -134,6 +147,10 @@ class Controller:
             if settings.http
             else "",
         )
+
+    def _native_workers(self) -> list[pb.WorkerStatus]:
+        """The workers of the native sync hub, as `status` shows them."""
+        return [pb.WorkerStatus.FromString(b) for b in self.data_plane.worker_statuses()]
 
     async def stop(self) -> None:
         if not self._ready:
@@ -261,8 +278,7 @@ class Controller:
             "Schema version each worker is served in, per namespace it declared versions for.",
             labels=["worker", "namespace"],
         )
-        for record in list(self.hub.workers.values()):
-            status = self.service.worker_status(record)
+        for status in self.service.worker_statuses():
             worker = [status.worker_id]
             applied.add_metric(worker, status.applied_rev)
             lag.add_metric(worker, status.lag_revisions)

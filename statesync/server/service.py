@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -47,6 +47,8 @@ class StatesyncService(pb_grpc.StatesyncServicer):
         self.hub = hub
         self.data = data
         self.started = time.time()
+        self.native_workers: Callable[[], list[pb.WorkerStatus]] | None = None
+        """The workers whose streams the native data plane serves, if it serves Sync."""
 
     async def Compact(
         self,
@@ -71,11 +73,18 @@ class StatesyncService(pb_grpc.StatesyncServicer):
             data=self.data,
             started_unix=self.started,
         )
-        reply.workers.extend(self.worker_status(r) for r in self.hub.workers.values())
+        reply.workers.extend(self.worker_statuses())
         for ns in self.store.namespaces():
             root = self.store.digest_node(ns, "")
             reply.namespaces.add(ns=ns, root=root.fingerprint, count=root.count)
         return reply
+
+    def worker_statuses(self) -> list[pb.WorkerStatus]:
+        """Every worker's status: those of this hub and of the native one."""
+        statuses = [self.worker_status(r) for r in list(self.hub.workers.values())]
+        if self.native_workers is not None:
+            statuses.extend(self.native_workers())
+        return statuses
 
     def worker_status(self, record: WorkerRecord) -> pb.WorkerStatus:
         session = record.session

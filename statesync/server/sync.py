@@ -323,7 +323,23 @@ class SyncHub:
     async def _snapshot(self, record: WorkerRecord) -> AsyncIterator[pb.SyncReply]:
         """Stream a bootstrap: Resync (reason, revision, digests), then chunks."""
         session = record.session
-        async with self._bootstraps:
+        # One acquire keeps the stream's place in the queue; while it waits, a
+        # heartbeat every interval says the stream is queued, not stale.
+        acquire = asyncio.ensure_future(self._bootstraps.acquire())
+        try:
+            while not acquire.done():
+                done, _ = await asyncio.wait({acquire}, timeout=self.settings.heartbeat_s)
+                if not done:
+                    yield pb.SyncReply(
+                        heartbeat=pb.Heartbeat(sent_unix=time.time(), snapshot_queued=True)
+                    )
+        except BaseException:
+            if acquire.done() and not acquire.cancelled():
+                self._bootstraps.release()
+            else:
+                acquire.cancel()
+            raise
+        try:
             snap = await asyncio.to_thread(
                 self.store.snapshot, sorted(session.namespaces), chunk_size=self._chunk_size
             )
@@ -348,6 +364,8 @@ class SyncHub:
                 yield pb.SyncReply(chunk=pb.SnapshotChunk(rev=snap.rev, digests=digests, last=True))
             finally:
                 await asyncio.to_thread(snap.__exit__, None, None, None)
+        finally:
+            self._bootstraps.release()
         log.info(
             "worker %s: snapshot at revision %d sent (%s)",
             session.worker_id or "(watch)",

@@ -412,10 +412,12 @@ class Nack(_message.Message):
     def __init__(self, rev: _Optional[int] = ..., ns: _Optional[str] = ..., key: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("sent_unix",)
+    __slots__ = ("sent_unix", "snapshot_queued")
     SENT_UNIX_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_QUEUED_FIELD_NUMBER: _ClassVar[int]
     sent_unix: float
-    def __init__(self, sent_unix: _Optional[float] = ...) -> None: ...
+    snapshot_queued: bool
+    def __init__(self, sent_unix: _Optional[float] = ..., snapshot_queued: _Optional[bool] = ...) -> None: ...
 
 class SyncRequest(_message.Message):
     __slots__ = ("hello", "ack", "nack", "heartbeat", "answer")

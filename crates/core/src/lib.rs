@@ -3,7 +3,8 @@
 //! This crate owns what every statesync process must compute identically:
 //! strict I-JSON parsing ([`value`]), RFC 8785 canonical bytes
 //! ([`canonical`]), the per-namespace digests ([`digest`]), JSON Patch
-//! application ([`patch`]) and the deltas sent to workers ([`delta`]). It opens no
+//! application ([`patch`]), the deltas sent to workers ([`delta`]) and the sync
+//! protocol's state machines ([`sync`]). It opens no
 //! files or sockets, starts no threads and reads no clock; the store, the
 //! server, the worker and the Python binding are built on it. The vectors in
 //! `conformance/` hold it to the same bytes as every other implementation.

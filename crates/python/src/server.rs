@@ -15,9 +15,12 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
+use statesync_core::sync::controller::SyncSettings;
+use statesync_server::feed::FeedLimits;
 use statesync_server::proto;
 use statesync_server::{
-    Code, CommitCounters, Config, ErrorReporter, NativeError, Reported, RunningServer, ServerError,
+    Code, CommitCounters, Config, ErrorReporter, HubSettings, NativeError, Reported, RunningServer,
+    ServerError, SyncHub,
 };
 use tokio::runtime::Runtime;
 
@@ -59,6 +62,7 @@ impl ErrorReporter for PyReporter {
                 NativeError::Command(e) => command_error(py, e),
                 NativeError::Store(e) => store_error(py, e),
                 NativeError::InvalidInput(reason) => raise(py, "InvalidInputError", (reason,)),
+                NativeError::Protocol(e) => raise(py, "ProtocolError", (e.message().to_owned(),)),
             };
             // Not a statesync error (a bug in a gate): reported as gRPC reports
             // an unexpected exception in a handler, with the error's own text.
@@ -78,6 +82,54 @@ impl ErrorReporter for PyReporter {
     }
 }
 
+/// Forwards the data plane's log records to Python logging (`statesync.sync`
+/// for sync streams, `statesync.server` otherwise), where the controller's
+/// other logs go. Records are rare (connects, resyncs, drops): one
+/// interpreter round trip each is fine.
+struct PyLogBridge;
+
+impl ::log::Log for PyLogBridge {
+    fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("statesync_server")
+    }
+
+    fn log(&self, record: &::log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let name = if record.target().starts_with("statesync_server::sync") {
+            "statesync.sync"
+        } else {
+            "statesync.server"
+        };
+        let level = match record.level() {
+            ::log::Level::Error => 40,
+            ::log::Level::Warn => 30,
+            ::log::Level::Info => 20,
+            ::log::Level::Debug | ::log::Level::Trace => 10,
+        };
+        let message = record.args().to_string();
+        Python::attach(|py| {
+            let logged = py
+                .import("logging")
+                .and_then(|logging| logging.call_method1("getLogger", (name,)))
+                .and_then(|logger| logger.call_method1("log", (level, message)));
+            if let Err(e) = logged {
+                e.write_unraisable(py, None);
+            }
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs [`PyLogBridge`] once per process (later calls keep it).
+fn forward_logs() {
+    if ::log::set_logger(&PyLogBridge).is_ok() {
+        ::log::set_max_level(::log::LevelFilter::Info);
+    }
+}
+
 fn server_error(error: ServerError) -> PyErr {
     match error {
         ServerError::Bind { .. } => PyOSError::new_err(error.to_string()),
@@ -91,6 +143,7 @@ fn server_error(error: ServerError) -> PyErr {
 pub struct PyServer {
     port: u16,
     counters: Arc<CommitCounters>,
+    hub: Option<Arc<SyncHub>>,
     running: Mutex<Option<(Runtime, RunningServer)>>,
 }
 
@@ -122,6 +175,15 @@ impl PyServer {
         Ok((stats.commits, errors, stats.buckets, stats.seconds))
     }
 
+    /// Every worker's `statesync.v1.WorkerStatus`, serialized (empty when
+    /// Sync is not served natively).
+    fn worker_statuses(&self, py: Python<'_>) -> Vec<Vec<u8>> {
+        let Some(hub) = &self.hub else {
+            return Vec::new();
+        };
+        py.detach(|| hub.worker_statuses().iter().map(Message::encode_to_vec).collect())
+    }
+
     /// Stops accepting, lets calls in flight finish for up to `grace_s`
     /// seconds, ends the rest and stops the runtime. Idempotent.
     fn shutdown(&self, py: Python<'_>, grace_s: f64) -> PyResult<()> {
@@ -149,22 +211,64 @@ impl Drop for PyServer {
     }
 }
 
-/// serve(store, listen, upstream, latency_bounds) -> DataPlaneServer: serves
+/// How the native sync hub serves streams (`serve(..., sync=...)`).
+#[derive(FromPyObject)]
+struct PySyncSettings {
+    heartbeat_s: f64,
+    silence_s: f64,
+    window: u64,
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be seconds >= 0, got {value}")))
+}
+
+/// serve(store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4,
+/// feed_revisions=100000, feed_bytes=64 MiB) -> DataPlaneServer: serves
 /// statesync.v1 on `listen` (HOST:PORT) on background threads, natively for
-/// commits and reads, and proxies every other call to `upstream` (HOST:PORT).
+/// commits and reads (and for Sync and WaitApplied when `sync`, a
+/// `SyncSettings`, is given), and proxies every other call to `upstream` (HOST:PORT).
 #[pyfunction]
+#[pyo3(signature = (store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4, feed_revisions=100_000, feed_bytes=64 * 1024 * 1024))]
+#[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
     store: &PyStore,
     listen: String,
     upstream: String,
     latency_bounds: Vec<f64>,
+    sync: Option<PySyncSettings>,
+    snapshot_slots: usize,
+    feed_revisions: usize,
+    feed_bytes: usize,
 ) -> PyResult<PyServer> {
+    forward_logs();
     let store = store.shared();
+    let native_sync = match sync {
+        None => None,
+        Some(sync) => Some(HubSettings {
+            sync: SyncSettings {
+                heartbeat: seconds("heartbeat_s", sync.heartbeat_s)?,
+                silence: seconds("silence_s", sync.silence_s)?,
+                window: sync.window,
+                // Digest descent and repairs are still the Python hub's: a
+                // replica that fell behind is replaced, not reconciled.
+                reconcile: false,
+            },
+            snapshot_slots,
+            feed: FeedLimits {
+                max_revisions: feed_revisions,
+                max_bytes: feed_bytes,
+            },
+            ..HubSettings::default()
+        }),
+    };
     let config = Config {
         listen,
         upstream,
         latency_bounds,
+        native_sync,
     };
     py.detach(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -178,6 +282,7 @@ fn serve(
             Ok(server) => Ok(PyServer {
                 port: server.local_addr().port(),
                 counters: server.counters(),
+                hub: server.hub(),
                 running: Mutex::new(Some((runtime, server))),
             }),
             Err(e) => {

@@ -7,6 +7,7 @@
 //! exception, so a client rebuilds exactly the error the Python server sent.
 
 use statesync_core::error::CommandError;
+use statesync_core::sync::controller::ProtocolError;
 use statesync_store::StoreError;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
@@ -27,6 +28,9 @@ pub enum NativeError {
     /// A request argument is out of range (`InvalidInputError`).
     #[error("{0}")]
     InvalidInput(String),
+    /// A worker broke the sync protocol (`ProtocolError`).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
 }
 
 /// A failure as the client sees it: a gRPC status code and the

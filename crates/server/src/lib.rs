@@ -11,10 +11,12 @@
 
 mod command;
 pub mod error;
+pub mod feed;
 pub mod metrics;
 mod proxy;
 mod server;
 mod service;
+pub mod sync;
 
 /// The wire contract, generated from `proto/statesync/v1/statesync.proto`.
 pub use statesync_proto as proto;
@@ -22,5 +24,6 @@ pub use statesync_proto as proto;
 pub use error::{ERROR_METADATA_KEY, ErrorReporter, NativeError, Reported, ServerError};
 pub use metrics::{CommitCounters, CommitStats};
 pub use proxy::PEER_METADATA_KEY;
-pub use server::{Config, NATIVE_METHODS, RunningServer};
+pub use server::{Config, NATIVE_METHODS, NATIVE_SYNC_METHODS, RunningServer};
+pub use sync::{HubSettings, SyncHub};
 pub use tonic::Code;

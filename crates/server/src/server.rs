@@ -12,13 +12,18 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use crate::error::{ErrorReporter, ServerError};
+use crate::feed::Feed;
 use crate::metrics::CommitCounters;
 use crate::proto::statesync_server::{SERVICE_NAME, StatesyncServer};
 use crate::proxy::{self, Proxy};
 use crate::service::DataPlane;
+use crate::sync::{HubSettings, SyncHub};
 
 /// The methods served natively; every other path goes to the control plane.
 pub const NATIVE_METHODS: [&str; 5] = ["Commit", "CommitStream", "Get", "Range", "Snapshot"];
+
+/// The methods served natively when [`Config::native_sync`] is set.
+pub const NATIVE_SYNC_METHODS: [&str; 2] = ["Sync", "WaitApplied"];
 
 /// The largest message received or sent (as the Python server allowed).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -34,12 +39,17 @@ pub struct Config {
     pub upstream: String,
     /// Upper bounds (seconds) of the commit latency histogram.
     pub latency_bounds: Vec<f64>,
+    /// Serve Sync and WaitApplied natively with these settings (None: they
+    /// are proxied to the control plane, whose hub also does translation and
+    /// repairs, which the native hub does not do yet).
+    pub native_sync: Option<HubSettings>,
 }
 
 /// A running server; [`RunningServer::shutdown`] stops it.
 pub struct RunningServer {
     local_addr: SocketAddr,
     counters: Arc<CommitCounters>,
+    hub: Option<Arc<SyncHub>>,
     stop: CancellationToken,
     abandon: CancellationToken,
     task: JoinHandle<Result<(), ServerError>>,
@@ -69,12 +79,21 @@ impl RunningServer {
 
         let counters = Arc::new(CommitCounters::new(config.latency_bounds));
         let abandon = CancellationToken::new();
-        let plane = DataPlane::new(store, reporter, counters.clone(), abandon.clone());
+        let hub = config.native_sync.map(|settings| {
+            let feed = Feed::attach(&store, settings.feed);
+            SyncHub::new(store.clone(), feed, reporter.clone(), settings)
+        });
+        let plane = DataPlane::new(store, reporter, counters.clone(), abandon.clone(), hub.clone());
         let grpc = StatesyncServer::new(plane)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut router = axum::Router::new();
-        for method in NATIVE_METHODS {
+        let sync_methods = if hub.is_some() {
+            &NATIVE_SYNC_METHODS[..]
+        } else {
+            &[]
+        };
+        for method in NATIVE_METHODS.iter().chain(sync_methods) {
             router = router.route_service(&format!("/{SERVICE_NAME}/{method}"), grpc.clone());
         }
         let router = router.fallback(proxy::forward).with_state(proxy);
@@ -88,6 +107,7 @@ impl RunningServer {
         Ok(RunningServer {
             local_addr,
             counters,
+            hub,
             stop,
             abandon,
             task,
@@ -104,10 +124,19 @@ impl RunningServer {
         self.counters.clone()
     }
 
+    /// The native sync hub, when Sync is served natively.
+    pub fn hub(&self) -> Option<Arc<SyncHub>> {
+        self.hub.clone()
+    }
+
     /// Stops accepting, lets calls in flight finish for up to `grace`, then
     /// ends the rest.
     pub async fn shutdown(self, grace: Duration) -> Result<(), ServerError> {
         self.stop.cancel();
+        if let Some(hub) = &self.hub {
+            // Sync streams never end by themselves: end them now.
+            hub.close();
+        }
         let mut task = self.task;
         match tokio::time::timeout(grace, &mut task).await {
             Ok(joined) => joined.unwrap_or(Ok(())),

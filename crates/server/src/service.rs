@@ -22,8 +22,9 @@ use crate::metrics::CommitCounters;
 use crate::proto::statesync_server::Statesync;
 use crate::proto::{
     CommandReply, CommandRequest, Entry, GetReply, GetRequest, NamespaceDigest, RangePage, RangeRequest,
-    SnapshotChunk, SnapshotRequest,
+    SnapshotChunk, SnapshotRequest, SyncReply, SyncRequest, WaitAppliedReply, WaitAppliedRequest,
 };
+use crate::sync::SyncHub;
 
 /// Commands of one CommitStream in flight before the server stops reading it.
 const STREAM_DEPTH: usize = 256;
@@ -45,6 +46,8 @@ struct Inner {
     ids: CommandIds,
     /// Cancelled when the grace period of a shutdown is over: streams stop reading.
     abandon: CancellationToken,
+    /// Sync and WaitApplied, when they are served natively.
+    hub: Option<Arc<SyncHub>>,
 }
 
 /// A command queued for a group commit (or refused before it was).
@@ -54,7 +57,7 @@ struct Pending {
     outcome: Result<oneshot::Receiver<Outcome>, NativeError>,
 }
 
-fn entry(r: KeyRecord) -> Entry {
+pub(crate) fn entry(r: KeyRecord) -> Entry {
     Entry {
         ns: r.ns,
         key: r.key,
@@ -103,6 +106,7 @@ impl DataPlane {
         reporter: Arc<dyn ErrorReporter>,
         counters: Arc<CommitCounters>,
         abandon: CancellationToken,
+        hub: Option<Arc<SyncHub>>,
     ) -> Self {
         DataPlane {
             inner: Arc::new(Inner {
@@ -111,6 +115,7 @@ impl DataPlane {
                 counters,
                 ids: CommandIds::new(),
                 abandon,
+                hub,
             }),
         }
     }
@@ -411,5 +416,39 @@ impl Statesync for DataPlane {
         let (out, chunks) = mpsc::channel(READ_AHEAD);
         tokio::spawn(self.clone().snapshot_chunks(snapshot, every, out));
         Ok(Response::new(Box::pin(ReceiverStream::new(chunks))))
+    }
+
+    async fn wait_applied(
+        &self,
+        request: Request<WaitAppliedRequest>,
+    ) -> Result<Response<WaitAppliedReply>, Status> {
+        let Some(hub) = &self.inner.hub else {
+            return Err(Status::unimplemented(
+                "WaitApplied is served by the control plane",
+            ));
+        };
+        Ok(Response::new(hub.wait_applied(request.into_inner()).await))
+    }
+
+    async fn sync(
+        &self,
+        request: Request<Streaming<SyncRequest>>,
+    ) -> Result<Response<BoxStream<SyncReply>>, Status> {
+        let Some(hub) = &self.inner.hub else {
+            return Err(Status::unimplemented("Sync is served by the control plane"));
+        };
+        let peer = peer_of(&request);
+        let replies = crate::sync::serve(hub.clone(), peer, request.into_inner());
+        Ok(Response::new(Box::pin(ReceiverStream::new(replies))))
+    }
+}
+
+/// The caller's address in gRPC's `ipv4:HOST:PORT` form (from the
+/// connection: a client's own `statesync-peer` metadata is not believed).
+fn peer_of<T>(request: &Request<T>) -> String {
+    match request.remote_addr() {
+        Some(std::net::SocketAddr::V4(addr)) => format!("ipv4:{addr}"),
+        Some(std::net::SocketAddr::V6(addr)) => format!("ipv6:{addr}"),
+        None => "unknown".to_owned(),
     }
 }

@@ -37,6 +37,7 @@ impl ErrorReporter for Plain {
             }
             NativeError::Store(_) => (Code::Unavailable, "StoreError"),
             NativeError::InvalidInput(_) => (Code::InvalidArgument, "InvalidInputError"),
+            NativeError::Protocol(_) => (Code::FailedPrecondition, "ProtocolError"),
         };
         Reported {
             code,
@@ -100,6 +101,7 @@ async fn start() -> Running {
         listen: "127.0.0.1:0".into(),
         upstream: upstream_addr.to_string(),
         latency_bounds: vec![0.001, 0.01, 1.0],
+        native_sync: None,
     };
     let server = RunningServer::start(config, Arc::new(store), Arc::new(Plain))
         .await
@@ -364,6 +366,7 @@ async fn an_unreachable_control_plane_is_unavailable() {
         listen: "127.0.0.1:0".into(),
         upstream: upstream.to_string(),
         latency_bounds: vec![],
+        native_sync: None,
     };
     let server = RunningServer::start(config, Arc::new(store), Arc::new(Plain))
         .await

@@ -318,7 +318,10 @@ impl Run {
                 _ = self.stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
                 _ = beat.tick() => {
                     let sent_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                    let heartbeat = sync_request::Msg::Heartbeat(Heartbeat { sent_unix });
+                    let heartbeat = sync_request::Msg::Heartbeat(Heartbeat {
+                        sent_unix,
+                        snapshot_queued: false,
+                    });
                     let _ = outgoing.send(SyncRequest { msg: Some(heartbeat) });
                 }
                 () = tokio::time::sleep_until(last_heard + self.stale_after) => {

@@ -1,0 +1,331 @@
+//! Sync streams served natively: one task pair per worker around the core's
+//! [`ControllerStream`] table, reading the shared [`Feed`], with per-worker
+//! records for `status` and `WaitApplied`.
+//!
+//! The table decides; this module moves messages. A stream starts with a
+//! snapshot (under a bounded number of slots; a stream waiting for one gets
+//! `Heartbeat{snapshot_queued}` every heartbeat interval) or at the worker's
+//! revision, catches up from the store's log while it is older than the feed,
+//! then tails the feed. Not native yet: schema-version translation (a hello
+//! declaring versions is refused) and digest descent with repairs (run it
+//! with `SyncSettings::reconcile` false, so every resync is a snapshot).
+
+mod stream;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use statesync_core::sync::controller::{ControllerStream, StreamState, SyncSettings};
+use statesync_store::SqliteStore;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ErrorReporter, NativeError};
+use crate::feed::{Deltas, Feed, FeedLimits};
+use crate::proto::{self, WaitAppliedReply, WaitAppliedRequest, WorkerStatus};
+
+pub(crate) use stream::serve;
+
+/// How the hub serves streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubSettings {
+    /// Timing and window of each stream.
+    pub sync: SyncSettings,
+    /// Snapshots streamed at once.
+    pub snapshot_slots: usize,
+    /// Catch-up reads of the store's log at once.
+    pub catch_up_slots: usize,
+    /// Keys per snapshot chunk.
+    pub chunk_size: usize,
+    /// What the shared feed keeps.
+    pub feed: FeedLimits,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            sync: SyncSettings::default(),
+            snapshot_slots: 4,
+            catch_up_slots: 4,
+            chunk_size: 2000,
+            feed: FeedLimits::default(),
+        }
+    }
+}
+
+/// Whether a worker's digests agree with the controller's at its ACKed revision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Agreement {
+    /// No digests reported, or ours could not be read.
+    Unknown,
+    /// Every reported namespace agrees.
+    Agree,
+    /// At least one reported namespace differs.
+    Differ,
+}
+
+impl Agreement {
+    /// As `status` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Agree => "agree",
+            Self::Differ => "differ",
+        }
+    }
+}
+
+/// One worker's stream as `status` sees it; kept after it disconnects.
+pub(crate) struct WorkerRecord {
+    peer: String,
+    state: Mutex<RecordState>,
+    /// Wakes the stream's sender: an ACK freed room, the worker left, or a
+    /// newer stream of the same worker replaced this one.
+    wake: Notify,
+}
+
+pub(crate) struct RecordState {
+    pub(crate) stream: ControllerStream,
+    pub(crate) connected: bool,
+    pub(crate) digest: Agreement,
+}
+
+impl WorkerRecord {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RecordState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn disconnect(&self) {
+        self.lock().connected = false;
+        self.wake.notify_one();
+    }
+}
+
+/// Every sync stream of one controller.
+pub struct SyncHub {
+    store: Arc<SqliteStore>,
+    feed: Arc<Feed>,
+    reporter: Arc<dyn ErrorReporter>,
+    settings: HubSettings,
+    /// The origin of the times given to the streams' tables.
+    origin: Instant,
+    workers: Mutex<BTreeMap<String, Arc<WorkerRecord>>>,
+    snapshot_slots: Arc<Semaphore>,
+    catch_up_slots: Arc<Semaphore>,
+    deltas: Arc<Deltas>,
+    /// Bumped at every ACK: `WaitApplied` looks again.
+    acks: watch::Sender<u64>,
+    closing: CancellationToken,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl SyncHub {
+    /// A hub serving `store`'s commits from `feed`.
+    pub fn new(
+        store: Arc<SqliteStore>,
+        feed: Arc<Feed>,
+        reporter: Arc<dyn ErrorReporter>,
+        settings: HubSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            feed,
+            reporter,
+            origin: Instant::now(),
+            workers: Mutex::new(BTreeMap::new()),
+            snapshot_slots: Arc::new(Semaphore::new(settings.snapshot_slots.max(1))),
+            catch_up_slots: Arc::new(Semaphore::new(settings.catch_up_slots.max(1))),
+            deltas: Arc::new(Deltas::default()),
+            acks: watch::Sender::new(0),
+            closing: CancellationToken::new(),
+            settings,
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn workers(&self) -> MutexGuard<'_, BTreeMap<String, Arc<WorkerRecord>>> {
+        self.workers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Ends every stream (the server is shutting down).
+    pub fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// What the client receives for `error`.
+    async fn report(&self, error: NativeError) -> tonic::Status {
+        let reporter = self.reporter.clone();
+        let message = error.to_string();
+        match tokio::task::spawn_blocking(move || reporter.report(error)).await {
+            Ok(reported) => reported.into_status(),
+            Err(_) => tonic::Status::internal(message),
+        }
+    }
+
+    /// A worker's new stream replaces its older one, and carries its counters.
+    fn register(&self, record: &Arc<WorkerRecord>) {
+        let worker_id = record.lock().stream.worker_id().to_owned();
+        let mut workers = self.workers();
+        if let Some(old) = workers.get(&worker_id) {
+            let (previous, connected) = {
+                let state = old.lock();
+                (state.stream.clone(), state.connected)
+            };
+            if connected {
+                log::warn!("worker {worker_id} connected again: closing its older stream");
+            }
+            old.disconnect();
+            record.lock().stream.inherit_counters(&previous);
+        }
+        {
+            let state = record.lock();
+            let namespaces: Vec<&str> = state.stream.namespaces().iter().map(String::as_str).collect();
+            log::info!(
+                "worker {worker_id} connected from {}: namespaces {}, from revision {}",
+                record.peer,
+                namespaces.join(","),
+                state.stream.acked_rev()
+            );
+        }
+        workers.insert(worker_id, record.clone());
+    }
+
+    /// Every worker's status, by worker id.
+    pub fn worker_statuses(&self) -> Vec<WorkerStatus> {
+        let records: Vec<Arc<WorkerRecord>> = self.workers().values().cloned().collect();
+        records.iter().map(|record| self.status_of(record)).collect()
+    }
+
+    fn status_of(&self, record: &WorkerRecord) -> WorkerStatus {
+        let now = self.now();
+        let unix = unix_now();
+        let head = self.store.head_rev();
+        let state = record.lock();
+        let stream = &state.stream;
+        let lag = (head - stream.acked_rev()).max(0);
+        let lag_seconds = if lag == 0 {
+            0.0
+        } else {
+            self.feed
+                .commit_time_ms(stream.acked_rev())
+                .map_or(-1.0, |ms| (unix - ms as f64 / 1000.0).max(0.0))
+        };
+        let shown = if !state.connected {
+            "DISCONNECTED"
+        } else if stream.nacked() {
+            "NACKED"
+        } else {
+            match stream.state() {
+                StreamState::Tailing => "TAILING",
+                StreamState::ResyncDue | StreamState::Snapshotting => "SNAPSHOTTING",
+                StreamState::AwaitingHello => "AWAITING_HELLO",
+                StreamState::Closed => "DISCONNECTED",
+            }
+        };
+        WorkerStatus {
+            worker_id: stream.worker_id().to_owned(),
+            connected: state.connected,
+            namespaces: stream.namespaces().iter().cloned().collect(),
+            applied_rev: stream.acked_rev(),
+            lag_revisions: lag,
+            lag_seconds,
+            last_ack_unix: unix - now.saturating_sub(stream.acked_at()).as_secs_f64(),
+            digest: state.digest.as_str().to_owned(),
+            nacks: stream.nacks() as i64,
+            resyncs: stream.resyncs() as i64,
+            state: shown.to_owned(),
+            held: stream
+                .held()
+                .values()
+                .map(|h| proto::HeldKey {
+                    ns: h.namespace.clone(),
+                    key: h.key.clone(),
+                    rev: h.rev,
+                    reason: h.reason.clone(),
+                    held_hash: h.held_hash.clone(),
+                })
+                .collect(),
+            peer: record.peer.clone(),
+            buffered: stream.buffered() as i64,
+            ..WorkerStatus::default()
+        }
+    }
+
+    /// Waits until every wanted worker ACKed `request.rev`: the named
+    /// workers, or else every connected worker subscribed to one of the
+    /// namespaces. Answers with who applied it and who is still pending.
+    pub async fn wait_applied(&self, request: WaitAppliedRequest) -> WaitAppliedReply {
+        let timeout = if request.timeout_s > 0.0 {
+            request.timeout_s
+        } else {
+            30.0
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.min(1e9));
+        let named: BTreeSet<String> = request.workers.into_iter().collect();
+        let namespaces: BTreeSet<String> = request.namespaces.into_iter().collect();
+        let mut acks = self.acks.subscribe();
+        loop {
+            acks.borrow_and_update();
+            let records: Vec<(String, Arc<WorkerRecord>)> = self
+                .workers()
+                .iter()
+                .map(|(id, r)| (id.clone(), r.clone()))
+                .collect();
+            let mut applied = Vec::new();
+            let mut pending: Vec<(String, Option<Arc<WorkerRecord>>)> = named
+                .iter()
+                .filter(|id| !records.iter().any(|(known, _)| known == *id))
+                .map(|id| (id.clone(), None))
+                .collect();
+            for (worker_id, record) in records {
+                let (wanted, done) = {
+                    let state = record.lock();
+                    let wanted = if named.is_empty() {
+                        state.connected && !state.stream.namespaces().is_disjoint(&namespaces)
+                    } else {
+                        named.contains(&worker_id)
+                    };
+                    (wanted, state.connected && state.stream.acked_rev() >= request.rev)
+                };
+                if !wanted {
+                    continue;
+                }
+                if done {
+                    applied.push(worker_id);
+                } else {
+                    pending.push((worker_id, Some(record)));
+                }
+            }
+            let expired = tokio::time::Instant::now() >= deadline;
+            if pending.is_empty() || expired {
+                applied.sort();
+                pending.sort_by(|a, b| a.0.cmp(&b.0));
+                return WaitAppliedReply {
+                    applied,
+                    complete: pending.is_empty(),
+                    pending: pending
+                        .into_iter()
+                        .map(|(worker_id, record)| match record {
+                            Some(record) => self.status_of(&record),
+                            None => WorkerStatus {
+                                worker_id,
+                                state: "UNKNOWN".to_owned(),
+                                ..WorkerStatus::default()
+                            },
+                        })
+                        .collect(),
+                };
+            }
+            let _ = tokio::time::timeout_at(deadline, acks.changed()).await;
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! One worker's stream: a receiver task feeding the worker's messages to its
+//! table, and a sender loop asking the table what to send next.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use statesync_core::sync::controller::{
+    ControllerStream, HeldKey, Hello, LogBounds, ProtocolError, ReportedDigest, ResyncKind, StreamState,
+};
+use statesync_store::StoreError;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tonic::{Status, Streaming};
+
+use super::{Agreement, RecordState, SyncHub, WorkerRecord, unix_now};
+use crate::error::NativeError;
+use crate::feed::{Slice, catch_up};
+use crate::proto::{
+    self, ChangeBatch, NamespaceDigest, Progress, Resync, SnapshotChunk, SyncReply, SyncRequest, sync_reply,
+    sync_request,
+};
+use crate::service::entry;
+
+/// Replies queued ahead of a slow worker before the sender waits for it:
+/// few, so a snapshot holds its slot until the transport took its chunks,
+/// and a stream's memory stays about two messages.
+const REPLY_DEPTH: usize = 2;
+
+/// Why a sender loop stopped early.
+enum Stop {
+    /// The worker went away: nothing more to say.
+    Gone,
+    /// The stream ends with this error.
+    Failed(NativeError),
+}
+
+impl From<ProtocolError> for Stop {
+    fn from(error: ProtocolError) -> Self {
+        Stop::Failed(NativeError::Protocol(error))
+    }
+}
+
+impl From<NativeError> for Stop {
+    fn from(error: NativeError) -> Self {
+        Stop::Failed(error)
+    }
+}
+
+type Replies = mpsc::Sender<Result<SyncReply, Status>>;
+
+async fn send(out: &Replies, msg: sync_reply::Msg) -> Result<(), Stop> {
+    out.send(Ok(SyncReply { msg: Some(msg) }))
+        .await
+        .map_err(|_| Stop::Gone)
+}
+
+/// Serves one Sync call: the replies stream back through the returned receiver.
+pub(crate) fn serve(
+    hub: Arc<SyncHub>,
+    peer: String,
+    inbound: Streaming<SyncRequest>,
+) -> mpsc::Receiver<Result<SyncReply, Status>> {
+    let (out, replies) = mpsc::channel(REPLY_DEPTH);
+    tokio::spawn(async move {
+        if let Err(Stop::Failed(error)) = run(&hub, peer, inbound, &out).await {
+            let status = hub.report(error).await;
+            let _ = out.send(Err(status)).await;
+        }
+    });
+    replies
+}
+
+fn request_kind(request: &SyncRequest) -> &'static str {
+    match &request.msg {
+        Some(sync_request::Msg::Hello(_)) => "hello",
+        Some(sync_request::Msg::Ack(_)) => "ack",
+        Some(sync_request::Msg::Nack(_)) => "nack",
+        Some(sync_request::Msg::Heartbeat(_)) => "heartbeat",
+        Some(sync_request::Msg::Answer(_)) => "answer",
+        None => "an unknown message",
+    }
+}
+
+async fn run(
+    hub: &Arc<SyncHub>,
+    peer: String,
+    mut inbound: Streaming<SyncRequest>,
+    out: &Replies,
+) -> Result<(), Stop> {
+    let first = tokio::select! {
+        () = hub.closing.cancelled() => return Ok(()),
+        first = tokio::time::timeout(hub.settings.sync.silence, inbound.message()) => first,
+    };
+    let hello = match first {
+        Ok(Ok(Some(SyncRequest {
+            msg: Some(sync_request::Msg::Hello(hello)),
+        }))) => hello,
+        Ok(Ok(Some(other))) => {
+            return Err(ProtocolError::new(format!(
+                "the first message must be a hello, got {}",
+                request_kind(&other)
+            ))
+            .into());
+        }
+        _ => return Ok(()),
+    };
+    let record = open(hub, peer, hello)?;
+    let receiver = tokio::spawn(receive(hub.clone(), record.clone(), inbound));
+    let result = Sender::new(hub, &record, receiver, out).run().await;
+    let (worker, rev) = {
+        let mut state = record.lock();
+        state.connected = false;
+        state.stream.close();
+        (shown_id(&state.stream).to_owned(), state.stream.acked_rev())
+    };
+    match &result {
+        Err(Stop::Failed(error)) => log::warn!("sync stream of worker {worker} ended: {error}"),
+        _ => log::info!("worker {worker} disconnected at revision {rev}"),
+    }
+    result
+}
+
+/// The worker's hello: its record, registered unless it is a watcher.
+fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<WorkerRecord>, Stop> {
+    if !hello.versions.is_empty() {
+        return Err(Stop::Failed(NativeError::InvalidInput(
+            "schema versions (Hello.versions) are not served by the native sync hub yet".to_owned(),
+        )));
+    }
+    let mut stream = ControllerStream::new(hub.settings.sync, hub.now());
+    let bounds = LogBounds {
+        head_rev: hub.feed.head_rev(),
+        compacted_rev: hub.store.compacted_rev(),
+    };
+    let held = hello.held.iter().map(held_from_peer).collect();
+    let greeting = Hello {
+        worker_id: hello.worker_id,
+        namespaces: hello.namespaces.into_iter().collect(),
+        from_rev: hello.from_rev,
+        observer: hello.observer,
+        deltas: hello.deltas,
+        held,
+        stale_versions: Vec::new(),
+    };
+    stream.hello(greeting, bounds, hub.now())?;
+    if let Some(resync) = stream.resync() {
+        log::info!("worker {}: {}", shown_id(&stream), resync.reason);
+    }
+    let observer = stream.observer();
+    let record = Arc::new(WorkerRecord {
+        peer,
+        state: std::sync::Mutex::new(RecordState {
+            stream,
+            connected: true,
+            digest: Agreement::Unknown,
+        }),
+        wake: Notify::new(),
+    });
+    if !observer {
+        hub.register(&record);
+    }
+    Ok(record)
+}
+
+/// A worker's id as logs show it (a watcher has none).
+fn shown_id(stream: &ControllerStream) -> &str {
+    if stream.worker_id().is_empty() {
+        "(watch)"
+    } else {
+        stream.worker_id()
+    }
+}
+
+fn held_from_peer(held: &proto::HeldKey) -> HeldKey {
+    HeldKey::from_peer(&held.ns, &held.key, held.rev, &held.reason, &held.held_hash)
+}
+
+/// Feeds the worker's messages to its table until the worker half-closes.
+async fn receive(
+    hub: Arc<SyncHub>,
+    record: Arc<WorkerRecord>,
+    mut inbound: Streaming<SyncRequest>,
+) -> Result<(), Stop> {
+    loop {
+        let request = match inbound.message().await {
+            Ok(Some(request)) => request,
+            Ok(None) | Err(_) => break,
+        };
+        let now = hub.now();
+        match request.msg {
+            Some(sync_request::Msg::Ack(ack)) => {
+                let digests: BTreeMap<String, ReportedDigest> = ack
+                    .digests
+                    .into_iter()
+                    .map(|d| {
+                        let count = u64::try_from(d.count).unwrap_or(0);
+                        (d.ns, ReportedDigest { root: d.root, count })
+                    })
+                    .collect();
+                let held = ack.held.iter().map(held_from_peer).collect();
+                let acked = {
+                    let mut state = record.lock();
+                    state.stream.ack(ack.rev, digests, held, now)?;
+                    (state.stream.acked_rev(), state.stream.acked_digests().clone())
+                };
+                let digest = agreement(&hub, acked.0, &acked.1).await;
+                {
+                    let mut state = record.lock();
+                    if state.stream.acked_rev() == acked.0 {
+                        state.digest = digest;
+                    }
+                }
+                record.wake.notify_one();
+                hub.acks.send_modify(|count| *count += 1);
+            }
+            Some(sync_request::Msg::Nack(nack)) => {
+                let held = HeldKey::from_peer(&nack.ns, &nack.key, nack.rev, &nack.reason, b"");
+                let mut state = record.lock();
+                log::warn!(
+                    "worker {} NACKed revision {} ({}/{}): {}",
+                    state.stream.worker_id(),
+                    held.rev,
+                    held.namespace,
+                    held.key,
+                    held.reason
+                );
+                state.stream.nack(held, now)?;
+            }
+            Some(sync_request::Msg::Hello(_)) => {
+                let worker_id = record.lock().stream.worker_id().to_owned();
+                return Err(ProtocolError::new(format!("a second hello from worker {worker_id}")).into());
+            }
+            // A heartbeat, a digest answer, or a kind from a newer worker: it is alive.
+            _ => record.lock().stream.heard(now)?,
+        }
+    }
+    let observer = record.lock().stream.observer();
+    if !observer {
+        // A watcher half-closes after its hello and keeps reading.
+        record.disconnect();
+    }
+    Ok(())
+}
+
+/// Compares the worker's digests with ours at the revision it ACKed.
+async fn agreement(hub: &Arc<SyncHub>, rev: i64, digests: &BTreeMap<String, ReportedDigest>) -> Agreement {
+    if digests.is_empty() {
+        return Agreement::Unknown;
+    }
+    let mut differs = false;
+    for (ns, reported) in digests {
+        let ours = match hub.feed.root_at(ns, rev) {
+            Some(root) => root,
+            None => {
+                let store = hub.store.clone();
+                let ns = ns.clone();
+                match tokio::task::spawn_blocking(move || store.digest(&ns, Some(rev))).await {
+                    Ok(Ok(root)) => root,
+                    _ => return Agreement::Unknown,
+                }
+            }
+        };
+        differs |= ours[..] != reported.root[..];
+    }
+    if differs {
+        Agreement::Differ
+    } else {
+        Agreement::Agree
+    }
+}
+
+/// What the sender knows of its stream for its whole life.
+struct Sender<'a> {
+    hub: &'a Arc<SyncHub>,
+    record: &'a Arc<WorkerRecord>,
+    receiver: Option<JoinHandle<Result<(), Stop>>>,
+    out: &'a Replies,
+    namespaces: BTreeSet<String>,
+    observer: bool,
+    deltas: bool,
+    /// Served from the feed at least once since the last resync: falling out
+    /// of it now means falling behind, not reconnecting late.
+    fed: bool,
+}
+
+impl<'a> Sender<'a> {
+    fn new(
+        hub: &'a Arc<SyncHub>,
+        record: &'a Arc<WorkerRecord>,
+        receiver: JoinHandle<Result<(), Stop>>,
+        out: &'a Replies,
+    ) -> Self {
+        let (namespaces, observer, deltas) = {
+            let state = record.lock();
+            (
+                state.stream.namespaces().clone(),
+                state.stream.observer(),
+                state.stream.deltas(),
+            )
+        };
+        Self {
+            hub,
+            record,
+            receiver: Some(receiver),
+            out,
+            namespaces,
+            observer,
+            deltas,
+            fed: false,
+        }
+    }
+
+    async fn run(mut self) -> Result<(), Stop> {
+        let result = self.serve().await;
+        if let Some(receiver) = self.receiver.take() {
+            receiver.abort();
+        }
+        result
+    }
+
+    async fn serve(&mut self) -> Result<(), Stop> {
+        let mut heads = self.hub.feed.subscribe();
+        loop {
+            if self.hub.closing.is_cancelled() || !self.record.lock().connected {
+                return Ok(());
+            }
+            if self.receiver.as_ref().is_some_and(JoinHandle::is_finished) {
+                if let Some(receiver) = self.receiver.take()
+                    && let Ok(Err(stop)) = receiver.await
+                {
+                    return Err(stop);
+                }
+                if !self.observer {
+                    return Ok(());
+                }
+            }
+            let now = self.hub.now();
+            let head = *heads.borrow_and_update();
+            let (state, resync) = {
+                let state = self.record.lock();
+                if state.stream.silent(now) {
+                    log::warn!(
+                        "worker {}: nothing heard for {:.1} s: marking it disconnected",
+                        state.stream.worker_id(),
+                        now.saturating_sub(state.stream.last_heard()).as_secs_f64()
+                    );
+                    return Ok(());
+                }
+                (state.stream.state(), state.stream.resync().cloned())
+            };
+            match (state, resync) {
+                (StreamState::ResyncDue, Some(resync)) if resync.kind == ResyncKind::Snapshot => {
+                    self.snapshot().await?;
+                }
+                (StreamState::ResyncDue, Some(resync)) => {
+                    let head = self.hub.feed.head_rev();
+                    self.record.lock().stream.reconcile_sent(head, now)?;
+                    self.fed = false;
+                    let reason = format!("{}; reconciling instead of a snapshot", resync.reason);
+                    let worker = self.record.lock().stream.worker_id().to_owned();
+                    log::info!("worker {worker}: {reason} (moving it to revision {head})");
+                    send(
+                        self.out,
+                        sync_reply::Msg::Resync(Resync {
+                            reason,
+                            rev: head,
+                            reconcile: true,
+                            ..Resync::default()
+                        }),
+                    )
+                    .await?;
+                }
+                (StreamState::Tailing, _) => {
+                    if self.tail(head).await? {
+                        self.idle(&mut heads).await;
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// One step of tailing; true when there is nothing to send until woken.
+    async fn tail(&mut self, head: i64) -> Result<bool, Stop> {
+        let now = self.hub.now();
+        let (room, cursor, sent_rev) = {
+            let state = self.record.lock();
+            (
+                state.stream.room(),
+                state.stream.cursor(),
+                state.stream.sent_rev(),
+            )
+        };
+        let mut slice = None;
+        if room > 0 && cursor < head {
+            match self.hub.feed.read(cursor, &self.namespaces, room) {
+                Some(read) => {
+                    self.fed = true;
+                    slice = Some(read);
+                }
+                None if self.fed => {
+                    let reason = format!(
+                        "fell behind the sync buffer ({} revisions): at revision {cursor}, head {head}",
+                        self.hub.feed.size_revisions()
+                    );
+                    let mut state = self.record.lock();
+                    log::warn!("worker {} {reason}", state.stream.worker_id());
+                    state.stream.fell_behind(&reason)?;
+                    return Ok(false);
+                }
+                None => match self.catch_up(cursor, room).await {
+                    Ok(read) => slice = Some(read),
+                    Err(error @ StoreError::Compacted { .. }) => {
+                        self.record.lock().stream.fell_behind(&error.to_string())?;
+                        return Ok(false);
+                    }
+                    Err(error) => return Err(NativeError::Store(error).into()),
+                },
+            }
+        }
+        if let Some(slice) = slice {
+            if !slice.revisions.is_empty() {
+                let revisions = self.with_deltas(slice.revisions).await;
+                self.record
+                    .lock()
+                    .stream
+                    .batch_sent(sent_rev, slice.rev, slice.changes, now)?;
+                let batch = ChangeBatch {
+                    prev_rev: sent_rev,
+                    rev: slice.rev,
+                    revisions: revisions.iter().map(|r| (**r).clone()).collect(),
+                };
+                send(self.out, sync_reply::Msg::Batch(batch)).await?;
+                return Ok(false);
+            }
+            self.record.lock().stream.skipped(slice.rev)?;
+        }
+        let progress = {
+            let mut state = self.record.lock();
+            if state.stream.progress_due(now) {
+                Some(state.stream.progress_sent(now)?)
+            } else {
+                None
+            }
+        };
+        if let Some(rev) = progress {
+            let head_rev = self.hub.feed.head_rev();
+            send(self.out, sync_reply::Msg::Progress(Progress { rev, head_rev })).await?;
+        }
+        let state = self.record.lock();
+        Ok(state.stream.cursor() >= self.hub.feed.head_rev() || state.stream.room() == 0)
+    }
+
+    /// Waits for a new head, an ACK, the worker leaving, or the next heartbeat.
+    async fn idle(&self, heads: &mut tokio::sync::watch::Receiver<i64>) {
+        tokio::select! {
+            _ = heads.changed() => {}
+            () = self.record.wake.notified() => {}
+            () = tokio::time::sleep(self.hub.settings.sync.heartbeat) => {}
+            () = self.hub.closing.cancelled() => {}
+        }
+    }
+
+    async fn catch_up(&self, cursor: i64, room: u64) -> Result<Slice, StoreError> {
+        let Ok(_permit) = self.hub.catch_up_slots.clone().acquire_owned().await else {
+            return Err(StoreError::Closed);
+        };
+        let store = self.hub.store.clone();
+        let namespaces = self.namespaces.clone();
+        tokio::task::spawn_blocking(move || catch_up(&store, cursor, room, &namespaces))
+            .await
+            .unwrap_or(Err(StoreError::Closed))
+    }
+
+    async fn with_deltas(&self, revisions: Vec<Arc<proto::Revision>>) -> Vec<Arc<proto::Revision>> {
+        if !self.deltas {
+            return revisions;
+        }
+        // Never a delta for a held key: the worker's base is its own value.
+        let held: BTreeSet<(String, String)> = self.record.lock().stream.held().keys().cloned().collect();
+        let (store, deltas) = (self.hub.store.clone(), self.hub.deltas.clone());
+        let fallback = revisions.clone();
+        tokio::task::spawn_blocking(move || {
+            revisions
+                .iter()
+                .map(|r| {
+                    deltas.apply(&store, r, |ns, key| {
+                        held.contains(&(ns.to_owned(), key.to_owned()))
+                    })
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or(fallback)
+    }
+
+    /// Waits for a snapshot slot (telling the worker it is queued every
+    /// heartbeat interval), then streams the snapshot: Resync, chunks, last chunk.
+    async fn snapshot(&mut self) -> Result<(), Stop> {
+        let acquire = self.hub.snapshot_slots.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let _permit = loop {
+            let now = self.hub.now();
+            let notice = {
+                let mut state = self.record.lock();
+                if !state.connected || state.stream.silent(now) {
+                    return Ok(());
+                }
+                if state.stream.queue_notice_due(now) {
+                    state.stream.queue_notice_sent(now)?;
+                    true
+                } else {
+                    false
+                }
+            };
+            if notice {
+                let beat = proto::Heartbeat {
+                    sent_unix: unix_now(),
+                    snapshot_queued: true,
+                };
+                send(self.out, sync_reply::Msg::Heartbeat(beat)).await?;
+            }
+            tokio::select! {
+                permit = &mut acquire => match permit {
+                    Ok(permit) => break permit,
+                    Err(_) => return Ok(()),
+                },
+                () = tokio::time::sleep(self.hub.settings.sync.heartbeat) => {}
+                () = self.record.wake.notified() => {}
+                () = self.hub.closing.cancelled() => return Ok(()),
+            }
+        };
+        let reason = {
+            let mut state = self.record.lock();
+            state.stream.slot_granted()?;
+            state
+                .stream
+                .resync()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default()
+        };
+        let store = self.hub.store.clone();
+        let namespaces: Vec<String> = self.namespaces.iter().cloned().collect();
+        let chunk_size = self.hub.settings.chunk_size;
+        let opened = tokio::task::spawn_blocking(move || store.snapshot(Some(namespaces), None, chunk_size))
+            .await
+            .unwrap_or(Err(StoreError::Closed));
+        let mut snapshot = opened.map_err(NativeError::Store)?;
+        let rev = snapshot.rev;
+        let digests: Vec<NamespaceDigest> = snapshot
+            .digests
+            .iter()
+            .map(|(ns, root, count)| NamespaceDigest {
+                ns: ns.clone(),
+                root: root.to_vec(),
+                count: *count as i64,
+            })
+            .collect();
+        let resync = Resync {
+            reason,
+            rev,
+            digests: digests.clone(),
+            ..Resync::default()
+        };
+        send(self.out, sync_reply::Msg::Resync(resync)).await?;
+        loop {
+            let read = tokio::task::spawn_blocking(move || {
+                let chunk = snapshot.next_chunk();
+                (snapshot, chunk)
+            });
+            let (back, chunk) = read.await.map_err(|_| NativeError::Store(StoreError::Closed))?;
+            snapshot = back;
+            let chunk = chunk.map_err(NativeError::Store)?;
+            if chunk.is_empty() {
+                break;
+            }
+            let entries = chunk.into_iter().map(entry).collect();
+            send(
+                self.out,
+                sync_reply::Msg::Chunk(SnapshotChunk {
+                    rev,
+                    entries,
+                    ..SnapshotChunk::default()
+                }),
+            )
+            .await?;
+        }
+        // Before the last chunk goes out: the worker may ACK it at once.
+        self.record.lock().stream.snapshot_sent(rev, self.hub.now())?;
+        self.fed = false;
+        let summary: Vec<String> = digests
+            .iter()
+            .map(|d| format!("{}: {} keys", d.ns, d.count))
+            .collect();
+        let last = SnapshotChunk {
+            rev,
+            digests,
+            last: true,
+            ..SnapshotChunk::default()
+        };
+        send(self.out, sync_reply::Msg::Chunk(last)).await?;
+        let worker = shown_id(&self.record.lock().stream).to_owned();
+        let summary = if summary.is_empty() {
+            "no keys".to_owned()
+        } else {
+            summary.join(", ")
+        };
+        log::info!("worker {worker}: snapshot at revision {rev} sent ({summary})");
+        Ok(())
+    }
+}

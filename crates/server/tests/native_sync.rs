@@ -1,0 +1,403 @@
+//! Sync and WaitApplied served natively, on port 0 with a temporary store,
+//! driven by raw tonic streams as a worker would: bootstrap, tail, ACKs and
+//! digest agreement, progress, catch-up, queued snapshots, protocol errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use statesync_core::sync::controller::SyncSettings;
+use statesync_server::proto::statesync_client::StatesyncClient;
+use statesync_server::proto::{
+    self, Ack, CommandRequest, Hello, NamespaceDigest, Op, PutOp, SyncReply, SyncRequest, WaitAppliedRequest,
+    op, sync_reply, sync_request,
+};
+use statesync_server::{Code, Config, ErrorReporter, HubSettings, NativeError, Reported, RunningServer};
+use statesync_store::{SqliteStore, StoreSettings};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Channel;
+
+/// Names each failure's class after its variant (the binding asks Python).
+struct Plain;
+
+impl ErrorReporter for Plain {
+    fn report(&self, error: NativeError) -> Reported {
+        let (code, class) = match &error {
+            NativeError::Protocol(_) => (Code::FailedPrecondition, "ProtocolError"),
+            NativeError::InvalidInput(_) => (Code::InvalidArgument, "InvalidInputError"),
+            _ => (Code::Internal, "StatesyncError"),
+        };
+        Reported {
+            code,
+            error: proto::Error {
+                code: class.into(),
+                message: error.to_string(),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// A guard against a hung test, not a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Running {
+    server: RunningServer,
+    client: StatesyncClient<Channel>,
+    store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_with(settings: HubSettings, before: impl FnOnce(&SqliteStore)) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(SqliteStore::open(dir.path().join("s.sqlite"), StoreSettings::default(), None).unwrap());
+    before(&store);
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        // Nothing else is called: no control plane is needed.
+        upstream: "127.0.0.1:9".into(),
+        latency_bounds: vec![],
+        native_sync: Some(settings),
+    };
+    let server = RunningServer::start(config, store.clone(), Arc::new(Plain))
+        .await
+        .unwrap();
+    let client = StatesyncClient::connect(format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    Running {
+        server,
+        client,
+        store,
+        _dir: dir,
+    }
+}
+
+fn settings() -> HubSettings {
+    HubSettings {
+        sync: SyncSettings {
+            heartbeat: Duration::from_millis(50),
+            ..SyncSettings::default()
+        },
+        ..HubSettings::default()
+    }
+}
+
+fn put(key: &str, value: &str) -> Op {
+    Op {
+        op: Some(op::Op::Put(PutOp {
+            ns: "routes".into(),
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn commit(client: &mut StatesyncClient<Channel>, ops: Vec<Op>) -> i64 {
+    let request = CommandRequest {
+        ops,
+        ..Default::default()
+    };
+    client.commit(request).await.unwrap().into_inner().rev
+}
+
+struct Worker {
+    requests: mpsc::Sender<SyncRequest>,
+    replies: Streaming<SyncReply>,
+}
+
+impl Worker {
+    async fn connect(client: &StatesyncClient<Channel>, hello: Hello) -> Worker {
+        let (requests, outgoing) = mpsc::channel(16);
+        requests
+            .send(message(sync_request::Msg::Hello(hello)))
+            .await
+            .unwrap();
+        let replies = client
+            .clone()
+            .sync(ReceiverStream::new(outgoing))
+            .await
+            .unwrap()
+            .into_inner();
+        Worker { requests, replies }
+    }
+
+    async fn next(&mut self) -> sync_reply::Msg {
+        let reply = tokio::time::timeout(PATIENCE, self.replies.message())
+            .await
+            .expect("a reply in time");
+        reply.unwrap().expect("the stream goes on").msg.unwrap()
+    }
+
+    /// The next reply that is not a progress notice or a heartbeat.
+    async fn next_news(&mut self) -> sync_reply::Msg {
+        loop {
+            match self.next().await {
+                sync_reply::Msg::Progress(_) | sync_reply::Msg::Heartbeat(_) => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn ack(&self, rev: i64, digests: Vec<NamespaceDigest>) {
+        let ack = Ack {
+            rev,
+            digests,
+            ..Default::default()
+        };
+        self.requests
+            .send(message(sync_request::Msg::Ack(ack)))
+            .await
+            .unwrap();
+    }
+
+    async fn failure(&mut self) -> tonic::Status {
+        loop {
+            match tokio::time::timeout(PATIENCE, self.replies.message())
+                .await
+                .expect("an end in time")
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended without an error"),
+                Err(status) => return status,
+            }
+        }
+    }
+}
+
+fn message(msg: sync_request::Msg) -> SyncRequest {
+    SyncRequest { msg: Some(msg) }
+}
+
+fn hello(worker_id: &str, from_rev: i64) -> Hello {
+    Hello {
+        worker_id: worker_id.into(),
+        namespaces: vec!["routes".into()],
+        from_rev,
+        ..Default::default()
+    }
+}
+
+fn routes_digest(store: &SqliteStore, rev: i64) -> Vec<NamespaceDigest> {
+    vec![NamespaceDigest {
+        ns: "routes".into(),
+        root: store.digest("routes", Some(rev)).unwrap().to_vec(),
+        count: 0,
+    }]
+}
+
+#[tokio::test]
+async fn an_empty_worker_bootstraps_then_tails_and_its_acks_are_checked() {
+    let mut running = start_with(settings(), |_| {}).await;
+    let client = &mut running.client;
+    commit(client, vec![put("a", "1"), put("b", "2")]).await;
+    let r2 = commit(client, vec![put("c", "3")]).await;
+
+    let mut worker = Worker::connect(client, hello("w1", 0)).await;
+    let sync_reply::Msg::Resync(resync) = worker.next_news().await else {
+        panic!("a resync first")
+    };
+    assert_eq!((resync.rev, resync.reconcile), (r2, false));
+    assert_eq!(resync.reason, "an empty replica bootstraps from a snapshot");
+    let mut keys = Vec::new();
+    loop {
+        let sync_reply::Msg::Chunk(chunk) = worker.next_news().await else {
+            panic!("chunks")
+        };
+        keys.extend(chunk.entries.into_iter().map(|e| e.key));
+        if chunk.last {
+            assert_eq!(chunk.digests, resync.digests);
+            break;
+        }
+    }
+    assert_eq!(keys, ["a", "b", "c"]);
+    worker.ack(r2, routes_digest(&running.store, r2)).await;
+
+    let r3 = commit(client, vec![put("a", "10")]).await;
+    let sync_reply::Msg::Batch(batch) = worker.next_news().await else {
+        panic!("a batch")
+    };
+    assert_eq!((batch.prev_rev, batch.rev), (r2, r3));
+    assert_eq!(batch.revisions[0].changes[0].value, b"10");
+    // A wrong digest: the worker shows as differing.
+    worker
+        .ack(
+            r3,
+            vec![NamespaceDigest {
+                ns: "routes".into(),
+                root: vec![0; 32],
+                count: 3,
+            }],
+        )
+        .await;
+    let waited = client
+        .wait_applied(WaitAppliedRequest {
+            rev: r3,
+            namespaces: vec!["routes".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(waited.complete);
+    assert_eq!(waited.applied, ["w1"]);
+    let hub = running.server.hub().unwrap();
+    let status = &hub.worker_statuses()[0];
+    assert_eq!(
+        (status.applied_rev, status.state.as_str(), status.digest.as_str()),
+        (r3, "TAILING", "differ")
+    );
+    assert_eq!(status.resyncs, 1);
+
+    worker.ack(r3, routes_digest(&running.store, r3)).await;
+    let pending = client
+        .wait_applied(WaitAppliedRequest {
+            rev: r3 + 1,
+            workers: vec!["w1".into(), "ghost".into()],
+            timeout_s: 0.01,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!pending.complete);
+    let states: Vec<(&str, &str)> = pending
+        .pending
+        .iter()
+        .map(|s| (s.worker_id.as_str(), s.state.as_str()))
+        .collect();
+    assert_eq!(states, [("ghost", "UNKNOWN"), ("w1", "TAILING")]);
+    assert_eq!(pending.pending[1].digest, "agree");
+}
+
+#[tokio::test]
+async fn an_idle_stream_gets_progress() {
+    let mut running = start_with(settings(), |_| {}).await;
+    let client = &mut running.client;
+    let r1 = commit(client, vec![put("a", "1")]).await;
+    let mut worker = Worker::connect(client, hello("w1", r1)).await;
+    let sync_reply::Msg::Progress(progress) = worker.next().await else {
+        panic!("progress when idle")
+    };
+    assert_eq!((progress.rev, progress.head_rev), (r1, r1));
+}
+
+#[tokio::test]
+async fn a_worker_older_than_the_feed_catches_up_from_the_log() {
+    let mut first = start_with(settings(), |_| {}).await;
+    for i in 0..5 {
+        commit(&mut first.client, vec![put(&format!("k{i}"), "1")]).await;
+    }
+    // A new server on the same store: its feed starts at revision 5.
+    let Running {
+        server, store, _dir, ..
+    } = first;
+    server.shutdown(Duration::from_secs(1)).await.unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        upstream: "127.0.0.1:9".into(),
+        latency_bounds: vec![],
+        native_sync: Some(HubSettings {
+            sync: SyncSettings {
+                window: 2,
+                ..settings().sync
+            },
+            ..settings()
+        }),
+    };
+    let server = RunningServer::start(config, store.clone(), Arc::new(Plain))
+        .await
+        .unwrap();
+    let client = StatesyncClient::connect(format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    let mut worker = Worker::connect(&client, hello("w1", 1)).await;
+    let sync_reply::Msg::Batch(batch) = worker.next_news().await else {
+        panic!("a batch from the log")
+    };
+    let revs: Vec<i64> = batch.revisions.iter().map(|r| r.rev).collect();
+    assert_eq!(
+        (batch.prev_rev, batch.rev, revs),
+        (1, 3, vec![2, 3]),
+        "the window is 2 changes"
+    );
+    worker.ack(3, vec![]).await;
+    let sync_reply::Msg::Batch(batch) = worker.next_news().await else {
+        panic!("the rest")
+    };
+    assert_eq!((batch.prev_rev, batch.rev), (3, 5));
+}
+
+#[tokio::test]
+async fn a_stream_waiting_for_a_snapshot_slot_is_told_it_is_queued() {
+    let one_slot = HubSettings {
+        snapshot_slots: 1,
+        chunk_size: 10,
+        ..settings()
+    };
+    let mut running = start_with(one_slot, |_| {}).await;
+    let client = &mut running.client;
+    let big = format!("\"{}\"", "x".repeat(4000));
+    for batch in 0..10 {
+        let ops = (0..100).map(|i| put(&format!("k{batch}-{i}"), &big)).collect();
+        commit(client, ops).await;
+    }
+    // Holds the only slot: it reads nothing, so its 4 MB snapshot stalls.
+    let stalled = Worker::connect(client, hello("stalled", 0)).await;
+    let mut waiting = Worker::connect(client, hello("waiting", 0)).await;
+    // Whichever stream got the slot, the other is queued; make `waiting` the queued one
+    // by reading until it is told so or gets its resync.
+    match waiting.next().await {
+        sync_reply::Msg::Heartbeat(beat) => {
+            assert!(beat.snapshot_queued);
+            drop(stalled);
+            let sync_reply::Msg::Resync(resync) = waiting.next_news().await else {
+                panic!("then its resync")
+            };
+            assert_eq!(resync.rev, 10);
+        }
+        sync_reply::Msg::Resync(_) => {
+            // `waiting` won the slot: `stalled` must be queued instead.
+            let mut stalled = stalled;
+            let mut heard = false;
+            while !heard {
+                if let sync_reply::Msg::Heartbeat(beat) = stalled.next().await {
+                    heard = beat.snapshot_queued;
+                }
+            }
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn protocol_errors_end_the_stream_with_failed_precondition() {
+    let mut running = start_with(settings(), |_| {}).await;
+    let client = &mut running.client;
+    let r1 = commit(client, vec![put("a", "1")]).await;
+    let mut worker = Worker::connect(client, hello("w1", r1)).await;
+    worker.ack(r1 + 5, vec![]).await;
+    let status = worker.failure().await;
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert_eq!(
+        status.message(),
+        format!("ACK of revision {}, but only {r1} was sent", r1 + 5)
+    );
+
+    let (requests, outgoing) = mpsc::channel(4);
+    requests
+        .send(message(sync_request::Msg::Ack(Ack::default())))
+        .await
+        .unwrap();
+    let mut replies = client
+        .clone()
+        .sync(ReceiverStream::new(outgoing))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = replies.message().await.unwrap_err();
+    assert_eq!(status.message(), "the first message must be a hello, got ack");
+}

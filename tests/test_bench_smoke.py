@@ -41,7 +41,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        # The run is about a minute; a cold release build of the Rust worker takes longer.
+        timeout=1800,
     )
     return proc, out
 

@@ -12,6 +12,7 @@ The programs are built once per run (`build`), before the rounds."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -124,18 +125,21 @@ class SdkWorkerConn(StatesyncConn):
     """statesync's client for writes; watches and bootstraps are worker programs."""
 
     sdk: ClassVar[str]
+    watch_replica_on_disk: ClassVar[bool]
+    """Where a watching worker keeps its replica (the bootstrap's is on disk)."""
 
     def __init__(self, address: str, exe: str, scratch: str) -> None:
         super().__init__(address)
         self.exe = exe
         self.scratch = Path(scratch)
 
+    @abc.abstractmethod
     def argv(self, worker_id: str, state_dir: Path | None, events: str) -> list[str]:
-        raise NotImplementedError
+        """The program's command line; no state_dir: an in-memory replica."""
 
+    @abc.abstractmethod
     def replica_keys(self, state_dir: Path) -> int:
         """How many keys of the namespace the stopped worker's replica holds."""
-        raise NotImplementedError
 
     def _worker(
         self, state_dir: Path | None, events: str, on_change: Callable[[dict[str, Any]], None]
@@ -156,8 +160,9 @@ class SdkWorkerConn(StatesyncConn):
                 value = None if event["op"] == "delete" else b""
                 on_event(event["key"], value, event["rev"], at=event["t"])
 
-        # Go's worker keeps its replica on disk, always; Rust's in memory, as the Python watch.
-        state_dir = self.scratch / f"watch-{uuid.uuid4().hex[:12]}" if self.sdk == "go" else None
+        state_dir = None
+        if self.watch_replica_on_disk:
+            state_dir = self.scratch / f"watch-{uuid.uuid4().hex[:12]}"
         worker = self._worker(state_dir, "changes", changed)
         await worker.start()
         try:
@@ -187,6 +192,7 @@ class SdkWorkerConn(StatesyncConn):
 
 class GoWorkerConn(SdkWorkerConn):
     sdk = "go"
+    watch_replica_on_disk = True  # the program has no in-memory replica
 
     def argv(self, worker_id: str, state_dir: Path | None, events: str) -> list[str]:
         assert state_dir is not None, "the Go worker always has an on-disk replica"
@@ -205,6 +211,7 @@ class GoWorkerConn(SdkWorkerConn):
 
 class RustWorkerConn(SdkWorkerConn):
     sdk = "rust"
+    watch_replica_on_disk = False  # as the Python watch
 
     def argv(self, worker_id: str, state_dir: Path | None, events: str) -> list[str]:
         argv = [self.exe, "--address", f"http://{self.address}", "--worker-id", worker_id]
@@ -238,9 +245,9 @@ class SdkWorkerSystem(Statesync):
         return cls.conn_class(endpoint["address"], endpoint["exe"], endpoint["scratch"])
 
     @classmethod
+    @abc.abstractmethod
     def build(cls, out: Path) -> str:
         """Build the worker program once; says how it was built."""
-        raise NotImplementedError
 
 
 def _run(argv: list[str], cwd: Path, what: str) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,6 @@
 """`python -m bench --smoke` end to end, so the comparison harness never rots:
-statesync and NATS always, etcd where its binary is installed (required in CI,
-where .ci/run installs Debian's etcd-server)."""
+statesync (with Python, Go and Rust workers), NATS and etcd (its binary is
+required: .ci/run installs Debian's etcd-server)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def systems() -> list[str]:
     if not shutil.which("etcd"):
         pytest.fail("etcd is not installed: apt-get install etcd-server (as .ci/run does)")
-    return ["statesync", "nats", "etcd"]
+    return ["statesync", "statesync-go", "statesync-rust", "nats", "etcd"]
+
+
+WORKER_SDK_SYSTEMS = {"statesync-go", "statesync-rust"}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Complete
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        # The run is about a minute; a cold release build of the Rust worker takes longer.
+        timeout=1800,
     )
     return proc, out
 
@@ -51,6 +55,22 @@ def test_smoke_runs_every_scenario_cleanly(smoke) -> None:
     for run in results["runs"]:
         assert run["errors"] == {}, run["errors"]
         name = run["system"]
+        fan = run["fanout"]
+        assert fan["write_errors"] == 0 and fan["missing"] == 0, (name, fan)
+        assert fan["events_delivered"] == fan["writes"] * results["sizes"]["fan_watchers"]
+        assert fan["writes"] > 0 and fan["p99_ms"] > 0, (name, fan)
+        storm = run["storm"]
+        assert storm["caught_up"] == storm["workers"] == results["sizes"]["storm_workers"]
+        [boot] = run["bootstrap"]["sizes"]
+        assert boot["keys"] == results["sizes"]["bootstrap_keys"][0] and boot["seconds"] > 0
+        if name in WORKER_SDK_SYSTEMS:
+            # Another SDK's worker programs, on statesync's controller: no writes of their
+            # own, and the programs count no bytes.
+            assert "writes" not in run and boot["bytes"] is None, (name, run.keys(), boot)
+            assert boot["peak_rss_mb"] > 0 and boot["reader_rss_empty_mb"] == 0, boot
+            assert results["systems"][name]["build"], name
+            continue
+        assert boot["bytes"] > 0, (name, boot)
         writes = run["writes"]
         for mode in ("sequential", "parallel", "window"):
             assert writes[mode]["ops"] > 0 and writes[mode]["p99_ms"] > 0, (name, mode)
@@ -59,13 +79,6 @@ def test_smoke_runs_every_scenario_cleanly(smoke) -> None:
         assert ("batched" in writes) == (name != "nats"), name
         if name != "nats":
             assert writes["batched"]["ops"] == results["sizes"]["batches"]
-        fan = run["fanout"]
-        assert fan["write_errors"] == 0 and fan["missing"] == 0, (name, fan)
-        assert fan["events_delivered"] == fan["writes"] * results["sizes"]["fan_watchers"]
-        storm = run["storm"]
-        assert storm["caught_up"] == storm["workers"] == results["sizes"]["storm_workers"]
-        [boot] = run["bootstrap"]["sizes"]
-        assert boot["keys"] == results["sizes"]["bootstrap_keys"][0] and boot["bytes"] > 0
     [ours] = [r for r in results["runs"] if r["system"] == "statesync"]
     drift = ours["drift"]
     assert set(drift["cases"]) == {str(k) for k in results["sizes"]["drift_k"]}
@@ -100,6 +113,15 @@ def test_smoke_report_has_a_table_per_scenario_and_plots(smoke) -> None:
         assert section in report
     for name in systems():
         assert f"| **{name}** |" in report
+    # The other SDKs' systems have fan-out, storm and bootstrap rows, and say how they were built.
+    for name in WORKER_SDK_SYSTEMS:
+        for section in ("## Fan-out", "## Bootstrap", "## Reconnect storm"):
+            rows = report.split(section, 1)[1].split("\n## ", 1)[0]
+            assert f"| **{name}** |" in rows, (name, section)
+        for section in ("## Durable writes", "## Drift"):
+            rows = report.split(section, 1)[1].split("\n## ", 1)[0]
+            assert f"| **{name}** |" not in rows, (name, section)
+        assert f"- **{name}**: " in report
     for png in ("writes_throughput.png", "writes_latency_cdf.png", "fanout_latency_cdf.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({png})" in report

@@ -255,21 +255,26 @@ class _Child:
             await conn.close()
         if keys != expect:
             raise RuntimeError(f"the worker holds {keys} keys, expected {expect}")
-        return {
+        out = {
             "seconds": seconds,
             "keys": keys,
             "revision": listing.revision,
             "bytes": listing.wire_bytes,
             "peak_rss_mb": rss_mb(os.getpid()),
         }
+        if conn.reader_rss is not None:  # type: ignore[attr-defined]
+            out["reader_rss_empty_mb"], out["peak_rss_mb"] = conn.reader_rss  # type: ignore[attr-defined]
+        return out
 
     async def op_watch(self, watchers: int, from_revision: int) -> int:
         for _ in range(watchers):
             conn = await self.conn()
             seen: dict[str, float] = {}
 
-            def on_event(key: str, value: bytes | None, rev: int, seen=seen) -> None:
-                seen.setdefault(key, time.time())
+            def on_event(
+                key: str, value: bytes | None, rev: int, *, at: float | None = None, seen=seen
+            ) -> None:
+                seen.setdefault(key, time.time() if at is None else at)
                 self.changed.set()
 
             watch = await conn.watch(on_event, from_revision=from_revision)

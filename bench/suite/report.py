@@ -15,6 +15,10 @@ Run = dict[str, Any]
 Getter = Callable[[Run], float | None]
 TIMES = "\N{MULTIPLICATION SIGN}"
 DASH = "\N{EN DASH}"
+WORKER_SDK_SYSTEMS = ("statesync-go", "statesync-rust")
+"""statesync's controller with the Go or Rust SDK's worker programs as the watchers
+and the bootstrapping reader: fan-out, storm and bootstrap only (their writes
+would be statesync's again; the drift and away cases are the Python worker's)."""
 
 
 def _dig(run: Run, *path: str | int) -> Any:
@@ -140,6 +144,27 @@ def durability_lines(results: dict[str, Any], systems: list[str]) -> list[str]:
         info = results["systems"][name]
         lines.append(f"| **{name}**: {info['label']} | {info['durability']} | {info['client']} |")
     return lines
+
+
+def build_lines(results: dict[str, Any]) -> list[str]:
+    names = [name for name in results["systems"] if name in WORKER_SDK_SYSTEMS]
+    if not names:
+        return []
+    lines = [
+        "statesync-go and statesync-rust run the same controller as statesync; their watchers "
+        "(fan-out, storm) and bootstrapping reader are the Go and Rust SDKs' worker programs, "
+        "one subprocess per worker started by the client processes, each printing a JSON line "
+        "per change once its revision is applied (`--events changes`; the bootstrap prints "
+        "only applied revisions, `--events revs`), stamped by the worker on the same clock as "
+        "the writer. The Go watchers keep their replica on disk (the program has no in-memory "
+        "mode), the Rust and Python ones in memory. Go's worker says a revision is applied "
+        "when its state holds it, which can be just before its bbolt write is fsynced; Rust's "
+        "after the SQLite transaction. Bootstrap time includes starting the process; the "
+        "programs count no bytes received (-), and their reader memory is the whole "
+        "process's peak RSS.",
+        "",
+    ]
+    return lines + [f"- **{name}**: {results['systems'][name]['build']}" for name in names] + [""]
 
 
 def cpu_per_write(run: Run) -> float | None:
@@ -495,6 +520,8 @@ def sections(results: dict[str, Any]) -> dict[str, list[str]]:
 
 def _away_time(keys: int) -> Getter:
     def pick(run: Run) -> float | None:
+        if run["system"] in WORKER_SDK_SYSTEMS:
+            return None
         if run["system"] == "statesync":
             return _dig(run, "drift", "away", "seconds")
         return boot_at(keys, "seconds")(run)
@@ -504,6 +531,8 @@ def _away_time(keys: int) -> Getter:
 
 def _away_bytes(keys: int) -> Getter:
     def pick(run: Run) -> float | None:
+        if run["system"] in WORKER_SDK_SYSTEMS:
+            return None
         if run["system"] == "statesync":
             return _dig(run, "drift", "away", "bytes")
         return boot_at(keys, "bytes")(run)
@@ -515,6 +544,8 @@ def _drift(k: int, ours: str, keys: int, theirs: str) -> Getter:
     """statesync: the repair's figure; a peer: re-list (+ compare) at `keys`, whatever k is."""
 
     def pick(run: Run) -> float | None:
+        if run["system"] in WORKER_SDK_SYSTEMS:
+            return None
         if run["system"] == "statesync":
             return _dig(run, "drift", "cases", str(k), ours)
         if theirs == "seconds":
@@ -597,6 +628,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         "",
         *durability_lines(results, fig.systems),
         "",
+        *build_lines(results),
         "## Goals",
         "",
         *goal_lines(goals(fig, results)),
@@ -643,27 +675,29 @@ def draw(results: dict[str, Any], out_dir: Path) -> list[str]:
         ("pipelined", get("writes", "window", "ops_per_s")),
         ("batched", get("writes", "batched", "puts_per_s")),
     ]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(1, len(systems))
-    for n, system in enumerate(systems):
-        meds, lo, hi = [], [], []
-        for _, getter in modes:
-            values = fig_data.values(system, getter) or [0.0]
-            m = statistics.median(values)
-            meds.append(m)
-            lo.append(m - min(values))
-            hi.append(max(values) - m)
-        xs = [i + n * width for i in range(len(modes))]
-        ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=system)
-    ax.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(modes))])
-    ax.set_xticklabels([m for m, _ in modes])
-    ax.set_ylabel("durable writes/s")
-    ax.set_title(f"Durable writes (median, min{DASH}max)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "writes_throughput.png", dpi=110)
-    plt.close(fig)
-    drawn.append("writes_throughput.png")
+    writers = [s for s in systems if any(fig_data.values(s, getter) for _, getter in modes)]
+    if writers:  # none where only the other SDKs' systems ran
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        width = 0.8 / max(1, len(writers))
+        for n, system in enumerate(writers):
+            meds, lo, hi = [], [], []
+            for _, getter in modes:
+                values = fig_data.values(system, getter) or [0.0]
+                m = statistics.median(values)
+                meds.append(m)
+                lo.append(m - min(values))
+                hi.append(max(values) - m)
+            xs = [i + n * width for i in range(len(modes))]
+            ax.bar(xs, meds, width, yerr=[lo, hi], capsize=3, label=system)
+        ax.set_xticks([i + width * (len(writers) - 1) / 2 for i in range(len(modes))])
+        ax.set_xticklabels([m for m, _ in modes])
+        ax.set_ylabel("durable writes/s")
+        ax.set_title(f"Durable writes (median, min{DASH}max)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "writes_throughput.png", dpi=110)
+        plt.close(fig)
+        drawn.append("writes_throughput.png")
 
     for name, path, title in (
         (

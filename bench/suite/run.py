@@ -22,11 +22,12 @@ from rich.console import Console
 
 from bench._controller import MachineLoad, git_describe
 from bench.suite import inprocess, report, scenarios
+from bench.suite.report import WORKER_SDK_SYSTEMS
 from bench.suite.scenarios import MODES, Context
 from bench.suite.systems.base import System
 
-SYSTEMS = ("statesync", "etcd", "nats", "nats-sync", "nats-r3")
-DATA_SYSTEMS = ("statesync", "etcd", "nats")
+SYSTEMS = ("statesync", "statesync-go", "statesync-rust", "etcd", "nats", "nats-sync", "nats-r3")
+DATA_SYSTEMS = ("statesync", "statesync-go", "statesync-rust", "etcd", "nats")
 """Read-path scenarios (bootstrap, reconnect storm, drift, memory) run on one
 configuration per product: nats-sync and nats-r3 share nats's read path."""
 SCENARIOS = ("writes", "fanout", "storm", "bootstrap", "drift", "commit")
@@ -38,8 +39,11 @@ modes:
   --quick   the issue's sizes, bootstrap 200,000 keys, drift over 200,000, 3 rounds
   --full    as --quick, plus bootstrap of 1,000,000 keys and drift over 1,000,000
 
-Each round runs every system in turn (statesync, etcd, nats, nats-sync, nats-r3,
-then again), each on a fresh data directory. The report quotes the median of
+Each round runs every system in turn (statesync, statesync-go, statesync-rust,
+etcd, nats, nats-sync, nats-r3, then again), each on a fresh data directory.
+statesync-go and statesync-rust are statesync's controller with the Go and Rust
+SDK worker programs as watchers (fan-out, storm) and bootstrapping reader; they
+are built once per run (go, cargo --release), before the rounds. The report quotes the median of
 the rounds with min-max. etcd comes from Debian (apt-get install etcd-server);
 without it, etcd is left out with a warning (in CI, that is an error).
 
@@ -56,6 +60,13 @@ def system_class(name: str) -> type[System]:
         from bench.suite.systems.statesync_sys import Statesync
 
         return Statesync
+    if name in WORKER_SDK_SYSTEMS:
+        from bench.suite.systems import sdk_workers
+
+        return {
+            "statesync-go": sdk_workers.StatesyncGo,
+            "statesync-rust": sdk_workers.StatesyncRust,
+        }[name]
     if name == "etcd":
         from bench.suite.systems.etcd_sys import Etcd
 
@@ -120,6 +131,8 @@ def run_system(name: str, args: argparse.Namespace, ctx: Context, repeat: int) -
     live = [s for s in ("writes", "fanout", "storm") if s in args.scenarios]
     if name not in DATA_SYSTEMS:
         live = [s for s in live if s != "storm"]
+    if name in WORKER_SDK_SYSTEMS:
+        live = [s for s in live if s != "writes"]
     phases: list[tuple[str, list[str]]] = [("live", live)]
     if name in DATA_SYSTEMS and {"bootstrap", "drift"} & set(args.scenarios):
         phases.append(("data", ["bootstrap"]))
@@ -213,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
             "durability": cls.durability,
             "client": cls.client,
         }
+        if name in WORKER_SDK_SYSTEMS:
+            # Once per run, before the rounds: the build is not measured.
+            console.print(f"building {name}'s worker program")
+            bin_dir = workdir / "bin"
+            bin_dir.mkdir(exist_ok=True)
+            results["systems"][name]["build"] = cls.build(bin_dir)  # type: ignore[attr-defined]
     t_all, load = time.perf_counter(), MachineLoad()
     console.print(
         f"python -m bench --{args.mode}: {', '.join(names)}; {sizes.repeats} round(s); "

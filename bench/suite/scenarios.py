@@ -326,10 +326,11 @@ def bootstrap(system: System, ctx: Context) -> dict[str, Any]:
             [reader] = ctx.agents(system, 1, "reader")
             try:
                 rss0 = reader.request("rss")["rss_mb"]
-                if system.name == "statesync":
+                if system.bootstraps_a_worker:
                     state = ctx.workdir / f"boot-{size}-{time.monotonic_ns()}"
                     prof = ctx.profiler(system, f"bootstrap-{size}-worker", reader.pid)
                     r = reader.request("bootstrap", state_dir=str(state), expect=size)
+                    rss0 = r.pop("reader_rss_empty_mb", rss0)
                     if prof is not None:
                         prof.stop()
                         r["profile"] = prof.summary()
@@ -350,9 +351,9 @@ def bootstrap(system: System, ctx: Context) -> dict[str, Any]:
             r["server_mb_per_million_keys"] = (r["server_rss_mb"] - rss_empty) / size * 1e6
             r["reader_mb_per_million_keys"] = (r["peak_rss_mb"] - rss0) / size * 1e6
             out["sizes"].append(r)
+            received = "bytes not counted" if r["bytes"] is None else f"{r['bytes']:,} bytes"
             ctx.console.print(
-                f"    {size:,} keys: {r['seconds']:.2f} s, {r['bytes']:,} bytes "
-                f"(loaded in {load_s:.1f} s)"
+                f"    {size:,} keys: {r['seconds']:.2f} s, {received} (loaded in {load_s:.1f} s)"
             )
     finally:
         close_all([loader])

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-OnEvent = Callable[[str, bytes | None, int], None]
-"""Called by a watch for each change applied: (key, value or None for a delete, revision)."""
+
+class OnEvent(Protocol):
+    """Called by a watch for each change applied: (key, value or None for a delete,
+    revision); `at` is the unix time it was applied where the applier is another
+    process that said so (None: now)."""
+
+    def __call__(
+        self, key: str, value: bytes | None, rev: int, *, at: float | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -30,9 +37,10 @@ class Listing:
     items: dict[str, bytes]
     revision: int
     """The revision (etcd) or stream sequence (NATS) the listing is consistent at."""
-    wire_bytes: int
+    wire_bytes: int | None
     """Bytes received for it: protobuf sizes of the responses (gRPC), or the
-    client's inbound byte counter (NATS). HTTP/2 framing is not counted."""
+    client's inbound byte counter (NATS); None where the reader does not count
+    them (the Go and Rust worker programs). HTTP/2 framing is not counted."""
     round_trips: int
 
 
@@ -92,6 +100,9 @@ class System(abc.ABC):
     """One sentence: what an acknowledged write survives, in this configuration."""
     client: str
     """Which client library and API drives it."""
+    bootstraps_a_worker = False
+    """Bootstrap: a fresh worker of the system's own SDK (`Conn.bootstrap`)
+    rather than a re-list (`Conn.list_all`)."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir

@@ -49,6 +49,7 @@ class Statesync(System):
         "statesync gRPC API through grpcio.aio (Commit, CommitStream, Snapshot); "
         "watches are SDK Workers"
     )
+    bootstraps_a_worker = True
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -135,6 +136,9 @@ class WorkerWatch(Watch):
 class StatesyncConn(Conn):
     def __init__(self, address: str) -> None:
         self.address = address
+        self.reader_rss: tuple[float, float] | None = None
+        """After `bootstrap`, where the worker is another process: its RSS
+        before (0: the whole process counts) and its peak; None: this process's."""
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.StatesyncStub(self.channel)
 

@@ -2,21 +2,34 @@
 //!
 //! ```text
 //! cargo run --example worker -- --address http://127.0.0.1:7070 --worker-id w1 \
-//!     --namespace routes --data-dir /tmp/w1 [--deltas] [--reject-key routes/blocked]
+//!     --namespace routes --data-dir /tmp/w1 [--deltas] [--reject-key routes/blocked] [--events changes]
 //! ```
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use statesync_worker::{ChangeEvent, Op, Reject, Worker};
 use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "usage: worker --address URL --worker-id ID --namespace NS [--namespace NS ...] \
-[--data-dir DIR] [--deltas] [--heartbeat SECONDS] [--reject-key NS/KEY ...]
+[--data-dir DIR] [--deltas] [--heartbeat SECONDS] [--reject-key NS/KEY ...] [--events changes|revs]
 
 Follows the namespaces of the statesync controller at URL (http://host:port) and prints each
 change it applies, until SIGINT or SIGTERM stops it gracefully (exit 0). The handler refuses
-(NACKs) every change to a key given with --reject-key, keeping its last good value.";
+(NACKs) every change to a key given with --reject-key, keeping its last good value.
+
+--events prints JSON lines instead, for programs that measure the worker: `revs` one
+{\"applied_rev\":N,\"t\":UNIX} each time the applied revision advances (t: when the replica
+holds it); `changes` also one {\"rev\":N,\"ns\":..,\"key\":..,\"op\":..,\"t\":UNIX} per change
+applied, printed once its revision is applied.";
+
+/// What `--events` asks to print.
+#[derive(Clone, Copy, PartialEq)]
+enum Events {
+    Changes,
+    Revs,
+}
 
 /// What the command line asks for.
 struct Args {
@@ -27,13 +40,29 @@ struct Args {
     deltas: bool,
     heartbeat: Option<Duration>,
     reject: Vec<(String, String)>,
+    events: Option<Events>,
+}
+
+/// A change the handler accepted, printed once its revision is applied.
+struct Pending {
+    rev: i64,
+    ns: String,
+    key: String,
+    op: &'static str,
+}
+
+/// Seconds since the Unix epoch, the clock the measuring program reads too.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Parses the command line; `Ok(None)` when only the help was asked for.
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let (mut address, mut worker_id) = (None, String::new());
     let (mut namespaces, mut data_dir, mut deltas) = (Vec::new(), None, false);
-    let (mut heartbeat, mut reject) = (None, Vec::new());
+    let (mut heartbeat, mut reject, mut events) = (None, Vec::new(), None);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -59,6 +88,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
                     .ok_or_else(|| format!("--reject-key {text:?} is not NS/KEY"))?;
                 reject.push((ns.to_owned(), key.to_owned()));
             }
+            "--events" => {
+                events = match value("--events")?.as_str() {
+                    "changes" => Some(Events::Changes),
+                    "revs" => Some(Events::Revs),
+                    other => return Err(format!("--events {other:?} is not changes or revs")),
+                };
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -71,6 +107,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         deltas,
         heartbeat,
         reject,
+        events,
     }))
 }
 
@@ -88,6 +125,9 @@ async fn main() -> ExitCode {
         }
     };
     let reject = args.reject;
+    let events = args.events;
+    let pending = Arc::new(Mutex::new(Vec::<Pending>::new()));
+    let accepted = Arc::clone(&pending);
     let mut builder = Worker::builder(args.address)
         .worker_id(args.worker_id)
         .deltas(args.deltas)
@@ -105,6 +145,24 @@ async fn main() -> ExitCode {
                     "{}/{} is refused by --reject-key",
                     change.ns, change.key
                 )));
+            }
+            match events {
+                Some(Events::Changes) => {
+                    // The handler runs before the change is stored: print it once its revision is applied.
+                    let change = Pending {
+                        rev: change.rev,
+                        ns: change.ns.to_owned(),
+                        key: change.key.to_owned(),
+                        op,
+                    };
+                    accepted
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(change);
+                    return Ok(());
+                }
+                Some(Events::Revs) => return Ok(()),
+                None => {}
             }
             println!(
                 "applied rev={} op={op} ns={} key={} value={} origin={:?}",
@@ -141,6 +199,7 @@ async fn main() -> ExitCode {
         }
     };
     let mut status = worker.watch();
+    let mut printed_rev = 0;
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
@@ -150,13 +209,20 @@ async fn main() -> ExitCode {
                     break;
                 }
                 let now = status.borrow_and_update().clone();
-                println!("status applied_rev={} connected={} last_end={:?}", now.applied_rev, now.connected, now.last_end);
+                if events.is_none() {
+                    println!("status applied_rev={} connected={} last_end={:?}", now.applied_rev, now.connected, now.last_end);
+                } else if now.applied_rev > printed_rev {
+                    printed_rev = now.applied_rev;
+                    print_applied(&pending, printed_rev);
+                }
             }
         }
     }
     match worker.stop().await {
         Ok(()) => {
-            println!("stopped");
+            if events.is_none() {
+                println!("stopped");
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -164,4 +230,25 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints the pending changes of revisions up to `rev` and the revision, as
+/// JSON lines, all stamped now (they were applied by the time the status said so).
+fn print_applied(pending: &Mutex<Vec<Pending>>, rev: i64) {
+    let t = unix_now();
+    let mut changes = pending.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut lines = String::new();
+    changes.retain(|change| {
+        if change.rev > rev {
+            return true;
+        }
+        let line = serde_json::json!({
+            "rev": change.rev, "ns": change.ns, "key": change.key, "op": change.op, "t": t,
+        });
+        lines.push_str(&line.to_string());
+        lines.push('\n');
+        false
+    });
+    lines.push_str(&serde_json::json!({"applied_rev": rev, "t": t}).to_string());
+    println!("{lines}");
 }

@@ -4,9 +4,15 @@
 //
 //	statesync-go-worker -target 127.0.0.1:7070 -id w1 -ns app,flags -dir ./state \
 //	    -schema app=app.schema.json
+//
+// With -events, it also prints JSON lines on stdout for programs that measure
+// it: "revs" one {"applied_rev":N,"t":UNIX} each time the applied revision
+// advances, "changes" also one {"rev":N,"ns":..,"key":..,"op":..,"t":UNIX}
+// per change, printed once its revision is applied.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -16,6 +22,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -63,6 +70,7 @@ func main() {
 		}
 		return nil
 	})
+	events := flag.String("events", "", `print JSON lines on stdout: "revs" (each applied revision) or "changes" (also each change)`)
 	dump := flag.Bool("dump", false, "print the replica in -dir as JSON and exit (the worker must not be running)")
 	flag.Parse()
 	if *dump {
@@ -80,11 +88,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "statesync-go-worker: -id, -ns and -dir are required")
 		os.Exit(2)
 	}
+	if *events != "" && *events != "revs" && *events != "changes" {
+		fmt.Fprintf(os.Stderr, "statesync-go-worker: -events %q is not revs or changes\n", *events)
+		os.Exit(2)
+	}
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	printer := &eventPrinter{out: bufio.NewWriter(os.Stdout)}
+	var handler worker.Handler
+	if *events == "changes" {
+		handler = printer.accept
+	}
 	w, err := worker.Open(worker.Config{
 		Target: *target, ID: *id, Namespaces: strings.Split(*namespaces, ","), Dir: *dir,
 		Deltas: *deltas, Heartbeat: *heartbeat, StaleAfter: *staleAfter, Schemas: schemas, Versions: versions,
-		Logger: logger,
+		Handler: handler, Logger: logger,
 	})
 	if err != nil {
 		logger.Error("cannot open the worker", "error", err)
@@ -93,6 +110,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("worker started", "rev", w.AppliedRev())
+	if *events != "" {
+		go printer.follow(ctx, w)
+	}
 	runErr := w.Run(ctx)
 	if err := w.Close(); err != nil {
 		logger.Error("closing the replica", "error", err)
@@ -129,4 +149,45 @@ func dumpReplica(dir string) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"applied_rev": state.Rev, "namespaces": namespaces, "held": held,
 	})
+}
+
+// eventPrinter prints what -events asks for. The handler runs before a change
+// is applied, so accepted changes wait until the worker has applied their revision.
+type eventPrinter struct {
+	mu      sync.Mutex
+	pending []worker.Event
+	out     *bufio.Writer
+}
+
+func (p *eventPrinter) accept(e worker.Event) error {
+	p.mu.Lock()
+	p.pending = append(p.pending, e)
+	p.mu.Unlock()
+	return nil
+}
+
+// follow prints each advance of the applied revision, after the changes it applied.
+func (p *eventPrinter) follow(ctx context.Context, w *worker.Worker) {
+	encoder := json.NewEncoder(p.out)
+	printed := int64(0)
+	for w.WaitFor(ctx, printed+1) == nil {
+		rev := w.AppliedRev()
+		t := float64(time.Now().UnixNano()) / 1e9
+		p.mu.Lock()
+		later := p.pending[:0]
+		for _, e := range p.pending {
+			if e.Rev > rev {
+				later = append(later, e)
+				continue
+			}
+			_ = encoder.Encode(map[string]any{"rev": e.Rev, "ns": e.NS, "key": e.Key, "op": e.Op, "t": t})
+		}
+		p.pending = later
+		p.mu.Unlock()
+		_ = encoder.Encode(map[string]any{"applied_rev": rev, "t": t})
+		if err := p.out.Flush(); err != nil {
+			return
+		}
+		printed = rev
+	}
 }

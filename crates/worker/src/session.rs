@@ -347,16 +347,8 @@ impl Session {
             return Ok(self.ending(reason, true));
         }
         for e in chunk.entries {
-            let entry = Entry {
-                vhash: sha256(&e.value),
-                value: e.value,
-                create_rev: e.create_rev,
-                mod_rev: e.mod_rev,
-                version: e.version,
-                schema_version: e.schema_version,
-                source_hash: hash_of(&e.source_hash),
-            };
-            pending.entries.entry(e.ns).or_default().insert(e.key, entry);
+            let (ns, key, entry) = entry_of(e);
+            pending.entries.entry(ns).or_default().insert(key, entry);
         }
         if !chunk.last {
             return Ok(Step::default());
@@ -465,25 +457,11 @@ impl Session {
         }
         let mut changes = Changes::default();
         for e in repair.entries {
-            let entry = Entry {
-                vhash: sha256(&e.value),
-                value: e.value,
-                create_rev: e.create_rev,
-                mod_rev: e.mod_rev,
-                version: e.version,
-                schema_version: e.schema_version,
-                source_hash: hash_of(&e.source_hash),
-            };
+            let (ns, key, entry) = entry_of(e);
             // Applied as sent: the handler is told, its refusal does not apply.
-            let _ = handler.on_change(&state_event(
-                repair.rev,
-                &e.ns,
-                &e.key,
-                Some(&entry),
-                Origin::Repair,
-            ));
-            self.refused.remove(&(e.ns.clone(), e.key.clone()));
-            changes.puts.push((e.ns, e.key, entry));
+            let _ = handler.on_change(&state_event(repair.rev, &ns, &key, Some(&entry), Origin::Repair));
+            self.refused.remove(&(ns.clone(), key.clone()));
+            changes.puts.push((ns, key, entry));
         }
         for d in repair.deletes {
             let _ = handler.on_change(&state_event(repair.rev, &d.ns, &d.key, None, Origin::Repair));
@@ -581,6 +559,20 @@ fn held(ns: &str, key: &str, rev: i64, reason: String, refused: Option<Hash>) ->
 }
 
 /// A 32-byte hash from the wire; None for an empty (or malformed) field.
+/// A snapshot's or a repair's entry as the replica keeps it, with its key.
+fn entry_of(e: statesync_proto::Entry) -> (String, String, Entry) {
+    let entry = Entry {
+        vhash: sha256(&e.value),
+        value: e.value,
+        create_rev: e.create_rev,
+        mod_rev: e.mod_rev,
+        version: e.version,
+        schema_version: e.schema_version,
+        source_hash: hash_of(&e.source_hash),
+    };
+    (e.ns, e.key, entry)
+}
+
 fn hash_of(bytes: &[u8]) -> Option<Hash> {
     Hash::try_from(bytes).ok()
 }

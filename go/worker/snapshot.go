@@ -14,6 +14,9 @@ import (
 // Snapshots, reconcile resyncs and repairs: the ways the controller replaces
 // or corrects the replica rather than extending it.
 
+// maxPresize bounds the entries map a resync's announced counts preallocate.
+const maxPresize = 1 << 22
+
 // pendingSnapshot is a bootstrap being received: its resync and the entries so far.
 type pendingSnapshot struct {
 	resync  *pb.Resync
@@ -29,7 +32,12 @@ func (s *Session) resync(r *pb.Resync, out *Output) error {
 		s.ack(out)
 		return nil
 	}
-	s.snapshot = &pendingSnapshot{resync: r, entries: map[KeyRef]Entry{}}
+	// Sized from the digests' counts: a map grown key by key rehashes all along.
+	size := int64(0)
+	for _, d := range r.GetDigests() {
+		size += max(d.GetCount(), 0)
+	}
+	s.snapshot = &pendingSnapshot{resync: r, entries: make(map[KeyRef]Entry, min(size, maxPresize))}
 	return nil
 }
 
@@ -51,39 +59,51 @@ func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
 		return nil
 	}
 	s.snapshot = nil
-	if err := s.verifySnapshot(snap); err != nil {
+	counted, err := s.verifySnapshot(snap)
+	if err != nil {
 		return err
 	}
-	s.applySnapshot(snap, out)
+	s.applySnapshot(snap, counted, out)
 	s.Resyncs++
 	s.ack(out)
 	return nil
 }
 
-func (s *Session) verifySnapshot(snap *pendingSnapshot) error {
-	for _, d := range snap.resync.GetDigests() {
-		fresh := digest.New()
-		for ref, e := range snap.entries {
-			if ref.NS == d.GetNs() {
-				fresh.Set(ref.Key, e.Leaf())
-			}
+// verifySnapshot computes each namespace's digest over the received entries
+// and checks it against the root the resync announced.
+func (s *Session) verifySnapshot(snap *pendingSnapshot) (map[string]*digest.Namespace, error) {
+	counted := map[string]*digest.Namespace{}
+	for ref, e := range snap.entries {
+		d, ok := counted[ref.NS]
+		if !ok {
+			d = digest.New()
+			counted[ref.NS] = d
 		}
-		if root := fresh.Root(); !bytes.Equal(root[:], d.GetRoot()) {
-			return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
-				"the snapshot of namespace %q does not match its digest", d.GetNs())}
+		d.Set(ref.Key, e.Leaf())
+	}
+	for _, want := range snap.resync.GetDigests() {
+		root := digest.EmptyRoot
+		if d, ok := counted[want.GetNs()]; ok {
+			root = d.Root()
+		}
+		if !bytes.Equal(root[:], want.GetRoot()) {
+			return nil, &ReconnectError{Resync: true, Reason: fmt.Sprintf(
+				"the snapshot of namespace %q does not match its digest", want.GetNs())}
 		}
 	}
-	return nil
+	return counted, nil
 }
 
 // applySnapshot replaces the replica: entries that changed are validated,
 // keys that disappear are deletes; a refused one keeps its old value and is
 // held at the snapshot's revision. Holds the snapshot releases stop being
 // delta bases; a refused entry becomes one, like any refused change.
-func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
+// counted are the snapshot's verified digests, which the state adopts.
+func (s *Session) applySnapshot(snap *pendingSnapshot, counted map[string]*digest.Namespace, out *Output) {
 	rev := snap.resync.GetRev()
 	clear(s.refused)
-	w := &Write{Rev: rev, Replace: true, Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
+	w := &Write{Rev: rev, Replace: true, Puts: make(map[KeyRef]Entry, len(snap.entries)), Holds: map[KeyRef]Held{},
+		counted: counted}
 	refuse := func(ref KeyRef, reason string, counted []byte) {
 		s.nack(rev, ref, reason, out)
 		w.Holds[ref] = s.hold(ref, rev, reason, counted)

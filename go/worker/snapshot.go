@@ -17,10 +17,12 @@ import (
 // maxPresize bounds the entries map a resync's announced counts preallocate.
 const maxPresize = 1 << 22
 
-// pendingSnapshot is a bootstrap being received: its resync and the entries so far.
+// pendingSnapshot is a bootstrap being received: its resync, the entries so
+// far and their digests, counted chunk by chunk while the next is on the wire.
 type pendingSnapshot struct {
 	resync  *pb.Resync
 	entries map[KeyRef]Entry
+	counted map[string]*digest.Namespace
 }
 
 func (s *Session) resync(r *pb.Resync, out *Output) error {
@@ -37,7 +39,8 @@ func (s *Session) resync(r *pb.Resync, out *Output) error {
 	for _, d := range r.GetDigests() {
 		size += max(d.GetCount(), 0)
 	}
-	s.snapshot = &pendingSnapshot{resync: r, entries: make(map[KeyRef]Entry, min(size, maxPresize))}
+	s.snapshot = &pendingSnapshot{resync: r, entries: make(map[KeyRef]Entry, min(size, maxPresize)),
+		counted: map[string]*digest.Namespace{}}
 	return nil
 }
 
@@ -52,58 +55,58 @@ func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
 	}
 	for _, e := range c.GetEntries() {
 		if s.subscribed[e.GetNs()] { // anything else is not ours to keep
-			snap.entries[KeyRef{e.GetNs(), e.GetKey()}] = entryOf(e)
+			snap.add(KeyRef{e.GetNs(), e.GetKey()}, entryOf(e))
 		}
 	}
 	if !c.GetLast() {
 		return nil
 	}
 	s.snapshot = nil
-	counted, err := s.verifySnapshot(snap)
-	if err != nil {
+	if err := snap.verify(); err != nil {
 		return err
 	}
-	s.applySnapshot(snap, counted, out)
+	s.applySnapshot(snap, out)
 	s.Resyncs++
 	s.ack(out)
 	return nil
 }
 
-// verifySnapshot computes each namespace's digest over the received entries
-// and checks it against the root the resync announced.
-func (s *Session) verifySnapshot(snap *pendingSnapshot) (map[string]*digest.Namespace, error) {
-	counted := map[string]*digest.Namespace{}
-	for ref, e := range snap.entries {
-		d, ok := counted[ref.NS]
-		if !ok {
-			d = digest.New()
-			counted[ref.NS] = d
-		}
-		d.Set(ref.Key, e.Leaf())
+func (snap *pendingSnapshot) add(ref KeyRef, e Entry) {
+	d, ok := snap.counted[ref.NS]
+	if !ok {
+		d = digest.New()
+		snap.counted[ref.NS] = d
 	}
+	d.Set(ref.Key, e.Leaf())
+	snap.entries[ref] = e
+}
+
+// verify checks each namespace's digest over the received entries against
+// the root the resync announced.
+func (snap *pendingSnapshot) verify() error {
 	for _, want := range snap.resync.GetDigests() {
 		root := digest.EmptyRoot
-		if d, ok := counted[want.GetNs()]; ok {
+		if d, ok := snap.counted[want.GetNs()]; ok {
 			root = d.Root()
 		}
 		if !bytes.Equal(root[:], want.GetRoot()) {
-			return nil, &ReconnectError{Resync: true, Reason: fmt.Sprintf(
+			return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
 				"the snapshot of namespace %q does not match its digest", want.GetNs())}
 		}
 	}
-	return counted, nil
+	return nil
 }
 
 // applySnapshot replaces the replica: entries that changed are validated,
 // keys that disappear are deletes; a refused one keeps its old value and is
 // held at the snapshot's revision. Holds the snapshot releases stop being
 // delta bases; a refused entry becomes one, like any refused change.
-// counted are the snapshot's verified digests, which the state adopts.
-func (s *Session) applySnapshot(snap *pendingSnapshot, counted map[string]*digest.Namespace, out *Output) {
+// The state adopts the snapshot's verified digests.
+func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
 	rev := snap.resync.GetRev()
 	clear(s.refused)
 	w := &Write{Rev: rev, Replace: true, Puts: make(map[KeyRef]Entry, len(snap.entries)), Holds: map[KeyRef]Held{},
-		counted: counted}
+		counted: snap.counted}
 	refuse := func(ref KeyRef, reason string, counted []byte) {
 		s.nack(rev, ref, reason, out)
 		w.Holds[ref] = s.hold(ref, rev, reason, counted)

@@ -66,4 +66,5 @@ func BenchmarkSnapshotApply(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+	b.ReportMetric(float64(200_000*b.N)/b.Elapsed().Seconds(), "keys/s")
 }

@@ -310,6 +310,34 @@ func TestSnapshotReplacesAndReleases(t *testing.T) {
 	}
 }
 
+// A snapshot's digest is the controller's, refused keys included (held keys
+// count with the controller's hash), and the same as recounting the state.
+func TestSnapshotDigestCountsRefusedKeysAsTheController(t *testing.T) {
+	s := newSession(func(e Event) error {
+		if e.Value == "no" || (e.Op == "delete" && e.Key == "stays") {
+			return errors.New("refused")
+		}
+		return nil
+	})
+	receive(t, s, batch(0, 2, revision(1, put(t, "app", "stays", "1", 0)), revision(2, put(t, "app", "bad", `"old"`, 0))))
+	values := map[string]string{"bad": `"no"`, "new-bad": `"no"`, "good": `{"a":[1]}`}
+	out := snapshot(t, s, 9, values)
+	controller := map[string][]byte{}
+	for k, v := range values {
+		controller[k] = canon(t, v)
+	}
+	if got := lastAck(t, out).GetDigests()[0].GetRoot(); !slices.Equal(got, rootOf(controller)) {
+		t.Fatalf("ACKed root %x, the controller's is %x", got, rootOf(controller))
+	}
+	if len(s.State().Held) != 3 || string(s.State().Entries[KeyRef{"app", "bad"}].Value) != `"old"` {
+		t.Fatalf("held %v, entries %v", s.State().Held, s.State().Entries)
+	}
+	recounted := NewState(s.State().Rev, s.State().Entries, s.State().Held)
+	if recounted.Digest("app").Root() != s.State().Digest("app").Root() || recounted.Digest("app").Count() != 3 {
+		t.Fatal("the snapshot's adopted digest differs from a recount of the state")
+	}
+}
+
 func TestReconcileResyncRepairAndQuery(t *testing.T) {
 	s := newSession(nil)
 	receive(t, s, batch(0, 1, revision(1, put(t, "app", "a", "1", 0), put(t, "app", "b", "2", 0))))

@@ -14,10 +14,15 @@ import (
 // Snapshots, reconcile resyncs and repairs: the ways the controller replaces
 // or corrects the replica rather than extending it.
 
-// pendingSnapshot is a bootstrap being received: its resync and the entries so far.
+// maxPresize bounds the entries map a resync's announced counts preallocate.
+const maxPresize = 1 << 22
+
+// pendingSnapshot is a bootstrap being received: its resync, the entries so
+// far and their digests, counted chunk by chunk while the next is on the wire.
 type pendingSnapshot struct {
 	resync  *pb.Resync
 	entries map[KeyRef]Entry
+	counted map[string]*digest.Namespace
 }
 
 func (s *Session) resync(r *pb.Resync, out *Output) error {
@@ -29,7 +34,13 @@ func (s *Session) resync(r *pb.Resync, out *Output) error {
 		s.ack(out)
 		return nil
 	}
-	s.snapshot = &pendingSnapshot{resync: r, entries: map[KeyRef]Entry{}}
+	// Sized from the digests' counts: a map grown key by key rehashes all along.
+	size := int64(0)
+	for _, d := range r.GetDigests() {
+		size += max(d.GetCount(), 0)
+	}
+	s.snapshot = &pendingSnapshot{resync: r, entries: make(map[KeyRef]Entry, min(size, maxPresize)),
+		counted: map[string]*digest.Namespace{}}
 	return nil
 }
 
@@ -44,14 +55,14 @@ func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
 	}
 	for _, e := range c.GetEntries() {
 		if s.subscribed[e.GetNs()] { // anything else is not ours to keep
-			snap.entries[KeyRef{e.GetNs(), e.GetKey()}] = entryOf(e)
+			snap.add(KeyRef{e.GetNs(), e.GetKey()}, entryOf(e))
 		}
 	}
 	if !c.GetLast() {
 		return nil
 	}
 	s.snapshot = nil
-	if err := s.verifySnapshot(snap); err != nil {
+	if err := snap.verify(); err != nil {
 		return err
 	}
 	s.applySnapshot(snap, out)
@@ -60,17 +71,27 @@ func (s *Session) chunk(c *pb.SnapshotChunk, out *Output) error {
 	return nil
 }
 
-func (s *Session) verifySnapshot(snap *pendingSnapshot) error {
-	for _, d := range snap.resync.GetDigests() {
-		fresh := digest.New()
-		for ref, e := range snap.entries {
-			if ref.NS == d.GetNs() {
-				fresh.Set(ref.Key, e.Leaf())
-			}
+func (snap *pendingSnapshot) add(ref KeyRef, e Entry) {
+	d, ok := snap.counted[ref.NS]
+	if !ok {
+		d = digest.New()
+		snap.counted[ref.NS] = d
+	}
+	d.Set(ref.Key, e.Leaf())
+	snap.entries[ref] = e
+}
+
+// verify checks each namespace's digest over the received entries against
+// the root the resync announced.
+func (snap *pendingSnapshot) verify() error {
+	for _, want := range snap.resync.GetDigests() {
+		root := digest.EmptyRoot
+		if d, ok := snap.counted[want.GetNs()]; ok {
+			root = d.Root()
 		}
-		if root := fresh.Root(); !bytes.Equal(root[:], d.GetRoot()) {
+		if !bytes.Equal(root[:], want.GetRoot()) {
 			return &ReconnectError{Resync: true, Reason: fmt.Sprintf(
-				"the snapshot of namespace %q does not match its digest", d.GetNs())}
+				"the snapshot of namespace %q does not match its digest", want.GetNs())}
 		}
 	}
 	return nil
@@ -80,10 +101,12 @@ func (s *Session) verifySnapshot(snap *pendingSnapshot) error {
 // keys that disappear are deletes; a refused one keeps its old value and is
 // held at the snapshot's revision. Holds the snapshot releases stop being
 // delta bases; a refused entry becomes one, like any refused change.
+// The state adopts the snapshot's verified digests.
 func (s *Session) applySnapshot(snap *pendingSnapshot, out *Output) {
 	rev := snap.resync.GetRev()
 	clear(s.refused)
-	w := &Write{Rev: rev, Replace: true, Puts: map[KeyRef]Entry{}, Holds: map[KeyRef]Held{}}
+	w := &Write{Rev: rev, Replace: true, Puts: make(map[KeyRef]Entry, len(snap.entries)), Holds: map[KeyRef]Held{},
+		counted: snap.counted}
 	refuse := func(ref KeyRef, reason string, counted []byte) {
 		s.nack(rev, ref, reason, out)
 		w.Holds[ref] = s.hold(ref, rev, reason, counted)

@@ -108,7 +108,7 @@ func (s *State) recount(ref KeyRef) {
 // apply performs a write on the in-memory state.
 func (s *State) apply(w *Write) {
 	if w.Replace {
-		s.Entries = map[KeyRef]Entry{}
+		s.Entries = make(map[KeyRef]Entry, len(w.Puts))
 		s.Held = map[KeyRef]Held{}
 		s.digests = map[string]*digest.Namespace{}
 	}
@@ -124,8 +124,17 @@ func (s *State) apply(w *Write) {
 	for ref, h := range w.Holds {
 		s.Held[ref] = h
 	}
-	for ref := range w.touched() {
-		s.recount(ref)
+	if w.counted != nil {
+		// The snapshot's digests count every put as received; only held keys
+		// count otherwise.
+		s.digests = w.counted
+		for ref := range w.Holds {
+			s.recount(ref)
+		}
+	} else {
+		for ref := range w.touched() {
+			s.recount(ref)
+		}
 	}
 	s.Rev = w.Rev
 }
@@ -140,6 +149,9 @@ type Write struct {
 	Deletes  []KeyRef
 	Holds    map[KeyRef]Held
 	Released []KeyRef
+	// counted are a snapshot's digests over its entries as received, which
+	// apply adopts rather than recounting every key (Replace only).
+	counted map[string]*digest.Namespace
 }
 
 func (w *Write) touched() map[KeyRef]bool {

@@ -51,11 +51,14 @@ type Worker struct {
 	log     *slog.Logger
 	replica *Replica
 
-	mu        sync.RWMutex
-	session   *Session
-	applied   *sync.Cond
-	connected bool
-	lastErr   error
+	mu      sync.RWMutex
+	session *Session
+	// durableRev is the revision the replica on disk is at: the session's
+	// state runs ahead of it between a Receive and the Store that follows.
+	durableRev int64
+	applied    *sync.Cond // broadcast when durableRev advances
+	connected  bool
+	lastErr    error
 }
 
 // Open opens the worker's replica. A corrupt replica is moved aside (the
@@ -91,7 +94,7 @@ func Open(cfg Config) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("worker", cfg.ID), replica: replica}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("worker", cfg.ID), replica: replica, durableRev: state.Rev}
 	w.applied = sync.NewCond(w.mu.RLocker())
 	w.session = NewSession(SessionConfig{
 		WorkerID: cfg.ID, Namespaces: cfg.Namespaces, Deltas: cfg.Deltas,
@@ -118,11 +121,11 @@ func (w *Worker) unlocked(h Handler) Handler {
 // Close closes the replica. Call it after Run returned.
 func (w *Worker) Close() error { return w.replica.Close() }
 
-// AppliedRev is the revision the replica is at.
+// AppliedRev is the revision the replica has applied and made durable.
 func (w *Worker) AppliedRev() int64 {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	return w.session.State().Rev
+	return w.durableRev
 }
 
 // Resyncs counts the snapshots this process applied.
@@ -132,7 +135,9 @@ func (w *Worker) Resyncs() int {
 	return w.session.Resyncs
 }
 
-// Get returns key's value in the replica (package canonical's types).
+// Get returns key's value in the replica (package canonical's types). It
+// reads the applied state, which may be one write ahead of AppliedRev while
+// that write is being made durable.
 func (w *Worker) Get(ns, key string) (any, bool) {
 	w.mu.RLock()
 	e, ok := w.session.State().Entries[KeyRef{ns, key}]
@@ -259,9 +264,10 @@ func (w *Worker) stream(ctx context.Context, rpc pb.StatesyncClient) (bool, erro
 			resyncs := w.session.Resyncs
 			out, serr = w.session.Receive(reply, time.Now())
 			snapshotted := w.session.Resyncs > resyncs
+			rev := w.session.State().Rev
 			w.mu.Unlock()
 			if snapshotted {
-				w.log.Info("replica replaced by a snapshot", "rev", w.AppliedRev())
+				w.log.Info("replica replaced by a snapshot", "rev", rev)
 			}
 		case now := <-ticker.C:
 			w.mu.Lock()
@@ -273,6 +279,9 @@ func (w *Worker) stream(ctx context.Context, rpc pb.StatesyncClient) (bool, erro
 			return established, &storeError{err}
 		}
 		if len(out.Writes) > 0 {
+			w.mu.Lock()
+			w.durableRev = out.Writes[len(out.Writes)-1].Rev
+			w.mu.Unlock()
 			w.applied.Broadcast()
 		}
 		for _, m := range out.Send {
@@ -308,7 +317,7 @@ func (w *Worker) LastError() error {
 	return w.lastErr
 }
 
-// WaitFor blocks until the replica has applied rev or ctx ends.
+// WaitFor blocks until the replica has applied rev and made it durable, or ctx ends.
 func (w *Worker) WaitFor(ctx context.Context, rev int64) error {
 	stop := context.AfterFunc(ctx, func() {
 		// Taking the lock first means the waiter is inside Wait, so the wake-up is not lost.
@@ -319,7 +328,7 @@ func (w *Worker) WaitFor(ctx context.Context, rev int64) error {
 	defer stop()
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	for w.session.State().Rev < rev {
+	for w.durableRev < rev {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

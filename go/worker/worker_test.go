@@ -175,3 +175,48 @@ func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
 		t.Fatalf("replica at %d with %d entries", state.Rev, len(state.Entries))
 	}
 }
+
+// A revision the replica could not make durable is never reported applied:
+// AppliedRev and WaitFor follow the disk, not the session's state.
+func TestWaitForReportsOnlyDurableRevisions(t *testing.T) {
+	value := []byte(`{"x":1}`)
+	d := digest.New()
+	d.Set("k", sha256.Sum256(value))
+	root := d.Root()
+	controller := &scriptedController{hellos: make(chan *pb.Hello, 1)}
+	controller.scripts = append(controller.scripts, func(stream pb.Statesync_SyncServer) error {
+		digests := []*pb.NamespaceDigest{{Ns: "app", Root: root[:], Count: 1}}
+		if err := stream.Send(&pb.SyncReply{Msg: &pb.SyncReply_Resync{Resync: &pb.Resync{Rev: 3, Digests: digests}}}); err != nil {
+			return err
+		}
+		chunk := &pb.SnapshotChunk{Rev: 3, Last: true, Digests: digests, Entries: []*pb.Entry{{Ns: "app", Key: "k", Value: value, ModRev: 3}}}
+		if err := stream.Send(&pb.SyncReply{Msg: &pb.SyncReply_Chunk{Chunk: chunk}}); err != nil {
+			return err
+		}
+		<-stream.Context().Done()
+		return nil
+	})
+	w, err := Open(Config{Target: serve(t, controller), ID: "w", Namespaces: []string{"app"}, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every write to the replica now fails, as a full or failing disk would.
+	if err := w.replica.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var storeErr *storeError
+	if err := w.Run(context.Background()); !errors.As(err, &storeErr) {
+		t.Fatalf("Run returned %v, want the replica write failure", err)
+	}
+	if w.session.State().Rev != 3 {
+		t.Fatalf("the session applied revision %d, want 3 (the write that failed)", w.session.State().Rev)
+	}
+	if rev := w.AppliedRev(); rev != 0 {
+		t.Fatalf("AppliedRev is %d though nothing was made durable", rev)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.WaitFor(ended, 3); !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitFor(3) returned %v though revision 3 is not durable", err)
+	}
+}

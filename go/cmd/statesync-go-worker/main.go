@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -72,6 +73,7 @@ func main() {
 	})
 	events := flag.String("events", "", `print JSON lines on stdout: "revs" (each applied revision) or "changes" (also each change)`)
 	dump := flag.Bool("dump", false, "print the replica in -dir as JSON and exit (the worker must not be running)")
+	cpuProfile := flag.String("cpuprofile", "", "write a pprof CPU profile of the run to this file")
 	flag.Parse()
 	if *dump {
 		if *dir == "" {
@@ -107,6 +109,14 @@ func main() {
 		logger.Error("cannot open the worker", "error", err)
 		os.Exit(5)
 	}
+	stopProfile := func() {}
+	if *cpuProfile != "" {
+		if stopProfile, err = startCPUProfile(*cpuProfile); err != nil {
+			logger.Error("cannot start the CPU profile", "error", err)
+			os.Exit(2)
+		}
+	}
+	defer stopProfile()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger.Info("worker started", "rev", w.AppliedRev())
@@ -119,9 +129,26 @@ func main() {
 	}
 	if runErr != nil && ctx.Err() == nil {
 		logger.Error("worker stopped", "error", runErr)
+		stopProfile() // os.Exit runs no deferred calls
 		os.Exit(7)
 	}
 	logger.Info("worker stopped", "rev", w.AppliedRev())
+}
+
+// startCPUProfile profiles the process into path until the returned stop.
+func startCPUProfile(path string) (func(), error) {
+	file, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(file); err != nil {
+		_ = file.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = file.Close()
+	}, nil
 }
 
 // dumpReplica prints {applied_rev, namespaces: {ns: {key: value}}, held: [...]}.

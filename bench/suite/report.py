@@ -158,10 +158,9 @@ def build_lines(results: dict[str, Any]) -> list[str]:
         "only applied revisions, `--events revs`), stamped by the worker on the same clock as "
         "the writer. The Go watchers keep their replica on disk (the program has no in-memory "
         "mode), the Rust and Python ones in memory. Go's worker says a revision is applied "
-        "when its state holds it, which can be just before its bbolt write is fsynced; Rust's "
-        "after the SQLite transaction. Bootstrap time includes starting the process; the "
-        "programs count no bytes received (-), and their reader memory is the whole "
-        "process's peak RSS.",
+        "once its bbolt write is fsynced, Rust's after the SQLite transaction. Bootstrap "
+        "time includes starting the process; the programs count no bytes received (-), and "
+        "their reader memory is the whole process's peak RSS.",
         "",
     ]
     return lines + [f"- **{name}**: {results['systems'][name]['build']}" for name in names] + [""]

@@ -37,6 +37,9 @@ fn direction(case: &Json) -> Direction {
 /// One vector's outcome: None when it passed, else why not.
 type Outcome = Option<String>;
 
+/// Runs one vector of a list.
+type Runner = fn(&Json) -> Outcome;
+
 fn applied(case: &Json) -> Outcome {
     let translation = match translation(case) {
         Ok(t) => t,
@@ -91,7 +94,7 @@ fn canonical(case: &Json) -> Outcome {
 #[test]
 fn translate_vectors() {
     let file = vectors();
-    let runs: [(&str, fn(&Json) -> Outcome); 4] = [
+    let runs: [(&str, Runner); 4] = [
         ("vectors", applied),
         ("failures", failed),
         ("invalid", refused),

@@ -101,6 +101,23 @@ fn translation_value(data: &Bound<'_, PyAny>, within: &[&str]) -> Result<Value, 
     })
 }
 
+/// A refusal of data that is not I-JSON carries the versions when both are
+/// integers, as every refusal found after the versions were read does.
+fn with_versions(
+    mut err: TranslationError,
+    from: Option<&Bound<'_, PyAny>>,
+    to: Option<&Bound<'_, PyAny>>,
+) -> TranslationError {
+    let int = |v: Option<&Bound<'_, PyAny>>| {
+        v.filter(|v| v.is_exact_instance_of::<PyInt>())
+            .and_then(|v| v.extract::<i64>().ok())
+    };
+    if let (Some(from), Some(to)) = (int(from), int(to)) {
+        (err.from_version, err.to_version) = (Some(from), Some(to));
+    }
+    err
+}
+
 /// A checked translation between versions `from_version` and `from_version + 1`.
 #[pyclass(module = "statesync._native", name = "Translation", frozen)]
 pub struct PyTranslation {
@@ -120,8 +137,11 @@ impl PyTranslation {
     ) -> PyResult<Self> {
         // A version that is not even I-JSON is as wrong as a string: the core says why.
         let version = |v: &Bound<'_, PyAny>| to_value(v, 0).unwrap_or(Value::Null);
-        let up = translation_value(up, &["up"]).map_err(refused)?;
-        let down = translation_value(down, &["down"]).map_err(refused)?;
+        let ops = |list, name| {
+            translation_value(list, &[name])
+                .map_err(|e| refused(with_versions(e, Some(from_version), Some(to_version))))
+        };
+        let (up, down) = (ops(up, "up")?, ops(down, "down")?);
         let inner = Translation::from_parts(&version(from_version), &version(to_version), &up, &down)
             .map_err(refused)?;
         Ok(PyTranslation {
@@ -133,8 +153,11 @@ impl PyTranslation {
     /// derives `down` when it is absent.
     #[staticmethod]
     fn parse(data: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let parsed = if data.cast_exact::<PyDict>().is_ok() {
-            translation_value(data, &[]).and_then(|value| Translation::parse(&value))
+        let parsed = if let Ok(dict) = data.cast_exact::<PyDict>() {
+            let version = |name| dict.get_item(name).ok().flatten();
+            translation_value(data, &[])
+                .map_err(|e| with_versions(e, version("from").as_ref(), version("to").as_ref()))
+                .and_then(|value| Translation::parse(&value))
         } else {
             // Not an object, whatever it holds.
             Translation::parse(&Value::Null)

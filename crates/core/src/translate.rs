@@ -856,3 +856,106 @@ pub fn apply_chain(
 ) -> Result<Value, TranslationError> {
     steps.iter().try_fold(doc, |doc, step| step.apply(doc, direction))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::parse;
+
+    fn translation(text: &str) -> Result<Translation, TranslationError> {
+        Translation::parse_json(text.as_bytes())
+    }
+
+    fn up(ops: &str) -> Result<Translation, TranslationError> {
+        translation(&format!(
+            r#"{{"format": "statesync.translation/1", "from": 1, "to": 2, "up": [{ops}]}}"#
+        ))
+    }
+
+    #[test]
+    fn refusals_name_the_op_the_member_and_why() {
+        let err = up(r#"{"op": "rename", "from": "/a"}, {"op": ["x"]}"#).unwrap_err();
+        assert_eq!((err.op_index, err.field.as_str()), (Some(0), "/up/0/to"));
+        assert_eq!(err.reason, "a rename op needs 'to'");
+        let err = up(r#"{"op": ["x"]}"#).unwrap_err();
+        assert_eq!(err.kind, TranslationErrorKind::UnknownOp);
+        assert_eq!(
+            err.reason,
+            "unknown op ['x'] (known: add, convert, move, remove, rename)"
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid translation (v1->v2, op #0, field '/up/0/op'): unknown op ['x'] (known: add, convert, move, remove, rename)"
+        );
+        let err = up(r#"{"op": "remove", "path": "/a~2"}"#).unwrap_err();
+        assert_eq!(err.reason, "bad JSON Pointer '/a~2': '~' not followed by 0 or 1");
+        let err = up(r#"{"op": "add", "path": "/a", "default": 9007199254740992}"#).unwrap_err();
+        assert_eq!(
+            (err.kind, err.field.as_str()),
+            (TranslationErrorKind::NotIJson, "/up/0/default")
+        );
+        let err = translation(r#"{"format": "statesync.translation/1", "from": 2, "to": 4, "up": []}"#)
+            .unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.reason.as_str()),
+            ("/to", "to must be from + 1 = 3")
+        );
+        assert_eq!((err.from_version, err.to_version), (Some(2), Some(4)));
+        let err = translation(r#"{"a/b": 1}"#).unwrap_err();
+        assert_eq!((err.field.as_str(), err.from_version), ("/a~1b", None));
+    }
+
+    #[test]
+    fn canonical_form_orders_members_and_derives_down() {
+        let t = up(
+            r#"{"default": 0, "path": "/legacy", "op": "remove"}, {"to": "/b", "op": "move", "from": "/a"}"#,
+        )
+        .unwrap();
+        let text = String::from_utf8(crate::canonical_bytes(&t.to_value())).unwrap();
+        assert!(text.contains(
+            r#""down":[{"from":"/b","op":"move","to":"/a"},{"default":0,"op":"add","path":"/legacy"}]"#
+        ));
+        let Value::Object(members) = &t.down()[0].to_value() else {
+            panic!("an op is an object")
+        };
+        let names: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["op", "from", "to"]);
+        assert_eq!(Translation::parse(&t.to_value()).unwrap(), t);
+    }
+
+    #[test]
+    fn a_failing_op_names_its_index_path_and_the_direction_of_travel() {
+        let t =
+            up(r#"{"op": "add", "path": "/x", "default": 1}, {"op": "move", "from": "/c", "to": "/a/b/c"}"#)
+                .unwrap();
+        let doc = parse(br#"{"c": 1, "a": {"b": "s"}}"#).unwrap();
+        let err = t.apply(doc, Direction::Up).unwrap_err();
+        assert_eq!((err.op_index, err.field.as_str()), (Some(1), "/a/b/c"));
+        assert_eq!(err.reason, "up move: cannot move into /a/b: not an object");
+        // Down: the move back prunes the objects it emptied.
+        let back = t.apply(parse(br#"{"a": {"b": {"c": 1}}}"#).unwrap(), Direction::Down);
+        assert_eq!(crate::canonical_bytes(&back.unwrap()), br#"{"c":1}"#);
+    }
+
+    #[test]
+    fn chains_look_every_step_up_first() {
+        let one = up(r#"{"op": "rename", "from": "/a", "to": "/b"}"#).unwrap();
+        let two = Translation::identity(2);
+        let lookup = |n| {
+            [(1, &one), (2, &two)]
+                .into_iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, t)| t)
+        };
+        let (steps, direction) = chain(3, 1, lookup).unwrap();
+        assert_eq!((steps.len(), direction), (2, Direction::Down));
+        let back = apply_chain(parse(br#"{"b": 1}"#).unwrap(), &steps, direction).unwrap();
+        assert_eq!(crate::canonical_bytes(&back), br#"{"a":1}"#);
+        assert_eq!(chain(1, 4, lookup).unwrap_err(), ChainError::Missing { low: 3 });
+        assert_eq!(
+            chain(2, 3, |_| Some(&one)).unwrap_err().to_string(),
+            "translations[2] translates from v1"
+        );
+        assert!(chain(2, 2, lookup).unwrap().0.is_empty());
+    }
+}

@@ -251,3 +251,40 @@ def serve(
     """Serve statesync.v1 on `listen` (HOST:PORT): commits and reads natively
     (and Sync and WaitApplied, with `sync`), every other call proxied to
     `upstream` (HOST:PORT). OSError if `listen` cannot be bound."""
+
+# -- translations between schema versions (crates/python/src/translate.rs) ----
+
+TRANSLATION_FORMAT: str
+
+class TranslationRefused(ValueError):
+    """args: (reason, op index or None, field or None, from_version or None, to_version or None)."""
+
+class TranslationMissing(ValueError):
+    """args: (reason,): a chain step that is not registered."""
+
+@final
+class Translation:
+    def __init__(
+        self, from_version: object, to_version: object, up: object, down: object
+    ) -> None: ...
+    @staticmethod
+    def parse(data: object) -> Translation: ...
+    @property
+    def from_version(self) -> int: ...
+    @property
+    def to_version(self) -> int: ...
+    @property
+    def up(self) -> tuple[dict[str, Any], ...]: ...
+    @property
+    def down(self) -> tuple[dict[str, Any], ...]: ...
+    def to_json(self) -> dict[str, Any]: ...
+    def apply(self, doc: object, direction: str) -> object: ...
+
+def translate(
+    doc: object, from_version: int, to_version: int, translations: dict[int, Translation]
+) -> object: ...
+def translate_json(
+    text: bytes, from_version: int, to_version: int, translations: dict[int, Translation]
+) -> bytes: ...
+def converters() -> list[tuple[str, str, str]]: ...
+def convert(name: str, value: object) -> object: ...

@@ -28,9 +28,14 @@ from statesync.contracts.translate import (
     identity,
     parse_translation,
     translate,
+    translate_json,
 )
-from statesync.core.canonical import MAX_SAFE_INTEGER
-from statesync.core.errors import InvalidTranslationError, NoTranslationPathError
+from statesync.core.canonical import MAX_SAFE_INTEGER, canonical_bytes
+from statesync.core.errors import (
+    InvalidTranslationError,
+    InvalidValueError,
+    NoTranslationPathError,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_MS = -62167219200000  # 0000-01-01T00:00:00.000Z
@@ -665,6 +670,48 @@ def test_errors_in_a_chain_name_the_namespace_and_the_step() -> None:
 def test_a_mapping_entry_for_the_wrong_versions_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match=r"translations\[1\]"):
         translate({}, 1, 2, {1: V2_V3})
+
+
+# -- translate_json: bytes in, canonical bytes out ------------------------------------
+
+
+def test_translate_json_gives_the_canonical_bytes_of_translate() -> None:
+    v1 = {"name": "Ada", "city": "London", "created": 0, "z": [1.5, "\u00e9"]}
+    text = json.dumps(v1).encode()
+    v3 = translate_json(text, 1, 3, CHAIN)
+    assert v3 == canonical_bytes(translate(v1, 1, 3, CHAIN))
+    assert translate_json(v3, 3, 1, CHAIN) == canonical_bytes(v1)
+    assert translate_json(b'{"b": 1, "a": 2.0}', 2, 2, {}) == b'{"a":2,"b":1}'
+
+
+def test_translate_json_errors_name_the_namespace_key_and_step() -> None:
+    with pytest.raises(InvalidTranslationError) as info:
+        translate_json(b'{"created": "soon"}', 3, 1, CHAIN, namespace="users")
+    err = info.value
+    assert (err.namespace, err.from_version, err.to_version) == ("users", 3, 2)
+    assert (err.op_index, err.field) == (1, "/created")
+    with pytest.raises(NoTranslationPathError) as missing:
+        translate_json(b"{}", 1, 4, CHAIN, namespace="users")
+    assert "v3 and v4" in missing.value.reason
+    for text in (b'{"a": 9007199254740992}', b'{"a": 1, "a": 2}', b"{"):
+        with pytest.raises(InvalidValueError) as bad:
+            translate_json(text, 1, 2, CHAIN, namespace="users", key="k1")
+        assert (bad.value.namespace, bad.value.key) == ("users", "k1")
+
+
+def test_a_document_that_is_not_json_is_refused_naming_the_path() -> None:
+    with pytest.raises(InvalidValueError) as info:
+        tr(ADD).apply({"a": [0, {"b": {1, 2}}]}, "up")
+    assert info.value.path == "/a/1/b"
+    with pytest.raises(InvalidValueError) as info:
+        tr(ADD).apply({"a": {3: "x"}}, "up")
+    assert info.value.path == "/a"
+
+
+def test_a_converter_called_directly_refuses_with_its_name() -> None:
+    with pytest.raises(InvalidTranslationError, match="string_to_int") as info:
+        convert("string_to_int", "007")
+    assert info.value.op_index is None
 
 
 # -- Hypothesis: round trips ---------------------------------------------------------

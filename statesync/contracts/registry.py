@@ -37,7 +37,13 @@ import jsonschema_rs
 import orjson
 
 from statesync.contracts.compat import Mode, check, check_schema
-from statesync.contracts.translate import Translation, identity, parse_translation, translate
+from statesync.contracts.translate import (
+    Translation,
+    identity,
+    parse_translation,
+    translate,
+    translate_json,
+)
 from statesync.core.canonical import canonical_bytes
 from statesync.core.errors import (
     IncompatibleSchemaError,
@@ -255,6 +261,22 @@ class Contract:
             return doc
         return translate(doc, from_version, to_version, self.translations, namespace=self.namespace)
 
+    def translate_json(
+        self, value: bytes, from_version: int, to_version: int, *, key: str | None = None
+    ) -> bytes:
+        """`value` (JSON text in `from_version`) as canonical bytes in `to_version`:
+        one call into the Rust core, no Python objects built."""
+        if from_version == to_version:
+            return value
+        return translate_json(
+            value,
+            from_version,
+            to_version,
+            self.translations,
+            namespace=self.namespace,
+            key=key,
+        )
+
     def serving_version(self, supported: Sequence[int]) -> int:
         """The newest registered version among `supported` (a reader's declaration)."""
         usable = [v for v in supported if 1 <= v <= self.current]
@@ -441,8 +463,7 @@ class ContractGate:
         stored = contract.version_of(record.mod_rev)
         if stored == contract.current:
             return record.value
-        doc = contract.translate(orjson.loads(record.value), stored, contract.current)
-        return canonical_bytes(doc)
+        return contract.translate_json(record.value, stored, contract.current, key=record.key)
 
     def admit(
         self,
@@ -507,8 +528,8 @@ class ContractGate:
         assert contract is not None
         doc = orjson.loads(change.record.value)
         contract.validator(declared).check(change.key, doc)
-        doc = contract.translate(doc, declared, current)
-        return _with_value(change, canonical_bytes(doc))
+        value = contract.translate_json(change.record.value, declared, current, key=change.key)
+        return _with_value(change, value)
 
     def _resolved(
         self, change: PlannedChange, contract: Contract | None, read: ReadKey, base_rev: int

@@ -3,7 +3,8 @@
 //! This crate owns what every statesync process must compute identically:
 //! strict I-JSON parsing ([`value`]), RFC 8785 canonical bytes
 //! ([`canonical`]), the per-namespace digests ([`digest`]), JSON Patch
-//! application ([`patch`]), the deltas sent to workers ([`delta`]) and the sync
+//! application ([`patch`]), translations between schema versions
+//! ([`translate`]), the deltas sent to workers ([`delta`]) and the sync
 //! protocol's state machines ([`sync`]). It opens no
 //! files or sockets, starts no threads and reads no clock; the store, the
 //! server, the worker and the Python binding are built on it. The vectors in
@@ -21,6 +22,7 @@ pub mod log;
 pub mod patch;
 pub mod sequencer;
 pub mod sync;
+pub mod translate;
 pub mod value;
 
 pub use canonical::canonical_bytes;

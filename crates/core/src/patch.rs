@@ -861,7 +861,7 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// A value as Python's `repr` shows it, so messages read as they always have.
-fn repr(value: &Value) -> String {
+pub(crate) fn repr(value: &Value) -> String {
     let mut out = String::new();
     write_repr(value, &mut out);
     out
@@ -903,7 +903,7 @@ fn write_repr(value: &Value, out: &mut String) {
 /// Python's `repr` of a float: the shortest digits that read back exactly,
 /// in fixed notation when the decimal exponent is in [-4, 16), else as
 /// `d.ddde±XX`.
-fn float_repr(x: f64) -> String {
+pub(crate) fn float_repr(x: f64) -> String {
     let sign = if x.is_sign_negative() { "-" } else { "" };
     if x == 0.0 {
         return format!("{sign}0.0");
@@ -939,7 +939,7 @@ fn float_repr(x: f64) -> String {
 
 /// The shortest round-tripping digits of a positive finite `x`, and where the
 /// point goes: `x` = 0.d1d2... × 10^point.
-fn shortest_digits(x: f64) -> (String, i32) {
+pub(crate) fn shortest_digits(x: f64) -> (String, i32) {
     let mut buffer = ryu_js::Buffer::new();
     let text = buffer.format_finite(x);
     let (mantissa, exponent) = text.split_once('e').unwrap_or((text, "0"));

@@ -4,7 +4,8 @@
 //! checked, canonicalized and hashed, and patches applied, by `statesync-core`;
 //! the worker's replica is `statesync-worker`'s. Refusals are raised as
 //! `ValueRefused(kind, tokens, reason)`, `PatchRefused(kind, op index, path,
-//! reason)`, `ReplicaCorrupt(path, reason)` and `ReplicaInUse(path)`; the
+//! reason)`, `TranslationRefused(reason, op index, field, from_version, to_version)`,
+//! `ReplicaCorrupt(path, reason)` and `ReplicaInUse(path)`; the
 //! Python package turns them into its typed errors (it knows the namespace and
 //! key, this layer does not).
 
@@ -16,6 +17,7 @@ mod patch;
 mod replica;
 mod server;
 mod store;
+mod translate;
 mod values;
 
 #[pymodule]
@@ -27,5 +29,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     log::register(m)?;
     store::register(m)?;
     server::register(m)?;
+    translate::register(m)?;
     Ok(())
 }

@@ -13,10 +13,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
-import orjson
-
 from statesync.contracts.registry import Contract
-from statesync.core.canonical import canonical_bytes
 from statesync.core.errors import StatesyncError
 from statesync.core.model import CONTRACTS_NAMESPACE
 from statesync.store.base import Store
@@ -99,13 +96,12 @@ class VersionServer:
         if stored == target:
             return
         try:
-            doc = contract.translate(orjson.loads(message.value), stored, target)
+            value = contract.translate_json(message.value, stored, target, key=message.key)
         except StatesyncError as exc:
             # Served as stored: the worker refuses the version it does not know (NACK).
             log.error("%s/%s: cannot serve in v%d: %s", message.ns, message.key, target, exc)
             message.schema_version = stored
             return
-        value = canonical_bytes(doc)
         source_hash = hashlib.sha256(message.value).digest()
         message.value = value
         message.source_hash = source_hash

@@ -21,6 +21,7 @@ pub mod log;
 pub mod patch;
 pub mod sequencer;
 pub mod sync;
+pub mod validate;
 pub mod value;
 
 pub use canonical::canonical_bytes;

@@ -1,0 +1,194 @@
+//! JSON Schema (draft 2020-12) validation of values, `format` asserted.
+//!
+//! The controller validates every write with jsonschema-rs; a worker validates
+//! every value it applies (docs/contracts.md). Both must accept and refuse the
+//! same values, or a worker's NACKs would disagree with write-time validation,
+//! so this module runs the same engine (the `jsonschema` crate at the version
+//! under the controller's jsonschema-rs) with the same options, and reports
+//! violations the way `conformance/validate/vectors.json` fixes them: each as
+//! (JSON Pointer into the value, failing keyword), sorted by path then keyword.
+//!
+//! A schema is self-contained: `$ref` to anything but the schema itself (or
+//! the draft's meta-schemas) is refused at [`Schema::compile`], since the core
+//! reads no files and opens no sockets.
+
+use std::fmt;
+
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::LocationSegment;
+
+use crate::value::Value;
+
+/// A compiled schema: compile once, validate many values.
+pub struct Schema {
+    validator: jsonschema::Validator,
+}
+
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schema").finish_non_exhaustive()
+    }
+}
+
+/// One way a value fails its schema.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The JSON Pointer of the offending member in the value (`""`: the root).
+    pub path: String,
+    /// The schema keyword that failed (`"false"` for a `false` subschema).
+    pub keyword: String,
+    /// What went wrong, in prose (for people; not compared across languages).
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(root)"
+        } else {
+            &self.path
+        };
+        write!(f, "{path}: {} ({})", self.message, self.keyword)
+    }
+}
+
+/// A schema that cannot be compiled: not a valid 2020-12 schema, a bad
+/// regular expression, or a reference that cannot be resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaError {
+    /// Why, as the engine says it.
+    pub reason: String,
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a usable JSON Schema (draft 2020-12): {}", self.reason)
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+impl Schema {
+    /// Compiles `schema` (a JSON Schema document; `true`/`false` included).
+    pub fn compile(schema: &Value) -> Result<Schema, SchemaError> {
+        let validator = jsonschema::draft202012::options()
+            .should_validate_formats(true)
+            .build(&to_json(schema))
+            .map_err(|e| SchemaError {
+                reason: e.to_string(),
+            })?;
+        Ok(Schema { validator })
+    }
+
+    /// Whether `value` conforms (faster than [`Schema::violations`]).
+    pub fn is_valid(&self, value: &Value) -> bool {
+        self.validator.is_valid(&to_json(value))
+    }
+
+    /// Every violation of `value`, sorted by path then keyword; empty when it
+    /// conforms. A `required` that misses several members is reported once
+    /// per member.
+    pub fn violations(&self, value: &Value) -> Vec<Violation> {
+        let instance = to_json(value);
+        let mut found: Vec<Violation> = self
+            .validator
+            .iter_errors(&instance)
+            .map(|error| {
+                let keyword = if matches!(error.kind(), ValidationErrorKind::FalseSchema) {
+                    // The schema path of a `false` subschema ends at the member's name.
+                    "false".to_owned()
+                } else {
+                    match error.schema_path().segments().last() {
+                        Some(LocationSegment::Property(name)) => name.into_owned(),
+                        Some(LocationSegment::Index(index)) => index.to_string(),
+                        None => String::new(),
+                    }
+                };
+                Violation {
+                    path: error.instance_path().as_str().to_owned(),
+                    keyword,
+                    message: error.to_string(),
+                }
+            })
+            .collect();
+        found.sort_by(|a, b| (&a.path, &a.keyword).cmp(&(&b.path, &b.keyword)));
+        found
+    }
+}
+
+/// The engine's form of a value. Object members keep their order; integers
+/// stay integers (I-JSON integers fit an i64), other numbers are doubles.
+fn to_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(n) => serde_json::Value::from(*n),
+        // A core Float is finite (the parser refuses the rest), so from_f64 succeeds.
+        Value::Float(x) => {
+            serde_json::Number::from_f64(*x).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
+        Value::String(s) => serde_json::Value::String(s.clone()),
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Value::Object(members) => {
+            serde_json::Value::Object(members.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::parse;
+
+    fn schema(text: &str) -> Schema {
+        Schema::compile(&parse(text.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn found(schema: &Schema, text: &str) -> Vec<(String, String)> {
+        schema
+            .violations(&parse(text.as_bytes()).unwrap())
+            .into_iter()
+            .map(|v| (v.path, v.keyword))
+            .collect()
+    }
+
+    #[test]
+    fn violations_name_path_and_keyword_in_order() {
+        let s = schema(
+            r#"{"type":"object","properties":{"a":{"type":"integer"},"b":{"minLength":2}},"required":["c","d"]}"#,
+        );
+        assert_eq!(
+            found(&s, r#"{"b":"x","a":"no"}"#),
+            [
+                ("".into(), "required".into()),
+                ("".into(), "required".into()),
+                ("/a".into(), "type".into()),
+                ("/b".into(), "minLength".into())
+            ]
+        );
+        assert!(s.is_valid(&parse(br#"{"a":1,"c":0,"d":0}"#).unwrap()));
+    }
+
+    #[test]
+    fn formats_are_asserted_and_false_is_its_own_keyword() {
+        let s = schema(r#"{"properties":{"at":{"format":"date-time"},"no":false}}"#);
+        assert_eq!(
+            found(&s, r#"{"at":"yesterday","no":1}"#),
+            [("/at".into(), "format".into()), ("/no".into(), "false".into())]
+        );
+    }
+
+    #[test]
+    fn an_unusable_schema_is_refused_with_the_reason() {
+        let bad = Schema::compile(&parse(br#"{"type":"no-such-type"}"#).unwrap()).unwrap_err();
+        assert!(bad.to_string().contains("no-such-type"), "{bad}");
+        let remote = Schema::compile(&parse(br#"{"$ref":"https://example.com/s.json"}"#).unwrap());
+        assert!(remote.is_err(), "a remote reference is not resolved");
+    }
+
+    #[test]
+    fn pointers_escape_member_names() {
+        let s = schema(r#"{"properties":{"a/b~c":{"type":"string"}}}"#);
+        assert_eq!(found(&s, r#"{"a/b~c":1}"#), [("/a~1b~0c".into(), "type".into())]);
+    }
+}

@@ -13,6 +13,9 @@ use statesync_worker::{AcceptAll, Changes, Entry, Options, Replica, Session};
 
 const NS: &str = "ns";
 
+/// Runs one vector of a list: Err says what differed.
+type Runner = fn(&Json) -> Result<(), String>;
+
 fn text(v: &Json) -> &str {
     v.as_str().unwrap_or_else(|| panic!("{v} is not a string"))
 }
@@ -179,7 +182,7 @@ fn descent_vectors() {
         file["leaf_limit"], 256,
         "the vectors assume the reference threshold the worker uses"
     );
-    let runs: [(&str, fn(&Json) -> Result<(), String>); 3] = [
+    let runs: [(&str, Runner); 3] = [
         ("answers", run_answer),
         ("names", run_names),
         ("descents", run_descent),

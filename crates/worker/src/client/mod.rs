@@ -389,3 +389,18 @@ impl Client {
         Ok(reply.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn an_address_is_host_port_or_a_uri() {
+        let plain = endpoint("127.0.0.1:7070").unwrap();
+        assert_eq!(plain.uri().to_string(), "http://127.0.0.1:7070/");
+        let uri = endpoint("http://127.0.0.1:7070").unwrap();
+        assert_eq!(uri.uri(), plain.uri());
+        let bad = endpoint("no such host:70").unwrap_err();
+        assert!(bad.contains("\"no such host:70\""), "{bad}");
+    }
+}

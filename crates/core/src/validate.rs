@@ -139,6 +139,7 @@ fn to_json(value: &Value) -> serde_json::Value {
 mod tests {
     use super::*;
     use crate::value::parse;
+    use proptest::prelude::*;
 
     fn schema(text: &str) -> Schema {
         Schema::compile(&parse(text.as_bytes()).unwrap()).unwrap()
@@ -184,6 +185,62 @@ mod tests {
         assert!(bad.to_string().contains("no-such-type"), "{bad}");
         let remote = Schema::compile(&parse(br#"{"$ref":"https://example.com/s.json"}"#).unwrap());
         assert!(remote.is_err(), "a remote reference is not resolved");
+    }
+
+    #[test]
+    fn the_draft_meta_schema_is_known_without_fetching_it() {
+        let s = schema(r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"integer"}"#);
+        assert_eq!(found(&s, "1.5"), [("".into(), "type".into())]);
+    }
+
+    /// Whether the JSON Pointer `path` names a location in `value`.
+    fn resolves(value: &Value, path: &str) -> bool {
+        let mut at = value;
+        for token in path.split('/').skip(1) {
+            let token = token.replace("~1", "/").replace("~0", "~");
+            let next = match at {
+                Value::Object(members) => members.iter().find(|(k, _)| *k == token).map(|(_, v)| v),
+                Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
+                _ => None,
+            };
+            match next {
+                Some(next) => at = next,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn json() -> impl Strategy<Value = Value> {
+        let scalar = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..20).prop_map(Value::Int),
+            (-2.0f64..2.0).prop_map(Value::Float),
+            "[a-c/~@.0-9]{0,4}".prop_map(Value::String),
+        ];
+        scalar.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c/~]{1,2}", inner, 0..4)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn violations_are_sorted_point_into_the_value_and_agree_with_is_valid(value in json()) {
+            let s = schema(r#"{"type":"object","required":["a"],"additionalProperties":{"type":["integer","array"]},
+                "properties":{"a":{"type":"string","format":"email"},"b":{"items":{"minimum":0}},"a/~":false}}"#);
+            let found = s.violations(&value);
+            prop_assert_eq!(s.is_valid(&value), found.is_empty());
+            prop_assert!(found.windows(2).all(|w| (&w[0].path, &w[0].keyword) <= (&w[1].path, &w[1].keyword)));
+            for v in &found {
+                prop_assert!(resolves(&value, &v.path), "{} is not in the value", v.path);
+                prop_assert!(!v.keyword.is_empty() && !v.message.is_empty());
+            }
+        }
     }
 
     #[test]

@@ -188,6 +188,21 @@ mod tests {
     }
 
     #[test]
+    fn internationalized_formats_are_asserted_as_the_controller_does() {
+        // jsonschema-rs under the controller refuses these: the `idna` feature.
+        let s = schema(r#"{"properties":{"host":{"format":"idn-hostname"},"mail":{"format":"idn-email"}}}"#);
+        assert_eq!(
+            found(&s, r#"{"host":"-bad-","mail":"not an email"}"#),
+            [
+                ("/host".into(), "format".into()),
+                ("/mail".into(), "format".into())
+            ]
+        );
+        let good = r#"{"host":"bücher.example","mail":"jörg@bücher.example"}"#;
+        assert!(s.is_valid(&parse(good.as_bytes()).unwrap()));
+    }
+
+    #[test]
     fn the_draft_meta_schema_is_known_without_fetching_it() {
         let s = schema(r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"integer"}"#);
         assert_eq!(found(&s, "1.5"), [("".into(), "type".into())]);

@@ -6,14 +6,18 @@ patches and deletes in several namespaces. The controller's own status is the
 judge: the Rust worker reaches the head with its digests agreeing (with full
 values and with deltas), resumes from its replica after SIGKILL (no snapshot:
 the controller counts resyncs), follows a controller restart, shows as NACKED
-with the key it refuses, and stops cleanly on SIGTERM.
+with the key it refuses, is served the schema version it declares, NACKs and
+holds a value its local schema refuses until a later good put, and stops
+cleanly on SIGTERM.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,8 @@ from e2e_helpers import (
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACES = ("flags", "jobs", "routes")
+CONTRACTS = ROOT / "examples" / "contracts"
+CLI = [sys.executable, "-m", "statesync.cli.main"]
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +74,17 @@ class RustWorkerProc(WorkerProc):
         server: str,
         reject: Sequence[str] = (),
         deltas: bool = False,
+        extra: Sequence[str] = (),
+        address: str | None = None,
     ) -> None:
         super().__init__(workdir, worker_id, namespaces, server, deltas=deltas)
         self.exe = exe
         self.reject = tuple(reject)
+        self.extra = tuple(extra)
+        self.address = address or f"http://{server}"
 
     def argv(self) -> list[str]:
-        argv = [str(self.exe), "--address", f"http://{self.server}", "--worker-id"]
+        argv = [str(self.exe), "--address", self.address, "--worker-id"]
         argv += [self.worker_id, "--data-dir", str(self.state_dir)]
         argv += ["--heartbeat", str(self.heartbeat)]
         for ns in self.namespaces:
@@ -83,7 +93,7 @@ class RustWorkerProc(WorkerProc):
             argv += ["--reject-key", key]
         if self.deltas:
             argv.append("--deltas")
-        return argv
+        return argv + list(self.extra)
 
 
 def start_rust_worker(
@@ -226,4 +236,82 @@ def test_rust_worker_follows_a_controller_restart(cluster: Cluster, rust_worker_
     assert worker.running and worker.runs == 1, "the worker process did not survive"
     assert_replica_equals(client, worker, status.head_rev)
     stopped_cleanly(worker)
+    client.close()
+
+
+@pytest.mark.timeout(300)
+def test_rust_worker_is_served_its_version_and_holds_what_its_schema_refuses(
+    cluster: Cluster, rust_worker_exe: Path, tmp_path: Path
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    v1, v2 = (json.loads((CONTRACTS / f"orders.v{n}.json").read_text()) for n in (1, 2))
+    translation = json.loads((CONTRACTS / "orders.v1-v2.json").read_text())
+    client.register_schema("orders", v1)
+    client.put("orders", "o-1", {"item": "apple", "qty": 1})
+    client.register_schema("orders", v2, translation=translation)
+    # The worker's own v1 schema is stricter than the registry: no member but
+    # v1's (a v2 value, with `priority`, would fail) and at most 10 of an item.
+    local = dict(v1, additionalProperties=False)
+    local["properties"] = {
+        **v1["properties"],
+        "qty": {"type": "integer", "minimum": 1, "maximum": 10},
+    }
+    schema_file = tmp_path / "orders.local.json"
+    schema_file.write_text(json.dumps(local))
+    extra = ["--versions", "orders=1", "--schema", f"orders={schema_file}"]
+    assert controller.address.count(":") == 1, "a plain host:port address"
+    worker = RustWorkerProc(
+        rust_worker_exe, cluster.workdir, "rust-v1", ["orders"], controller.address,
+        extra=extra, address=controller.address,
+    )  # fmt: skip
+    cluster.workers["rust-v1"] = worker
+    worker.start()
+
+    client.put("orders", "o-2", {"item": "pear", "qty": 2, "priority": "express"})
+    client.put("orders", "o-3", {"item": "fig", "qty": 3}, schema_version=1)
+    status = wait_converged(client, ["rust-v1"], timeout=60)  # source hashes: digests agree
+    view = worker_view(status, "rust-v1")
+    assert [(s.ns, list(s.versions)) for s in view.served] == [("orders", [1])], view
+    assert view.nacks == 0 and not view.held, view
+
+    refused = client.put("orders", "o-2", {"item": "pear", "qty": 50})  # the registry accepts it
+
+    def nacked() -> object:
+        view = worker_view(client.status(), "rust-v1")
+        return view if view is not None and view.state == "NACKED" else None
+
+    view = wait_until(nacked, 30, "the controller to show rust-v1 NACKED")
+    [held] = view.held
+    assert (held.ns, held.key, held.rev) == ("orders", "o-2", refused.rev)
+    assert held.reason.startswith(
+        "orders/o-2 does not conform to the local schema: /qty fails maximum"
+    )
+    kept = hashlib.sha256(b'{"item":"pear","qty":2}').digest()  # the v1 value it was served
+    assert held.held_hash == kept, "the last good value was not kept"
+    status = wait_converged(client, ["rust-v1"], timeout=60)  # right apart from its NACK
+    assert worker_view(status, "rust-v1").nacks == 1
+
+    shown = subprocess.run(
+        [*CLI, "--server", controller.address, "status", "--json"],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    [row] = [w for w in json.loads(shown.stdout)["workers"] if w["worker_id"] == "rust-v1"]
+    assert row["state"] == "NACKED", row
+    assert row["held"] == [
+        {"ns": "orders", "key": "o-2", "rev": refused.rev, "reason": held.reason}
+    ], row
+
+    client.put("orders", "o-2", {"item": "pear", "qty": 4})  # a good put releases the hold
+    status = wait_converged(client, ["rust-v1"], timeout=60)
+    view = worker_view(status, "rust-v1")
+    assert not view.held and view.state != "NACKED", view
+
+    stopped_cleanly(worker)
+    assert worker.dump()["namespaces"]["orders"] == {
+        "o-1": {"item": "apple", "qty": 1},
+        "o-2": {"item": "pear", "qty": 4},
+        "o-3": {"item": "fig", "qty": 3},
+    }
     client.close()

@@ -23,6 +23,7 @@ pub mod patch;
 pub mod sequencer;
 pub mod sync;
 pub mod translate;
+pub mod validate;
 pub mod value;
 
 pub use canonical::canonical_bytes;

@@ -1,23 +1,33 @@
 //! A worker that prints each applied change, one line per change.
 //!
 //! ```text
-//! cargo run --example worker -- --address http://127.0.0.1:7070 --worker-id w1 \
-//!     --namespace routes --data-dir /tmp/w1 [--deltas] [--reject-key routes/blocked] [--events changes]
+//! cargo run --example worker -- --address 127.0.0.1:7070 --worker-id w1 \
+//!     --namespace routes --data-dir /tmp/w1 [--deltas] [--reject-key routes/blocked] [--events changes] \
+//!     [--versions routes=1,2] [--schema routes=routes.schema.json]
 //! ```
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use statesync_core::validate::Schema;
 use statesync_worker::{ChangeEvent, Op, Reject, Worker};
 use tokio::signal::unix::{SignalKind, signal};
 
-const USAGE: &str = "usage: worker --address URL --worker-id ID --namespace NS [--namespace NS ...] \
-[--data-dir DIR] [--deltas] [--heartbeat SECONDS] [--reject-key NS/KEY ...] [--events changes|revs]
+const USAGE: &str = "usage: worker --address ADDRESS --worker-id ID --namespace NS [--namespace NS ...] \
+[--data-dir DIR] [--deltas] [--heartbeat SECONDS] [--reject-key NS/KEY ...] [--events changes|revs] \
+[--versions NS=V1,V2 ...] [--schema NS=FILE ...]
 
-Follows the namespaces of the statesync controller at URL (http://host:port) and prints each
-change it applies, until SIGINT or SIGTERM stops it gracefully (exit 0). The handler refuses
-(NACKs) every change to a key given with --reject-key, keeping its last good value.
+Follows the namespaces of the statesync controller at ADDRESS (host:port or http://host:port)
+and prints each change it applies, until SIGINT or SIGTERM stops it gracefully (exit 0). The
+handler refuses (NACKs) every change to a key given with --reject-key, keeping its last good value.
+
+--versions NS=V1,V2 declares the schema versions this worker understands in NS (repeatable; the
+lists add up): the controller serves NS in the newest of them that is registered, translated.
+--schema NS=FILE validates every value applied to NS against the JSON Schema (draft 2020-12,
+formats asserted) in FILE (repeatable, one per namespace): a value that fails is NACKed with its
+first violation and the key keeps its last good value until a later change to it conforms.
 
 --events prints JSON lines instead, for programs that measure the worker: `revs` one
 {\"applied_rev\":N,\"t\":UNIX} each time the applied revision advances (t: when the replica
@@ -41,6 +51,8 @@ struct Args {
     heartbeat: Option<Duration>,
     reject: Vec<(String, String)>,
     events: Option<Events>,
+    versions: BTreeMap<String, Vec<i32>>,
+    schemas: BTreeMap<String, Schema>,
 }
 
 /// A change the handler accepted, printed once its revision is applied.
@@ -63,6 +75,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
     let (mut address, mut worker_id) = (None, String::new());
     let (mut namespaces, mut data_dir, mut deltas) = (Vec::new(), None, false);
     let (mut heartbeat, mut reject, mut events) = (None, Vec::new(), None);
+    let (mut versions, mut schemas) = (BTreeMap::<String, Vec<i32>>::new(), BTreeMap::new());
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -95,6 +108,23 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
                     other => return Err(format!("--events {other:?} is not changes or revs")),
                 };
             }
+            "--versions" => {
+                let (ns, list) = split_assignment("--versions", &value("--versions")?, "NS=V1,V2")?;
+                for item in list.split(',') {
+                    let version =
+                        item.parse::<i32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+                            format!("--versions {ns}={list}: {item:?} is not a schema version")
+                        })?;
+                    versions.entry(ns.clone()).or_default().push(version);
+                }
+            }
+            "--schema" => {
+                let (ns, path) = split_assignment("--schema", &value("--schema")?, "NS=FILE")?;
+                let schema = read_schema(&path).map_err(|e| format!("--schema {ns}={path}: {e}"))?;
+                if schemas.insert(ns.clone(), schema).is_some() {
+                    return Err(format!("--schema: namespace {ns:?} is given twice"));
+                }
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -108,7 +138,24 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String>
         heartbeat,
         reject,
         events,
+        versions,
+        schemas,
     }))
+}
+
+/// `NS=REST` split at the first `=`, both sides non-empty.
+fn split_assignment(flag: &str, text: &str, form: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((ns, rest)) if !ns.is_empty() && !rest.is_empty() => Ok((ns.to_owned(), rest.to_owned())),
+        _ => Err(format!("{flag} {text:?} is not {form}")),
+    }
+}
+
+/// The JSON Schema in the file at `path`, compiled.
+fn read_schema(path: &str) -> Result<Schema, String> {
+    let text = std::fs::read(path).map_err(|e| e.to_string())?;
+    let doc = statesync_core::value::parse(&text).map_err(|e| e.to_string())?;
+    Schema::compile(&doc).map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -176,6 +223,12 @@ async fn main() -> ExitCode {
         });
     for ns in args.namespaces {
         builder = builder.namespace(ns);
+    }
+    for (ns, versions) in args.versions {
+        builder = builder.versions(ns, versions);
+    }
+    for (ns, schema) in args.schemas {
+        builder = builder.schema(ns, schema);
     }
     if let Some(dir) = args.data_dir {
         builder = builder.data_dir(dir);

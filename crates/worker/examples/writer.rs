@@ -8,7 +8,8 @@
 //! writer [--server HOST:PORT] wait REV [--worker ID]... [--timeout SECONDS]
 //! ```
 //!
-//! The server defaults to `$STATESYNC_SERVER`, then `127.0.0.1:7700`. A
+//! The server (`host:port` or `http://host:port`) defaults to
+//! `$STATESYNC_SERVER`, then `127.0.0.1:7700`. A
 //! success prints one JSON object on stdout. A failure prints the error as a
 //! JSON object on stderr (`error` is its code, then its fields) and exits with
 //! the code's exit status from `docs/errors.md` (3 for a conflict, 4 for

@@ -38,6 +38,30 @@
 //! # }
 //! ```
 //!
+//! A worker that declares the schema versions it understands and validates
+//! every value at apply time against a local JSON Schema (draft 2020-12,
+//! formats asserted): a value that fails is NACKed with the first violation
+//! and its key is held at the last good value until a later good change.
+//!
+//! ```no_run
+//! use statesync_core::validate::Schema;
+//! use statesync_core::value::parse;
+//! use statesync_worker::Worker;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let schema = parse(br#"{"type":"object","required":["sku"],"properties":{"qty":{"minimum":1}}}"#)?;
+//! let worker = Worker::builder("127.0.0.1:7070") // or http://127.0.0.1:7070
+//!     .worker_id("billing-1")
+//!     .namespace("orders")
+//!     .versions("orders", [1]) // served in v1, translated from newer versions
+//!     .schema("orders", Schema::compile(&schema)?)
+//!     .start()?;
+//! worker.wait_for(42).await?;
+//! worker.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! The replica on its own:
 //!
 //! ```

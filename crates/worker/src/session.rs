@@ -7,15 +7,25 @@
 //! stream must end (a gap, drift, a protocol error), why. The stream's states
 //! are the table in `statesync_core::sync::worker`; the user's [`Handler`] is
 //! consulted for every change before it is applied.
+//!
+//! A namespace may carry a local JSON Schema ([`Session::set_schema`]): every
+//! value a batch puts (a full value or a delta's result) and every snapshot
+//! entry that changes the replica is validated before the handler sees it, and
+//! one that fails is refused like a handler's [`Reject`](crate::Reject): a
+//! NACK naming namespace, key and the first violation, the last good value
+//! kept, the key held. A `Repair`'s entries are applied as sent, unvalidated
+//! (docs/wire.md, "Held keys").
 
 use std::collections::{BTreeMap, HashMap};
 
 use statesync_core::NamespaceDigest;
 use statesync_core::digest::{Hash, sha256};
 use statesync_core::sync::worker::{BatchVerdict, Event, StreamState, WorkerStream, batch_verdict};
+use statesync_core::validate::Schema;
+use statesync_core::value::{Value, parse};
 use statesync_proto::{
-    Ack, ChangeBatch, DigestQuery, Hello, Nack, NamespaceDigest as PbDigest, Repair, Resync, SnapshotChunk,
-    SyncReply, SyncRequest, change, sync_reply, sync_request,
+    Ack, ChangeBatch, DigestQuery, Hello, Nack, NamespaceDigest as PbDigest, Repair, Resync, SchemaVersions,
+    SnapshotChunk, SyncReply, SyncRequest, change, sync_reply, sync_request,
 };
 
 use crate::ReplicaError;
@@ -27,7 +37,7 @@ use crate::replica::{Changes, Entry, HeldKey, Replica, Snapshot};
 pub const HASH_MISMATCH: &str = "the value does not match its hash";
 
 /// What a worker says in its hello, and how it asks to be served.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Options {
     /// The worker's stable id (the controller tracks it across reconnects).
     pub worker_id: String,
@@ -37,6 +47,10 @@ pub struct Options {
     pub deltas: bool,
     /// How often the worker sends a heartbeat, in seconds (told in the hello).
     pub heartbeat_s: f64,
+    /// The schema versions the worker understands, per namespace (sorted,
+    /// without duplicates): the controller serves each change in the newest
+    /// of them, translated. A namespace not listed is served as stored.
+    pub versions: BTreeMap<String, Vec<i32>>,
 }
 
 /// Why a stream ends, and so how the next one starts.
@@ -75,6 +89,8 @@ pub struct Session {
     refused: HashMap<(String, String), Entry>,
     /// The id of the last Repair received (applied or skipped).
     repaired: u64,
+    /// The local schema of each namespace that has one.
+    schemas: HashMap<String, Schema>,
     /// The replica drifted: the next hello asks for a snapshot.
     resync_requested: bool,
 }
@@ -87,6 +103,10 @@ impl Session {
     pub fn new(replica: Replica, mut options: Options) -> Session {
         options.namespaces.sort();
         options.namespaces.dedup();
+        for versions in options.versions.values_mut() {
+            versions.sort_unstable();
+            versions.dedup();
+        }
         Session {
             options,
             replica,
@@ -94,8 +114,15 @@ impl Session {
             snapshot: None,
             refused: HashMap::new(),
             repaired: 0,
+            schemas: HashMap::new(),
             resync_requested: false,
         }
+    }
+
+    /// Validates every value applied to `ns` against `schema` from now on
+    /// (replacing an earlier one). Values already in the replica stay.
+    pub fn set_schema(&mut self, ns: impl Into<String>, schema: Schema) {
+        self.schemas.insert(ns.into(), schema);
     }
 
     /// The replica (for reads).
@@ -139,8 +166,24 @@ impl Session {
             deltas: self.options.deltas,
             heartbeat_s: self.options.heartbeat_s,
             held: self.held(),
+            versions: self.declared(),
             ..Hello::default()
         }))
+    }
+
+    /// The declared schema versions of the followed namespaces, each with the
+    /// version the replica holds its values in (-1: no values).
+    fn declared(&self) -> Vec<SchemaVersions> {
+        self.options
+            .versions
+            .iter()
+            .filter(|(ns, _)| self.options.namespaces.contains(ns))
+            .map(|(ns, versions)| SchemaVersions {
+                ns: ns.clone(),
+                versions: versions.clone(),
+                replica_version: self.replica.schema_version(ns).unwrap_or(-1),
+            })
+            .collect()
     }
 
     /// The stream ended from outside (closed, stale, stopped).
@@ -267,10 +310,12 @@ impl Session {
                     schema_version: c.schema_version,
                     source_hash: hash_of(&c.source_hash),
                 };
-                let verdict = checked(&entry, &c.value_hash).and_then(|()| {
-                    let event = event(revision, c, Op::Put, Some(&entry.value));
-                    handler.on_change(&event).map_err(|r| r.reason)
-                });
+                let verdict = checked(&entry, &c.value_hash)
+                    .and_then(|value| self.conforms(&c.ns, &c.key, &value))
+                    .and_then(|()| {
+                        let event = event(revision, c, Op::Put, Some(&entry.value));
+                        handler.on_change(&event).map_err(|r| r.reason)
+                    });
                 (Some(entry), verdict)
             };
             match verdict {
@@ -394,18 +439,21 @@ impl Session {
                 let verdict = if unchanged {
                     Ok(())
                 } else {
-                    handler.on_change(&state_event(rev, &ns, &key, Some(&entry), Origin::Snapshot))
+                    self.entry_conforms(&ns, &key, &entry).and_then(|()| {
+                        let event = state_event(rev, &ns, &key, Some(&entry), Origin::Snapshot);
+                        handler.on_change(&event).map_err(|r| r.reason)
+                    })
                 };
                 match verdict {
                     Ok(()) => {
                         kept.insert(key, entry);
                     }
-                    Err(reject) => {
+                    Err(reason) => {
                         if let Some(last_good) = old.get(&key) {
                             kept.insert(key.clone(), last_good.clone());
                         }
-                        send.push(nack(rev, &ns, &key, &reject.reason));
-                        rejected.push(held(&ns, &key, rev, reject.reason, Some(*entry.leaf())));
+                        send.push(nack(rev, &ns, &key, &reason));
+                        rejected.push(held(&ns, &key, rev, reason, Some(*entry.leaf())));
                         refused.insert((ns.clone(), key), entry);
                     }
                 }
@@ -435,6 +483,46 @@ impl Session {
         self.resync_requested = false;
         send.push(self.ack());
         Ok(Step { send, end: None })
+    }
+
+    // ------------------------------------------------------------ validation
+
+    /// Ok when `ns` has no local schema or `value` conforms to it; otherwise
+    /// the NACK reason, naming the key and the first violation.
+    fn conforms(&self, ns: &str, key: &str, value: &Value) -> Result<(), String> {
+        let Some(schema) = self.schemas.get(ns) else {
+            return Ok(());
+        };
+        if schema.is_valid(value) {
+            return Ok(());
+        }
+        let violations = schema.violations(value);
+        let Some(first) = violations.first() else {
+            return Err(format!("{ns}/{key} does not conform to the local schema"));
+        };
+        let at = if first.path.is_empty() {
+            "(root)"
+        } else {
+            &first.path
+        };
+        let more = match violations.len() - 1 {
+            0 => String::new(),
+            n => format!(" (and {n} more)"),
+        };
+        Err(format!(
+            "{ns}/{key} does not conform to the local schema: {at} fails {}: {}{more}",
+            first.keyword, first.message
+        ))
+    }
+
+    /// [`Session::conforms`] for a snapshot entry, parsed only when its
+    /// namespace has a schema (the snapshot's digest already vouches for it).
+    fn entry_conforms(&self, ns: &str, key: &str, entry: &Entry) -> Result<(), String> {
+        if !self.schemas.contains_key(ns) {
+            return Ok(());
+        }
+        let value = parse(&entry.value).map_err(|e| format!("{ns}/{key}: {e}"))?;
+        self.conforms(ns, key, &value)
     }
 
     // ------------------------------------------------------------ reconciliation
@@ -558,7 +646,6 @@ fn held(ns: &str, key: &str, rev: i64, reason: String, refused: Option<Hash>) ->
     }
 }
 
-/// A 32-byte hash from the wire; None for an empty (or malformed) field.
 /// A snapshot's or a repair's entry as the replica keeps it, with its key.
 fn entry_of(e: statesync_proto::Entry) -> (String, String, Entry) {
     let entry = Entry {
@@ -573,18 +660,18 @@ fn entry_of(e: statesync_proto::Entry) -> (String, String, Entry) {
     (e.ns, e.key, entry)
 }
 
+/// A 32-byte hash from the wire; None for an empty (or malformed) field.
 fn hash_of(bytes: &[u8]) -> Option<Hash> {
     Hash::try_from(bytes).ok()
 }
 
-/// A full value is accepted only when it hashes to `value_hash` and is I-JSON.
-fn checked(entry: &Entry, value_hash: &[u8]) -> Result<(), String> {
+/// A full value is accepted only when it hashes to `value_hash` and is
+/// I-JSON; the parsed value, for validation.
+fn checked(entry: &Entry, value_hash: &[u8]) -> Result<Value, String> {
     if entry.vhash.as_slice() != value_hash {
         return Err(HASH_MISMATCH.to_owned());
     }
-    statesync_core::value::parse(&entry.value)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    parse(&entry.value).map_err(|e| e.to_string())
 }
 
 fn event<'a>(

@@ -2,10 +2,12 @@
 //! controller (tonic), with heartbeats, stale detection and reconnects with
 //! full-jitter backoff (docs/wire.md, "Liveness" and "Reconnects").
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use statesync_core::sync::worker::Backoff;
+use statesync_core::validate::Schema;
 use statesync_proto::statesync_client::StatesyncClient;
 use statesync_proto::{Heartbeat, SyncRequest, sync_request};
 use tokio::sync::{mpsc, watch};
@@ -13,6 +15,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Endpoint;
+
+use crate::client::endpoint;
 
 use crate::handler::{AcceptAll, Handler};
 use crate::session::{Options, Session};
@@ -59,6 +63,8 @@ pub struct WorkerBuilder {
     heartbeat: Duration,
     stale_after: Duration,
     backoff: Backoff,
+    versions: BTreeMap<String, Vec<i32>>,
+    schemas: BTreeMap<String, Schema>,
 }
 
 impl WorkerBuilder {
@@ -105,6 +111,24 @@ impl WorkerBuilder {
         self
     }
 
+    /// Declare the schema versions of `ns` this worker understands (each at
+    /// least 1; repeated calls add to the list). The controller serves the
+    /// namespace in the newest of them that is registered, translated; a
+    /// worker none of whose versions is registered is refused at its hello.
+    pub fn versions(mut self, ns: impl Into<String>, versions: impl IntoIterator<Item = i32>) -> Self {
+        self.versions.entry(ns.into()).or_default().extend(versions);
+        self
+    }
+
+    /// Validate every value applied to `ns` against `schema` (compiled with
+    /// [`Schema::compile`]): one that fails is NACKed with the first
+    /// violation, its key held at the last good value (docs/wire.md, "Held
+    /// keys"). Repairs are applied as sent, unvalidated.
+    pub fn schema(mut self, ns: impl Into<String>, schema: Schema) -> Self {
+        self.schemas.insert(ns.into(), schema);
+        self
+    }
+
     /// Opens the replica and starts syncing on the current tokio runtime.
     pub fn start(self) -> Result<Worker, WorkerError> {
         if self.worker_id.is_empty() {
@@ -121,8 +145,29 @@ impl WorkerBuilder {
                 self.stale_after, self.heartbeat
             )));
         }
-        let endpoint = Endpoint::from_shared(self.address.clone())
-            .map_err(|e| WorkerError::Config(format!("address {:?}: {e}", self.address)))?
+        for (what, ns) in self
+            .versions
+            .keys()
+            .map(|ns| ("versions", ns))
+            .chain(self.schemas.keys().map(|ns| ("a schema", ns)))
+        {
+            if !self.namespaces.contains(ns) {
+                return Err(WorkerError::Config(format!(
+                    "{what} for namespace {ns:?}, which the worker does not follow"
+                )));
+            }
+        }
+        if let Some((ns, bad)) = self
+            .versions
+            .iter()
+            .find_map(|(ns, versions)| versions.iter().find(|v| **v < 1).map(|v| (ns, v)))
+        {
+            return Err(WorkerError::Config(format!(
+                "schema version {bad} of namespace {ns:?}: versions start at 1"
+            )));
+        }
+        let endpoint = endpoint(&self.address)
+            .map_err(WorkerError::Config)?
             .connect_timeout(self.stale_after);
         let replica = match &self.data_dir {
             Some(dir) => open_replica(dir, &self.worker_id)?,
@@ -133,8 +178,12 @@ impl WorkerBuilder {
             namespaces: self.namespaces,
             deltas: self.deltas,
             heartbeat_s: self.heartbeat.as_secs_f64(),
+            versions: self.versions,
         };
-        let session = Session::new(replica, options);
+        let mut session = Session::new(replica, options);
+        for (ns, schema) in self.schemas {
+            session.set_schema(ns, schema);
+        }
         let (status_tx, status) = watch::channel(Status {
             applied_rev: session.replica().applied_rev(),
             ..Status::default()
@@ -185,7 +234,8 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A builder for a worker of the controller at `address` (`http://host:port`).
+    /// A builder for a worker of the controller at `address` (`host:port` or
+    /// `http://host:port`).
     pub fn builder(address: impl Into<String>) -> WorkerBuilder {
         WorkerBuilder {
             address: address.into(),
@@ -197,6 +247,8 @@ impl Worker {
             heartbeat: Duration::from_secs(1),
             stale_after: Duration::from_secs(5),
             backoff: Backoff::default(),
+            versions: BTreeMap::new(),
+            schemas: BTreeMap::new(),
         }
     }
 

@@ -124,6 +124,7 @@ fn run(vector: &Json) {
             namespaces: namespaces.clone(),
             deltas: options["deltas"].as_bool().unwrap(),
             heartbeat_s: options["heartbeat_s"].as_f64().unwrap(),
+            ..Options::default()
         },
     );
     let mut handler = handler(&options["reject"]);

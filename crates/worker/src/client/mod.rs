@@ -54,6 +54,17 @@ pub use error::{Error, FailedCompare, SchemaViolation, StoreErrorKind};
 /// The largest message sent or received (a range page or a large command).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The endpoint of a controller at `address`: `host:port` (plaintext HTTP/2)
+/// or a URI such as `http://host:port`. Err names the address and the fault.
+pub(crate) fn endpoint(address: &str) -> Result<Endpoint, String> {
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    Endpoint::from_shared(uri).map_err(|e| format!("invalid controller address {address:?}: {e}"))
+}
+
 /// A command's outcome: durable at `rev`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
@@ -218,14 +229,9 @@ impl Client {
     /// re-established by later calls.
     pub async fn connect(address: impl Into<String>) -> Result<Client, Error> {
         let address = address.into();
-        let uri = if address.contains("://") {
-            address.clone()
-        } else {
-            format!("http://{address}")
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| Error::InvalidInput {
+        let endpoint = endpoint(&address).map_err(|message| Error::InvalidInput {
             code: "InvalidInputError".into(),
-            message: format!("invalid controller address {address:?}: {e}"),
+            message,
             detail: serde_json::Value::Null,
         })?;
         let channel = endpoint.connect().await.map_err(|e| Error::Unavailable {
@@ -381,5 +387,20 @@ impl Client {
             .await
             .map_err(|s| self.failed(s))?;
         Ok(reply.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn an_address_is_host_port_or_a_uri() {
+        let plain = endpoint("127.0.0.1:7070").unwrap();
+        assert_eq!(plain.uri().to_string(), "http://127.0.0.1:7070/");
+        let uri = endpoint("http://127.0.0.1:7070").unwrap();
+        assert_eq!(uri.uri(), plain.uri());
+        let bad = endpoint("no such host:70").unwrap_err();
+        assert!(bad.contains("\"no such host:70\""), "{bad}");
     }
 }

@@ -205,26 +205,16 @@ func show(messages []*pb.SyncRequest) string {
 	return out + "]"
 }
 
-// runBehaviour runs one vector over a bbolt replica in dir: each step's
+// runBehaviour runs one vector over a replica of the given kind: each step's
 // writes are stored as the Worker loop stores them, and the replica read
 // back must equal the vector's as well as the session's own state.
-func runBehaviour(t *testing.T, v behaviourVector, dir string) {
+func runBehaviour(t *testing.T, v behaviourVector, kind replicaKind) {
 	opts := v.Options
-	replica, _, err := OpenReplica(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	replica, _ := kind.open(t)
 	if err := replica.Store([]*Write{seedWrite(t, v.Initial)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := replica.Close(); err != nil {
-		t.Fatal(err)
-	}
-	replica, state, err := OpenReplica(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = replica.Close() }()
+	replica, state := kind.reread(t, replica)
 	if got, want := stateOf(state, opts.Namespaces), normalized(v.Initial); !reflect.DeepEqual(got, want) {
 		t.Fatalf("seeded replica %+v, want %+v", got, want)
 	}
@@ -275,14 +265,9 @@ func runBehaviour(t *testing.T, v behaviourVector, dir string) {
 		if got := stateOf(session.State(), opts.Namespaces); !reflect.DeepEqual(got, wantState) {
 			t.Fatalf("step %d: session replica %+v, want %+v", i, got, wantState)
 		}
-		// What the writes made durable is what the session holds.
-		if err := replica.Close(); err != nil {
-			t.Fatal(err)
-		}
+		// What the writes stored is what the session holds.
 		var stored *State
-		if replica, stored, err = OpenReplica(dir); err != nil {
-			t.Fatalf("step %d: reopening the replica: %v", i, err)
-		}
+		replica, stored = kind.reread(t, replica)
 		if got := stateOf(stored, opts.Namespaces); !reflect.DeepEqual(got, wantState) {
 			t.Fatalf("step %d: stored replica %+v, want %+v", i, got, wantState)
 		}
@@ -293,8 +278,13 @@ func TestBehaviourVectors(t *testing.T) {
 	vectors := loadBehaviourVectors(t)
 	passed := 0
 	for _, v := range vectors {
-		// Every vector runs (a failure does not hide the next ones), then the count.
-		if t.Run(v.Name, func(t *testing.T) { runBehaviour(t, v, t.TempDir()) }) {
+		// Every vector runs over every replica kind (a failure does not hide
+		// the next ones); it passes when it passes over all of them.
+		if t.Run(v.Name, func(t *testing.T) {
+			for _, kind := range replicaKinds {
+				t.Run(kind.name, func(t *testing.T) { runBehaviour(t, v, kind) })
+			}
+		}) {
 			passed++
 		}
 	}

@@ -41,16 +41,26 @@ var ErrReplicaInUse = errors.New("statesync: the state directory is in use by an
 // ErrReplicaCorrupt means the state directory failed its checks.
 var ErrReplicaCorrupt = errors.New("statesync: the replica is corrupt")
 
-// Replica is the worker's persisted state: entries, held keys and the applied
-// revision in one bbolt file. Every Write is one transaction, fsync'd before
-// Store returns, so a crash never applies a revision twice nor skips one.
-type Replica struct {
+// Replica stores what the session applies: each Write atomically and in
+// order, before the ACK that follows it is sent. BoltReplica keeps it in a
+// file, durable; MemoryReplica in memory, lost with the process.
+type Replica interface {
+	// Store applies writes in order, all or none.
+	Store(writes []*Write) error
+	// Close releases the replica; a Store after it fails.
+	Close() error
+}
+
+// BoltReplica is the worker's persisted state: entries, held keys and the
+// applied revision in one bbolt file. Every Write is one transaction, fsync'd
+// before Store returns, so a crash never applies a revision twice nor skips one.
+type BoltReplica struct {
 	db   *bolt.DB
 	path string
 }
 
-// OpenReplica opens (creating) the replica in dir and reads its state back.
-func OpenReplica(dir string) (*Replica, *State, error) {
+// OpenReplica opens (creating) the bbolt replica in dir and reads its state back.
+func OpenReplica(dir string) (*BoltReplica, *State, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, fmt.Errorf("statesync: creating the state directory: %w", err)
 	}
@@ -68,7 +78,7 @@ func OpenReplica(dir string) (*Replica, *State, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %s: %v", ErrReplicaCorrupt, path, err)
 	}
-	r := &Replica{db: db, path: path}
+	r := &BoltReplica{db: db, path: path}
 	state, err := r.load()
 	if err != nil {
 		_ = db.Close()
@@ -78,9 +88,9 @@ func OpenReplica(dir string) (*Replica, *State, error) {
 }
 
 // Close closes the file.
-func (r *Replica) Close() error { return r.db.Close() }
+func (r *BoltReplica) Close() error { return r.db.Close() }
 
-func (r *Replica) load() (*State, error) {
+func (r *BoltReplica) load() (*State, error) {
 	var rev int64
 	entries := map[KeyRef]Entry{}
 	held := map[KeyRef]Held{}
@@ -145,7 +155,7 @@ func (r *Replica) load() (*State, error) {
 
 // Store makes writes durable in one transaction (in order); bbolt fsyncs
 // the file before the commit returns.
-func (r *Replica) Store(writes []*Write) error {
+func (r *BoltReplica) Store(writes []*Write) error {
 	if len(writes) == 0 {
 		return nil
 	}

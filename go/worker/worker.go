@@ -25,8 +25,11 @@ type Config struct {
 	Target     string   // the controller, host:port
 	ID         string   // the worker id, stable across restarts
 	Namespaces []string // what to replicate
-	Dir        string   // the state directory (the replica file lives there)
-	Deltas     bool     // ask for JSON Patch deltas where smaller
+	// Dir is the state directory, where the bbolt replica file lives; empty
+	// keeps the replica in memory (MemoryReplica), so every start bootstraps
+	// from a snapshot.
+	Dir    string
+	Deltas bool // ask for JSON Patch deltas where smaller
 	// Heartbeat is how often the worker sends when idle (default 1 s);
 	// StaleAfter how long a silent controller is tolerated (default 5 s).
 	Heartbeat  time.Duration
@@ -49,7 +52,7 @@ type Config struct {
 type Worker struct {
 	cfg     Config
 	log     *slog.Logger
-	replica *Replica
+	replica Replica
 
 	mu      sync.RWMutex
 	session *Session
@@ -61,9 +64,9 @@ type Worker struct {
 	lastErr    error
 }
 
-// Open opens the worker's replica. A corrupt replica is moved aside (the
-// worker then bootstraps from a snapshot); one in use by another process is
-// ErrReplicaInUse.
+// Open opens the worker's replica: in cfg.Dir, or in memory when it is empty.
+// A corrupt replica is moved aside (the worker then bootstraps from a
+// snapshot); one in use by another process is ErrReplicaInUse.
 func Open(cfg Config) (*Worker, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = time.Second
@@ -82,15 +85,7 @@ func Open(cfg Config) (*Worker, error) {
 		}
 		schemas[ns] = s
 	}
-	replica, state, err := OpenReplica(cfg.Dir)
-	if errors.Is(err, ErrReplicaCorrupt) {
-		aside := filepath.Join(cfg.Dir, fmt.Sprintf("%s.corrupt-%d", ReplicaFile, time.Now().UnixNano()))
-		cfg.Logger.Warn("replica is corrupt; moving it aside and resyncing", "error", err, "moved_to", aside)
-		if rerr := os.Rename(filepath.Join(cfg.Dir, ReplicaFile), aside); rerr != nil {
-			return nil, errors.Join(err, rerr)
-		}
-		replica, state, err = OpenReplica(cfg.Dir)
-	}
+	replica, state, err := openReplica(cfg.Dir, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +97,28 @@ func Open(cfg Config) (*Worker, error) {
 		Handler: w.unlocked(cfg.Handler),
 	}, state)
 	return w, nil
+}
+
+// openReplica opens the bbolt replica in dir, moving a corrupt one aside, or
+// a MemoryReplica when dir is empty.
+func openReplica(dir string, logger *slog.Logger) (Replica, *State, error) {
+	if dir == "" {
+		replica := NewMemoryReplica()
+		return replica, replica.Load(), nil
+	}
+	replica, state, err := OpenReplica(dir)
+	if errors.Is(err, ErrReplicaCorrupt) {
+		aside := filepath.Join(dir, fmt.Sprintf("%s.corrupt-%d", ReplicaFile, time.Now().UnixNano()))
+		logger.Warn("replica is corrupt; moving it aside and resyncing", "error", err, "moved_to", aside)
+		if rerr := os.Rename(filepath.Join(dir, ReplicaFile), aside); rerr != nil {
+			return nil, nil, errors.Join(err, rerr)
+		}
+		replica, state, err = OpenReplica(dir)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return replica, state, nil
 }
 
 // unlocked runs the user's handler without the worker's lock, so it may read
@@ -121,7 +138,8 @@ func (w *Worker) unlocked(h Handler) Handler {
 // Close closes the replica. Call it after Run returned.
 func (w *Worker) Close() error { return w.replica.Close() }
 
-// AppliedRev is the revision the replica has applied and made durable.
+// AppliedRev is the revision the replica has applied and stored (made
+// durable, with a state directory).
 func (w *Worker) AppliedRev() int64 {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
@@ -317,7 +335,8 @@ func (w *Worker) LastError() error {
 	return w.lastErr
 }
 
-// WaitFor blocks until the replica has applied rev and made it durable, or ctx ends.
+// WaitFor blocks until the replica has applied and stored rev (made it
+// durable, with a state directory), or ctx ends.
 func (w *Worker) WaitFor(ctx context.Context, rev int64) error {
 	stop := context.AfterFunc(ctx, func() {
 		// Taking the lock first means the waiter is inside Wait, so the wake-up is not lost.

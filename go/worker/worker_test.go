@@ -65,7 +65,18 @@ func serve(t *testing.T, c *scriptedController) string {
 	return lis.Addr().String()
 }
 
+// workerDirs are the worker's replicas: bbolt in a state directory, or in memory.
+func workerDirs(t *testing.T) map[string]string {
+	return map[string]string{"bbolt": t.TempDir(), "memory": ""}
+}
+
 func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
+	for name, dir := range workerDirs(t) {
+		t.Run(name, func(t *testing.T) { testWorkerLoop(t, dir) })
+	}
+}
+
+func testWorkerLoop(t *testing.T, dir string) {
 	value := []byte(`{"x":1}`)
 	sum := sha256.Sum256(value)
 	d := digest.New()
@@ -102,7 +113,6 @@ func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
 		},
 	)
 	target := serve(t, controller)
-	dir := t.TempDir()
 	var w *Worker
 	seen := make(chan string, 10)
 	handler := func(e Event) error {
@@ -165,6 +175,9 @@ func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if dir == "" {
+		return
+	}
 	// What was ACKed is on disk.
 	replica, state, err := OpenReplica(dir)
 	if err != nil {
@@ -179,6 +192,12 @@ func TestWorkerLoopBootstrapsResumesAndReconnectsWhenStale(t *testing.T) {
 // A revision the replica could not make durable is never reported applied:
 // AppliedRev and WaitFor follow the disk, not the session's state.
 func TestWaitForReportsOnlyDurableRevisions(t *testing.T) {
+	for name, dir := range workerDirs(t) {
+		t.Run(name, func(t *testing.T) { testWaitForReportsOnlyStored(t, dir) })
+	}
+}
+
+func testWaitForReportsOnlyStored(t *testing.T, dir string) {
 	value := []byte(`{"x":1}`)
 	d := digest.New()
 	d.Set("k", sha256.Sum256(value))
@@ -196,7 +215,7 @@ func TestWaitForReportsOnlyDurableRevisions(t *testing.T) {
 		<-stream.Context().Done()
 		return nil
 	})
-	w, err := Open(Config{Target: serve(t, controller), ID: "w", Namespaces: []string{"app"}, Dir: t.TempDir()})
+	w, err := Open(Config{Target: serve(t, controller), ID: "w", Namespaces: []string{"app"}, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

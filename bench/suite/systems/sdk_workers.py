@@ -125,8 +125,6 @@ class SdkWorkerConn(StatesyncConn):
     """statesync's client for writes; watches and bootstraps are worker programs."""
 
     sdk: ClassVar[str]
-    watch_replica_on_disk: ClassVar[bool]
-    """Where a watching worker keeps its replica (the bootstrap's is on disk)."""
 
     def __init__(self, address: str, exe: str, scratch: str) -> None:
         super().__init__(address)
@@ -149,8 +147,9 @@ class SdkWorkerConn(StatesyncConn):
         return SdkWorkerProcess(self.argv(worker_id, state_dir, events), log, on_change)
 
     async def watch(self, on_event: OnEvent, *, from_revision: int) -> Watch:
-        """A worker program that starts from a snapshot, as `StatesyncConn.watch`;
-        returns once it is at the head. Changes count after `from_revision`."""
+        """A worker program with an in-memory replica that starts from a snapshot,
+        as `StatesyncConn.watch`; returns once it is at the head. Changes count
+        after `from_revision`."""
         head = await self.head()
         if head == 0:
             head = await self.put(READY_KEY, b"{}")
@@ -160,10 +159,7 @@ class SdkWorkerConn(StatesyncConn):
                 value = None if event["op"] == "delete" else b""
                 on_event(event["key"], value, event["rev"], at=event["t"])
 
-        state_dir = None
-        if self.watch_replica_on_disk:
-            state_dir = self.scratch / f"watch-{uuid.uuid4().hex[:12]}"
-        worker = self._worker(state_dir, "changes", changed)
+        worker = self._worker(None, "changes", changed)
         await worker.start()
         try:
             await worker.until_applied(head)
@@ -192,15 +188,11 @@ class SdkWorkerConn(StatesyncConn):
 
 class GoWorkerConn(SdkWorkerConn):
     sdk = "go"
-    watch_replica_on_disk = True  # the program has no in-memory replica
 
     def argv(self, worker_id: str, state_dir: Path | None, events: str) -> list[str]:
-        assert state_dir is not None, "the Go worker always has an on-disk replica"
-        return [
-            self.exe,
-            *("-target", self.address, "-id", worker_id, "-ns", NAMESPACE),
-            *("-dir", str(state_dir), "-events", events),
-        ]
+        argv = [self.exe, "-target", self.address, "-id", worker_id, "-ns", NAMESPACE]
+        argv += ["-events", events]
+        return argv + ([] if state_dir is None else ["-dir", str(state_dir)])
 
     def replica_keys(self, state_dir: Path) -> int:
         dump = subprocess.run(
@@ -211,7 +203,6 @@ class GoWorkerConn(SdkWorkerConn):
 
 class RustWorkerConn(SdkWorkerConn):
     sdk = "rust"
-    watch_replica_on_disk = False  # as the Python watch
 
     def argv(self, worker_id: str, state_dir: Path | None, events: str) -> list[str]:
         argv = [self.exe, "--address", f"http://{self.address}", "--worker-id", worker_id]
@@ -262,7 +253,8 @@ class StatesyncGo(SdkWorkerSystem):
     label = "statesync (embedded SQLite store), Go SDK workers"
     client = (
         "statesync gRPC API through grpcio.aio for writes; watches and the bootstrapping "
-        "reader are Go SDK workers (go/cmd/statesync-go-worker, bbolt replica on disk)"
+        "reader are Go SDK workers (go/cmd/statesync-go-worker; watches keep the replica "
+        "in memory, the bootstrap in bbolt on disk)"
     )
     conn_class = GoWorkerConn
 

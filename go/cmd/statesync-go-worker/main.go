@@ -1,6 +1,7 @@
 // Command statesync-go-worker runs a Go statesync worker: it replicates the
-// given namespaces from a controller into a state directory and logs what it
-// does as JSON lines on stderr.
+// given namespaces from a controller into a state directory (without -dir, in
+// memory: every start bootstraps from a snapshot) and logs what it does as
+// JSON lines on stderr.
 //
 //	statesync-go-worker -target 127.0.0.1:7070 -id w1 -ns app,flags -dir ./state \
 //	    -schema app=app.schema.json
@@ -35,7 +36,7 @@ func main() {
 	target := flag.String("target", "127.0.0.1:7070", "the controller's gRPC address")
 	id := flag.String("id", "", "the worker id (stable across restarts)")
 	namespaces := flag.String("ns", "", "comma-separated namespaces to replicate")
-	dir := flag.String("dir", "", "the state directory")
+	dir := flag.String("dir", "", "the state directory (default: the replica is kept in memory only)")
 	deltas := flag.Bool("deltas", false, "ask for JSON Patch deltas")
 	heartbeat := flag.Duration("heartbeat", time.Second, "heartbeat interval")
 	staleAfter := flag.Duration("stale-after", 5*time.Second, "silence after which the stream is stale")
@@ -86,8 +87,8 @@ func main() {
 		}
 		return
 	}
-	if *id == "" || *namespaces == "" || *dir == "" {
-		fmt.Fprintln(os.Stderr, "statesync-go-worker: -id, -ns and -dir are required")
+	if *id == "" || *namespaces == "" {
+		fmt.Fprintln(os.Stderr, "statesync-go-worker: -id and -ns are required")
 		os.Exit(2)
 	}
 	if *events != "" && *events != "revs" && *events != "changes" {

@@ -156,10 +156,10 @@ def build_lines(results: dict[str, Any]) -> list[str]:
         "one subprocess per worker started by the client processes, each printing a JSON line "
         "per change once its revision is applied (`--events changes`; the bootstrap prints "
         "only applied revisions, `--events revs`), stamped by the worker on the same clock as "
-        "the writer. The Go watchers keep their replica on disk (the program has no in-memory "
-        "mode), the Rust and Python ones in memory. Go's worker says a revision is applied "
-        "once its bbolt write is fsynced, Rust's after the SQLite transaction. Bootstrap "
-        "time includes starting the process; the programs count no bytes received (-), and "
+        "the writer. Every SDK's watchers keep their replica in memory, as the Python ones "
+        "do; the bootstrapping reader keeps it on disk (Go's bbolt, fsynced before a revision "
+        "counts as applied; Rust's SQLite). Bootstrap time includes starting the process; "
+        "the programs count no bytes received (-), and "
         "their reader memory is the whole process's peak RSS.",
         "",
     ]

@@ -2,7 +2,8 @@
 //!
 //! This crate owns what every statesync process must compute identically:
 //! strict I-JSON parsing ([`value`]), RFC 8785 canonical bytes
-//! ([`canonical`]), the per-namespace digests ([`digest`]), JSON Patch
+//! ([`canonical`]), the per-namespace digests ([`digest`]) and the descent
+//! that localizes their differences ([`descent`]), JSON Patch
 //! application ([`patch`]), the deltas sent to workers ([`delta`]) and the sync
 //! protocol's state machines ([`sync`]). It opens no
 //! files or sockets, starts no threads and reads no clock; the store, the
@@ -14,6 +15,7 @@
 pub mod canonical;
 pub mod command;
 pub mod delta;
+pub mod descent;
 pub mod digest;
 pub mod engine;
 pub mod error;

@@ -10,6 +10,7 @@
 
 use pyo3::prelude::*;
 
+mod descent;
 mod digest;
 mod log;
 mod patch;
@@ -22,6 +23,7 @@ mod values;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     values::register(m)?;
     digest::register(m)?;
+    descent::register(m)?;
     patch::register(m)?;
     replica::register(m)?;
     log::register(m)?;

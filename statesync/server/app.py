@@ -62,10 +62,9 @@ class ServerSettings:
     """On shutdown, how long in-flight calls may take to finish."""
     native_sync: bool = False
     """Serve Sync and WaitApplied in the native data plane (no Python per change
-    or per message). Not yet there: schema-version translation (a hello
-    declaring versions is refused) and digest descent with repairs (a worker
-    that fell behind or is compacted gets a snapshot instead; drift found at
-    an ACK is shown in status, not repaired)."""
+    or per message), digest descent and repairs included. Not yet there:
+    schema-version translation (a hello declaring versions is refused) and
+    `statesync reconcile` for its workers (drift is repaired at the next ACK)."""
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -252,9 +252,9 @@ fn serve(
                 heartbeat: seconds("heartbeat_s", sync.heartbeat_s)?,
                 silence: seconds("silence_s", sync.silence_s)?,
                 window: sync.window,
-                // Digest descent and repairs are still the Python hub's: a
-                // replica that fell behind is replaced, not reconciled.
-                reconcile: false,
+                // The native hub repairs by digest descent: a replica that
+                // fell behind is kept and reconciled, as with the Python hub.
+                reconcile: true,
             },
             snapshot_slots,
             feed: FeedLimits {

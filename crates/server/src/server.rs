@@ -40,8 +40,8 @@ pub struct Config {
     /// Upper bounds (seconds) of the commit latency histogram.
     pub latency_bounds: Vec<f64>,
     /// Serve Sync and WaitApplied natively with these settings (None: they
-    /// are proxied to the control plane, whose hub also does translation and
-    /// repairs, which the native hub does not do yet).
+    /// are proxied to the control plane, whose hub also does translation,
+    /// which the native hub does not do yet).
     pub native_sync: Option<HubSettings>,
 }
 

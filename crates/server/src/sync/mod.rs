@@ -6,13 +6,17 @@
 //! snapshot (under a bounded number of slots; a stream waiting for one gets
 //! `Heartbeat{snapshot_queued}` every heartbeat interval) or at the worker's
 //! revision, catches up from the store's log while it is older than the feed,
-//! then tails the feed. Not native yet: schema-version translation (a hello
-//! declaring versions is refused) and digest descent with repairs (run it
-//! with `SyncSettings::reconcile` false, so every resync is a snapshot).
+//! then tails the feed. A worker whose ACKed digest of a namespace differs
+//! from ours gets a digest descent and a repair over its stream ([`repair`]),
+//! and one that fell behind or whose revision is compacted keeps its replica
+//! and is reconciled (`SyncSettings::reconcile`). Not native yet:
+//! schema-version translation (a hello declaring versions is refused).
 
+mod repair;
 mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -89,6 +93,7 @@ pub(crate) struct RecordState {
     pub(crate) stream: ControllerStream,
     pub(crate) connected: bool,
     pub(crate) digest: Agreement,
+    pub(crate) repairs: repair::Repairs,
 }
 
 impl WorkerRecord {
@@ -116,6 +121,9 @@ pub struct SyncHub {
     deltas: Arc<Deltas>,
     /// Bumped at every ACK: `WaitApplied` looks again.
     acks: watch::Sender<u64>,
+    /// The last digest query id given out: ids are unique across streams, so
+    /// a worker's `Ack.repaired` from an earlier stream never matches a new repair.
+    query_ids: AtomicU64,
     closing: CancellationToken,
 }
 
@@ -143,6 +151,7 @@ impl SyncHub {
             catch_up_slots: Arc::new(Semaphore::new(settings.catch_up_slots.max(1))),
             deltas: Arc::new(Deltas::default()),
             acks: watch::Sender::new(0),
+            query_ids: AtomicU64::new(0),
             closing: CancellationToken::new(),
             settings,
         })
@@ -150,6 +159,10 @@ impl SyncHub {
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    fn next_query_id(&self) -> u64 {
+        self.query_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn workers(&self) -> MutexGuard<'_, BTreeMap<String, Arc<WorkerRecord>>> {
@@ -171,7 +184,8 @@ impl SyncHub {
         }
     }
 
-    /// A worker's new stream replaces its older one, and carries its counters.
+    /// A worker's new stream replaces its older one, and carries its counters
+    /// and repair records.
     fn register(&self, record: &Arc<WorkerRecord>) {
         let worker_id = record.lock().stream.worker_id().to_owned();
         let mut workers = self.workers();
@@ -184,7 +198,12 @@ impl SyncHub {
                 log::warn!("worker {worker_id} connected again: closing its older stream");
             }
             old.disconnect();
-            record.lock().stream.inherit_counters(&previous);
+            let mut repairs = std::mem::take(&mut old.lock().repairs);
+            // A descent belongs to its stream: the new one starts without.
+            repairs.finish("abandoned (reconnected)", self.now(), None);
+            let mut state = record.lock();
+            state.stream.inherit_counters(&previous);
+            state.repairs = repairs;
         }
         {
             let state = record.lock();
@@ -225,7 +244,10 @@ impl SyncHub {
             "NACKED"
         } else {
             match stream.state() {
-                StreamState::Tailing => "TAILING",
+                StreamState::Tailing
+                | StreamState::Localizing
+                | StreamState::AwaitingAnswer
+                | StreamState::Verifying => "TAILING",
                 StreamState::ResyncDue | StreamState::Snapshotting => "SNAPSHOTTING",
                 StreamState::AwaitingHello => "AWAITING_HELLO",
                 StreamState::Closed => "DISCONNECTED",
@@ -256,6 +278,9 @@ impl SyncHub {
                 .collect(),
             peer: record.peer.clone(),
             buffered: stream.buffered() as i64,
+            divergences: state.repairs.divergences as i64,
+            keys_repaired: state.repairs.keys_repaired as i64,
+            repairs: state.repairs.history().cloned().collect(),
             ..WorkerStatus::default()
         }
     }

@@ -4,20 +4,23 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use statesync_core::descent::NodeAnswer;
 use statesync_core::sync::controller::{
-    ControllerStream, HeldKey, Hello, LogBounds, ProtocolError, ReportedDigest, ResyncKind, StreamState,
+    ControllerStream, HeldKey, Hello, LogBounds, ProtocolError, RepairVerdict, ReportedDigest, ResyncKind,
+    StreamState,
 };
 use statesync_store::StoreError;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tonic::{Status, Streaming};
 
+use super::repair::{self, StoreTrie};
 use super::{Agreement, RecordState, SyncHub, WorkerRecord, unix_now};
 use crate::error::NativeError;
 use crate::feed::{Slice, catch_up};
 use crate::proto::{
-    self, ChangeBatch, NamespaceDigest, Progress, Resync, SnapshotChunk, SyncReply, SyncRequest, sync_reply,
-    sync_request,
+    self, ChangeBatch, DigestAnswer, DigestQuery, NameQuery, NamespaceDigest, Progress, Resync,
+    SnapshotChunk, SyncReply, SyncRequest, sync_reply, sync_request,
 };
 use crate::service::entry;
 
@@ -111,6 +114,7 @@ async fn run(
         let mut state = record.lock();
         state.connected = false;
         state.stream.close();
+        state.repairs.finish("abandoned (disconnected)", hub.now(), None);
         (shown_id(&state.stream).to_owned(), state.stream.acked_rev())
     };
     match &result {
@@ -153,6 +157,7 @@ fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<Wor
             stream,
             connected: true,
             digest: Agreement::Unknown,
+            repairs: repair::Repairs::default(),
         }),
         wake: Notify::new(),
     });
@@ -203,12 +208,13 @@ async fn receive(
                     state.stream.ack(ack.rev, digests, held, now)?;
                     (state.stream.acked_rev(), state.stream.acked_digests().clone())
                 };
-                let digest = agreement(&hub, acked.0, &acked.1).await;
+                let (digest, differing) = agreement(&hub, acked.0, &acked.1).await;
                 {
                     let mut state = record.lock();
                     if state.stream.acked_rev() == acked.0 {
                         state.digest = digest;
                     }
+                    on_ack(&hub, &mut state, &differing, ack.repaired)?;
                 }
                 record.wake.notify_one();
                 hub.acks.send_modify(|count| *count += 1);
@@ -230,7 +236,8 @@ async fn receive(
                 let worker_id = record.lock().stream.worker_id().to_owned();
                 return Err(ProtocolError::new(format!("a second hello from worker {worker_id}")).into());
             }
-            // A heartbeat, a digest answer, or a kind from a newer worker: it is alive.
+            Some(sync_request::Msg::Answer(answer)) => on_answer(&hub, &record, answer).await?,
+            // A heartbeat, or a kind from a newer worker: it is alive.
             _ => record.lock().stream.heard(now)?,
         }
     }
@@ -242,12 +249,139 @@ async fn receive(
     Ok(())
 }
 
-/// Compares the worker's digests with ours at the revision it ACKed.
-async fn agreement(hub: &Arc<SyncHub>, rev: i64, digests: &BTreeMap<String, ReportedDigest>) -> Agreement {
-    if digests.is_empty() {
-        return Agreement::Unknown;
+/// An ACK was compared (`differing`: the namespaces whose digests differ):
+/// verify the repair under way once the worker applied it (`repaired`), or
+/// start a descent on a new divergence.
+fn on_ack(hub: &SyncHub, state: &mut RecordState, differing: &[String], repaired: u64) -> Result<(), Stop> {
+    let now = hub.now();
+    let worker = state.stream.worker_id().to_owned();
+    match state.stream.state() {
+        StreamState::Verifying => {
+            let ns = state
+                .stream
+                .descent()
+                .map(|d| d.namespace.clone())
+                .unwrap_or_default();
+            match state.stream.repair_checked(repaired, !differing.contains(&ns))? {
+                None => {}
+                Some(RepairVerdict::Verified) => {
+                    state.repairs.finish("verified", now, None);
+                    if let Some(record) = state.repairs.history().last() {
+                        log::info!(
+                            "worker {worker}: repair of {ns:?} verified ({} key(s), {:.3} s after detection)",
+                            record.key_count,
+                            record.seconds
+                        );
+                    }
+                }
+                Some(RepairVerdict::Retry) => state.repairs.retry(),
+                Some(RepairVerdict::GaveUp) => {
+                    state.repairs.finish("gave up", now, None);
+                    let reason = state
+                        .stream
+                        .resync()
+                        .map(|r| r.reason.clone())
+                        .unwrap_or_default();
+                    log::error!("worker {worker}: {reason}: full resync");
+                }
+            }
+        }
+        StreamState::Tailing if state.repairs.may_start(now) => {
+            if let Some(ns) = differing.first() {
+                let rev = state.stream.acked_rev();
+                log::warn!(
+                    "worker {worker}: namespace {ns:?} differs from the controller at revision {rev}: localizing"
+                );
+                state.stream.drift_found(ns)?;
+                let reason = format!("digest differs at revision {rev}");
+                state.repairs.start(ns, reason, now, unix_now());
+            }
+        }
+        _ => {}
     }
-    let mut differs = false;
+    Ok(())
+}
+
+/// A digest answer: compared with our trie if it answers the query out
+/// (off the runtime: it reads the store), else ignored.
+async fn on_answer(hub: &Arc<SyncHub>, record: &Arc<WorkerRecord>, answer: DigestAnswer) -> Result<(), Stop> {
+    let taken = {
+        let mut state = record.lock();
+        let awaited = state.stream.awaited_answer() == Some(answer.id);
+        match (&state.repairs.active, state.stream.descent()) {
+            (Some(active), Some(track)) if awaited => Some((active.descent.clone(), track.namespace.clone())),
+            _ => {
+                state.stream.heard(hub.now())?;
+                None
+            }
+        }
+    };
+    let Some((mut descent, ns)) = taken else {
+        return Ok(());
+    };
+    let nodes: Vec<NodeAnswer> = answer
+        .nodes
+        .into_iter()
+        .map(|n| NodeAnswer {
+            prefix: n.prefix,
+            children: n.children,
+            leaves: n.leaves,
+            is_leaves: n.is_leaves,
+        })
+        .collect();
+    let store = hub.store.clone();
+    let names = answer.names;
+    let compared = tokio::task::spawn_blocking(move || {
+        let result = descent.receive(
+            &nodes,
+            &names,
+            &mut StoreTrie {
+                store: &store,
+                ns: &ns,
+            },
+        );
+        result.map(|()| descent).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("the comparison with our digest failed".to_owned()));
+    let now = hub.now();
+    let mut state = record.lock();
+    if !state.stream.answered(answer.id, now)? {
+        return Ok(()); // the stream moved on (a resync) meanwhile
+    }
+    match compared {
+        Ok(descent) => {
+            if let Some(active) = &mut state.repairs.active {
+                active.descent = descent;
+                active.from_rev.get_or_insert(answer.rev);
+            }
+            state.repairs.account();
+        }
+        Err(why) => {
+            log::warn!(
+                "worker {}: digest answer {}: {why}",
+                state.stream.worker_id(),
+                answer.id
+            );
+            state.repairs.finish(&format!("gave up ({why})"), now, None);
+            state.stream.descent_ended()?;
+        }
+    }
+    record.wake.notify_one();
+    Ok(())
+}
+
+/// Compares the worker's digests with ours at the revision it ACKed; the
+/// namespaces that differ.
+async fn agreement(
+    hub: &Arc<SyncHub>,
+    rev: i64,
+    digests: &BTreeMap<String, ReportedDigest>,
+) -> (Agreement, Vec<String>) {
+    if digests.is_empty() {
+        return (Agreement::Unknown, Vec::new());
+    }
+    let mut differing = Vec::new();
     for (ns, reported) in digests {
         let ours = match hub.feed.root_at(ns, rev) {
             Some(root) => root,
@@ -256,16 +390,18 @@ async fn agreement(hub: &Arc<SyncHub>, rev: i64, digests: &BTreeMap<String, Repo
                 let ns = ns.clone();
                 match tokio::task::spawn_blocking(move || store.digest(&ns, Some(rev))).await {
                     Ok(Ok(root)) => root,
-                    _ => return Agreement::Unknown,
+                    _ => return (Agreement::Unknown, Vec::new()),
                 }
             }
         };
-        differs |= ours[..] != reported.root[..];
+        if ours[..] != reported.root[..] {
+            differing.push(ns.clone());
+        }
     }
-    if differs {
-        Agreement::Differ
+    if differing.is_empty() {
+        (Agreement::Agree, differing)
     } else {
-        Agreement::Agree
+        (Agreement::Differ, differing)
     }
 }
 
@@ -348,6 +484,9 @@ impl<'a> Sender<'a> {
                 }
                 (state.stream.state(), state.stream.resync().cloned())
             };
+            if state == StreamState::ResyncDue {
+                self.record.lock().repairs.finish("abandoned (resync)", now, None);
+            }
             match (state, resync) {
                 (StreamState::ResyncDue, Some(resync)) if resync.kind == ResyncKind::Snapshot => {
                     self.snapshot().await?;
@@ -370,7 +509,14 @@ impl<'a> Sender<'a> {
                     )
                     .await?;
                 }
-                (StreamState::Tailing, _) => {
+                (StreamState::Localizing, _) if self.reconcile().await? => {}
+                (
+                    StreamState::Tailing
+                    | StreamState::Localizing
+                    | StreamState::AwaitingAnswer
+                    | StreamState::Verifying,
+                    _,
+                ) => {
                     if self.tail(head).await? {
                         self.idle(&mut heads).await;
                     }
@@ -378,6 +524,137 @@ impl<'a> Sender<'a> {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// The descent's next step: its next query, or once it is done, the repair
+    /// of what it found (or its end). True when a message went out.
+    async fn reconcile(&mut self) -> Result<bool, Stop> {
+        let now = self.hub.now();
+        let (ns, next) = {
+            let mut guard = self.record.lock();
+            let state = &mut *guard;
+            let ns = state
+                .stream
+                .descent()
+                .map(|d| d.namespace.clone())
+                .unwrap_or_default();
+            let Some(active) = &mut state.repairs.active else {
+                state.stream.descent_ended()?;
+                return Ok(false);
+            };
+            if active.descent.is_done() {
+                (ns, Err((active.descent.differing().clone(), active.from_rev)))
+            } else {
+                let query = active
+                    .descent
+                    .query()
+                    .map_err(|e| ProtocolError::new(e.to_string()))?;
+                let id = self.hub.next_query_id();
+                state.stream.query_sent(id, now)?;
+                state.repairs.account();
+                (ns, Ok((id, query)))
+            }
+        };
+        match next {
+            Ok((id, query)) => {
+                let query = DigestQuery {
+                    id,
+                    ns,
+                    prefixes: query.prefixes,
+                    names: query
+                        .names
+                        .into_iter()
+                        .map(|n| NameQuery {
+                            prefix: n.prefix,
+                            leaves: n.leaves,
+                        })
+                        .collect(),
+                };
+                send(self.out, sync_reply::Msg::Query(query)).await?;
+                Ok(true)
+            }
+            Err((differing, from_rev)) => self.localized(ns, differing, from_rev).await,
+        }
+    }
+
+    /// The descent found `differing`: repair what is not in flight.
+    async fn localized(
+        &mut self,
+        ns: String,
+        differing: BTreeSet<String>,
+        from_rev: Option<i64>,
+    ) -> Result<bool, Stop> {
+        let worker = self.record.lock().stream.worker_id().to_owned();
+        let end = |this: &Self, outcome: &str, quiet: Option<std::time::Duration>| -> Result<bool, Stop> {
+            let mut state = this.record.lock();
+            state.repairs.finish(outcome, this.hub.now(), quiet);
+            state.stream.descent_ended()?;
+            Ok(false)
+        };
+        if differing.is_empty() {
+            return end(self, "no drift", None);
+        }
+        let store = self.hub.store.clone();
+        let from_rev = from_rev.unwrap_or_else(|| self.record.lock().stream.acked_rev());
+        let namespace = ns.clone();
+        let in_flight =
+            tokio::task::spawn_blocking(move || repair::changed_since(&store, &namespace, from_rev))
+                .await
+                .unwrap_or(Err(StoreError::Closed))
+                .unwrap_or_else(|error| {
+                    log::warn!("worker {worker}: {error}");
+                    None
+                });
+        let keys: Vec<String> = match &in_flight {
+            Some(in_flight) => differing.difference(in_flight).cloned().collect(),
+            None => Vec::new(),
+        };
+        if keys.is_empty() {
+            // Nothing to repair outside what the stream is delivering: look again later.
+            let quiet = 2 * self.hub.settings.sync.heartbeat;
+            return end(self, "nothing to repair", Some(quiet));
+        }
+        let (id, rev, reason) = {
+            let state = self.record.lock();
+            let id = state.stream.descent().map_or(0, |d| d.query_id);
+            let reason = state
+                .repairs
+                .current()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default();
+            (id, state.stream.sent_rev(), reason)
+        };
+        let store = self.hub.store.clone();
+        let (namespace, repair_keys) = (ns.clone(), keys.clone());
+        let message = tokio::task::spawn_blocking(move || {
+            repair::repair_message(&store, id, &namespace, &repair_keys, rev, &reason)
+        })
+        .await
+        .unwrap_or(Err(StoreError::Closed))
+        .map_err(NativeError::Store)?;
+        let bytes = prost::Message::encoded_len(&message);
+        let (round_trips, descent_bytes) = {
+            let mut state = self.record.lock();
+            if state.stream.repair_sent(self.hub.now())? != id {
+                return Err(ProtocolError::new("a repair does not carry the id of its descent").into());
+            }
+            state.repairs.repairing(&keys, bytes);
+            // This attempt's descent (the record adds earlier attempts and the repairs).
+            let descent = state.repairs.active.as_ref().map(|a| &a.descent);
+            (
+                descent.map_or(0, |d| d.round_trips()),
+                descent.map_or(0, |d| d.bytes_exchanged()),
+            )
+        };
+        let shown: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+        log::warn!(
+            "worker {worker}: repairing {} key(s) of {ns:?} at revision {rev} ({round_trips} round trips, {descent_bytes} bytes): {}{}",
+            keys.len(),
+            shown.join(", "),
+            if keys.len() > 5 { ", ..." } else { "" }
+        );
+        send(self.out, sync_reply::Msg::Repair(message)).await?;
+        Ok(true)
     }
 
     /// One step of tailing; true when there is nothing to send until woken.

@@ -301,5 +301,5 @@ def serve(
     feed_bytes: int = 64 * 1024 * 1024,
 ) -> DataPlaneServer:
     """Serve statesync.v1 on `listen` (HOST:PORT): commits and reads natively
-    (and Sync and WaitApplied, with `sync`), every other call proxied to
+    (and Sync, WaitApplied and Reconcile, with `sync`), every other call proxied to
     `upstream` (HOST:PORT). OSError if `listen` cannot be bound."""

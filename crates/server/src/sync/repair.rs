@@ -16,6 +16,7 @@ use std::time::Duration;
 use statesync_core::descent::{Descent, Trie};
 use statesync_core::digest::{Hash, Node};
 use statesync_store::{SqliteStore, StoreError};
+use tokio::sync::watch;
 
 use crate::proto::{self, KeyRef, RepairRecord};
 use crate::service::entry;
@@ -59,20 +60,53 @@ pub(crate) struct Active {
 }
 
 /// What `status` shows about one worker's divergences and repairs.
-#[derive(Default)]
 pub(crate) struct Repairs {
     pub(crate) divergences: u64,
     pub(crate) keys_repaired: u64,
-    history: VecDeque<RepairRecord>,
+    /// Each record with its serial number, oldest first.
+    history: VecDeque<(u64, RepairRecord)>,
     pub(crate) active: Option<Active>,
     /// No new descent before this time: the last found only keys in flight.
     quiet_until: Duration,
+    /// The serial number of the last record settled: `statesync reconcile` waits on it.
+    settled: watch::Sender<u64>,
+    serials: u64,
+}
+
+impl Default for Repairs {
+    fn default() -> Self {
+        Self {
+            divergences: 0,
+            keys_repaired: 0,
+            history: VecDeque::new(),
+            active: None,
+            quiet_until: Duration::ZERO,
+            settled: watch::Sender::new(0),
+            serials: 0,
+        }
+    }
 }
 
 impl Repairs {
     /// The records, oldest first.
     pub(crate) fn history(&self) -> impl Iterator<Item = &RepairRecord> {
-        self.history.iter()
+        self.history.iter().map(|(_, record)| record)
+    }
+
+    /// The record numbered `serial`, while it is kept.
+    pub(crate) fn record_of(&self, serial: u64) -> Option<&RepairRecord> {
+        self.history.iter().find(|(s, _)| *s == serial).map(|(_, r)| r)
+    }
+
+    /// The record numbered `serial` once it settled (None: under way, or no longer kept).
+    pub(crate) fn settled(&self, serial: u64) -> Option<&RepairRecord> {
+        let under_way = self.active.is_some() && self.history.back().is_some_and(|(s, _)| *s == serial);
+        if under_way { None } else { self.record_of(serial) }
+    }
+
+    /// Told the serial number of each record that settles.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.settled.subscribe()
     }
 
     /// Whether a new divergence may be worked on now.
@@ -80,19 +114,33 @@ impl Repairs {
         self.active.is_none() && now >= self.quiet_until
     }
 
-    /// A divergence of `ns` was detected at `now` (`unix` on the wall clock).
-    pub(crate) fn start(&mut self, ns: &str, reason: String, now: Duration, unix: f64) {
-        self.divergences += 1;
+    /// A check of `ns` starts at `now` (`unix` on the wall clock): a
+    /// divergence `detected` at an ACK, or one asked for. Returns its serial number.
+    pub(crate) fn start(
+        &mut self,
+        ns: &str,
+        reason: String,
+        detected: bool,
+        now: Duration,
+        unix: f64,
+    ) -> u64 {
+        if detected {
+            self.divergences += 1;
+        }
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
-        self.history.push_back(RepairRecord {
-            ns: ns.to_owned(),
-            reason,
-            detected_unix: unix,
-            outcome: "localizing".to_owned(),
-            ..RepairRecord::default()
-        });
+        self.serials += 1;
+        self.history.push_back((
+            self.serials,
+            RepairRecord {
+                ns: ns.to_owned(),
+                reason,
+                detected_unix: unix,
+                outcome: "localizing".to_owned(),
+                ..RepairRecord::default()
+            },
+        ));
         self.active = Some(Active {
             descent: Descent::new(),
             started: now,
@@ -100,10 +148,11 @@ impl Repairs {
             earlier_round_trips: 0,
             earlier_bytes: 0,
         });
+        self.serials
     }
 
     fn record(&mut self) -> Option<&mut RepairRecord> {
-        self.history.back_mut()
+        self.history.back_mut().map(|(_, record)| record)
     }
 
     /// The descent's cost so far, into the record.
@@ -154,11 +203,16 @@ impl Repairs {
         if let Some(quiet) = quiet {
             self.quiet_until = now + quiet;
         }
+        if let Some(&(serial, _)) = self.history.back() {
+            self.settled.send_replace(serial);
+        }
     }
 
     /// The worker's record of the divergence under way, for logs.
     pub(crate) fn current(&self) -> Option<&RepairRecord> {
-        self.active.as_ref().and(self.history.back())
+        self.active
+            .as_ref()
+            .and(self.history.back().map(|(_, record)| record))
     }
 }
 

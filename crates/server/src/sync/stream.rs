@@ -294,7 +294,7 @@ fn on_ack(hub: &SyncHub, state: &mut RecordState, differing: &[String], repaired
                 );
                 state.stream.drift_found(ns)?;
                 let reason = format!("digest differs at revision {rev}");
-                state.repairs.start(ns, reason, now, unix_now());
+                state.repairs.start(ns, reason, true, now, unix_now());
             }
         }
         _ => {}

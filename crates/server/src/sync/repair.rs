@@ -1,5 +1,7 @@
-//! Drift repair on the native hub: the records `status` shows, and the store
-//! reads a descent needs (our trie, the keys in flight, the repair's values).
+//! Drift repair on the native hub: what an ACK and a digest answer do to a
+//! stream's descent, the records `status` shows, and the store reads a
+//! descent needs (our trie, the keys in flight, the repair's values); the
+//! stream's sender sends the queries and the repair.
 //!
 //! As in the Python hub (statesync/server/reconcile.py): an ACK whose digest
 //! of a namespace differs from ours at its revision starts a descent over the
@@ -13,12 +15,14 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use statesync_core::descent::{Descent, Trie};
+use statesync_core::descent::{Descent, NodeAnswer, Trie};
 use statesync_core::digest::{Hash, Node};
+use statesync_core::sync::controller::{ProtocolError, RepairVerdict, StreamState};
 use statesync_store::{SqliteStore, StoreError};
 use tokio::sync::watch;
 
-use crate::proto::{self, KeyRef, RepairRecord};
+use super::{RecordState, SyncHub, WorkerRecord, unix_now};
+use crate::proto::{self, DigestAnswer, KeyRef, RepairRecord};
 use crate::service::entry;
 
 /// Records of settled divergences kept per worker.
@@ -214,6 +218,137 @@ impl Repairs {
             .as_ref()
             .and(self.history.back().map(|(_, record)| record))
     }
+}
+
+/// An ACK was compared (`differing`: the namespaces whose digests differ):
+/// verify the repair under way once the worker applied it (`repaired`), or
+/// start a descent on a new divergence.
+pub(super) fn on_ack(
+    hub: &SyncHub,
+    state: &mut RecordState,
+    differing: &[String],
+    repaired: u64,
+) -> Result<(), ProtocolError> {
+    let now = hub.now();
+    let worker = state.stream.worker_id().to_owned();
+    match state.stream.state() {
+        StreamState::Verifying => {
+            let ns = state
+                .stream
+                .descent()
+                .map(|d| d.namespace.clone())
+                .unwrap_or_default();
+            match state.stream.repair_checked(repaired, !differing.contains(&ns))? {
+                None => {}
+                Some(RepairVerdict::Verified) => {
+                    state.repairs.finish("verified", now, None);
+                    if let Some(record) = state.repairs.history().last() {
+                        log::info!(
+                            "worker {worker}: repair of {ns:?} verified ({} key(s), {:.3} s after detection)",
+                            record.key_count,
+                            record.seconds
+                        );
+                    }
+                }
+                Some(RepairVerdict::Retry) => state.repairs.retry(),
+                Some(RepairVerdict::GaveUp) => {
+                    state.repairs.finish("gave up", now, None);
+                    let reason = state
+                        .stream
+                        .resync()
+                        .map(|r| r.reason.clone())
+                        .unwrap_or_default();
+                    log::error!("worker {worker}: {reason}: full resync");
+                }
+            }
+        }
+        StreamState::Tailing if state.repairs.may_start(now) => {
+            if let Some(ns) = differing.first() {
+                let rev = state.stream.acked_rev();
+                log::warn!(
+                    "worker {worker}: namespace {ns:?} differs from the controller at revision {rev}: localizing"
+                );
+                state.stream.drift_found(ns)?;
+                let reason = format!("digest differs at revision {rev}");
+                state.repairs.start(ns, reason, true, now, unix_now());
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A digest answer: compared with our trie if it answers the query out
+/// (off the runtime: it reads the store), else ignored.
+pub(super) async fn on_answer(
+    hub: &Arc<SyncHub>,
+    record: &Arc<WorkerRecord>,
+    answer: DigestAnswer,
+) -> Result<(), ProtocolError> {
+    let taken = {
+        let mut state = record.lock();
+        let awaited = state.stream.awaited_answer() == Some(answer.id);
+        match (&state.repairs.active, state.stream.descent()) {
+            (Some(active), Some(track)) if awaited => Some((active.descent.clone(), track.namespace.clone())),
+            _ => {
+                state.stream.heard(hub.now())?;
+                None
+            }
+        }
+    };
+    let Some((mut descent, ns)) = taken else {
+        return Ok(());
+    };
+    let nodes: Vec<NodeAnswer> = answer
+        .nodes
+        .into_iter()
+        .map(|n| NodeAnswer {
+            prefix: n.prefix,
+            children: n.children,
+            leaves: n.leaves,
+            is_leaves: n.is_leaves,
+        })
+        .collect();
+    let store = hub.store.clone();
+    let names = answer.names;
+    let compared = tokio::task::spawn_blocking(move || {
+        let result = descent.receive(
+            &nodes,
+            &names,
+            &mut StoreTrie {
+                store: &store,
+                ns: &ns,
+            },
+        );
+        result.map(|()| descent).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|_| Err("the comparison with our digest failed".to_owned()));
+    let now = hub.now();
+    let mut state = record.lock();
+    if !state.stream.answered(answer.id, now)? {
+        return Ok(()); // the stream moved on (a resync) meanwhile
+    }
+    match compared {
+        Ok(descent) => {
+            if let Some(active) = &mut state.repairs.active {
+                active.descent = descent;
+                active.from_rev.get_or_insert(answer.rev);
+            }
+            state.repairs.account();
+        }
+        Err(why) => {
+            log::warn!(
+                "worker {}: digest answer {}: {why}",
+                state.stream.worker_id(),
+                answer.id
+            );
+            state.repairs.finish(&format!("gave up ({why})"), now, None);
+            state.stream.descent_ended()?;
+        }
+    }
+    record.wake.notify_one();
+    Ok(())
 }
 
 /// Keys of `ns` changed after `rev` (None: too many to tell).

@@ -4,23 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use statesync_core::descent::NodeAnswer;
 use statesync_core::sync::controller::{
-    ControllerStream, HeldKey, Hello, LogBounds, ProtocolError, RepairVerdict, ReportedDigest, ResyncKind,
-    StreamState,
+    ControllerStream, HeldKey, Hello, LogBounds, ProtocolError, ReportedDigest, ResyncKind, StreamState,
 };
 use statesync_store::StoreError;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tonic::{Status, Streaming};
 
-use super::repair::{self, StoreTrie};
+use super::repair;
 use super::{Agreement, RecordState, SyncHub, WorkerRecord, unix_now};
 use crate::error::NativeError;
 use crate::feed::{Slice, catch_up};
 use crate::proto::{
-    self, ChangeBatch, DigestAnswer, DigestQuery, NameQuery, NamespaceDigest, Progress, Resync,
-    SnapshotChunk, SyncReply, SyncRequest, sync_reply, sync_request,
+    self, ChangeBatch, DigestQuery, NameQuery, NamespaceDigest, Progress, Resync, SnapshotChunk, SyncReply,
+    SyncRequest, sync_reply, sync_request,
 };
 use crate::service::entry;
 
@@ -214,7 +212,7 @@ async fn receive(
                     if state.stream.acked_rev() == acked.0 {
                         state.digest = digest;
                     }
-                    on_ack(&hub, &mut state, &differing, ack.repaired)?;
+                    repair::on_ack(&hub, &mut state, &differing, ack.repaired)?;
                 }
                 record.wake.notify_one();
                 hub.acks.send_modify(|count| *count += 1);
@@ -236,7 +234,7 @@ async fn receive(
                 let worker_id = record.lock().stream.worker_id().to_owned();
                 return Err(ProtocolError::new(format!("a second hello from worker {worker_id}")).into());
             }
-            Some(sync_request::Msg::Answer(answer)) => on_answer(&hub, &record, answer).await?,
+            Some(sync_request::Msg::Answer(answer)) => repair::on_answer(&hub, &record, answer).await?,
             // A heartbeat, or a kind from a newer worker: it is alive.
             _ => record.lock().stream.heard(now)?,
         }
@@ -246,128 +244,6 @@ async fn receive(
         // A watcher half-closes after its hello and keeps reading.
         record.disconnect();
     }
-    Ok(())
-}
-
-/// An ACK was compared (`differing`: the namespaces whose digests differ):
-/// verify the repair under way once the worker applied it (`repaired`), or
-/// start a descent on a new divergence.
-fn on_ack(hub: &SyncHub, state: &mut RecordState, differing: &[String], repaired: u64) -> Result<(), Stop> {
-    let now = hub.now();
-    let worker = state.stream.worker_id().to_owned();
-    match state.stream.state() {
-        StreamState::Verifying => {
-            let ns = state
-                .stream
-                .descent()
-                .map(|d| d.namespace.clone())
-                .unwrap_or_default();
-            match state.stream.repair_checked(repaired, !differing.contains(&ns))? {
-                None => {}
-                Some(RepairVerdict::Verified) => {
-                    state.repairs.finish("verified", now, None);
-                    if let Some(record) = state.repairs.history().last() {
-                        log::info!(
-                            "worker {worker}: repair of {ns:?} verified ({} key(s), {:.3} s after detection)",
-                            record.key_count,
-                            record.seconds
-                        );
-                    }
-                }
-                Some(RepairVerdict::Retry) => state.repairs.retry(),
-                Some(RepairVerdict::GaveUp) => {
-                    state.repairs.finish("gave up", now, None);
-                    let reason = state
-                        .stream
-                        .resync()
-                        .map(|r| r.reason.clone())
-                        .unwrap_or_default();
-                    log::error!("worker {worker}: {reason}: full resync");
-                }
-            }
-        }
-        StreamState::Tailing if state.repairs.may_start(now) => {
-            if let Some(ns) = differing.first() {
-                let rev = state.stream.acked_rev();
-                log::warn!(
-                    "worker {worker}: namespace {ns:?} differs from the controller at revision {rev}: localizing"
-                );
-                state.stream.drift_found(ns)?;
-                let reason = format!("digest differs at revision {rev}");
-                state.repairs.start(ns, reason, true, now, unix_now());
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// A digest answer: compared with our trie if it answers the query out
-/// (off the runtime: it reads the store), else ignored.
-async fn on_answer(hub: &Arc<SyncHub>, record: &Arc<WorkerRecord>, answer: DigestAnswer) -> Result<(), Stop> {
-    let taken = {
-        let mut state = record.lock();
-        let awaited = state.stream.awaited_answer() == Some(answer.id);
-        match (&state.repairs.active, state.stream.descent()) {
-            (Some(active), Some(track)) if awaited => Some((active.descent.clone(), track.namespace.clone())),
-            _ => {
-                state.stream.heard(hub.now())?;
-                None
-            }
-        }
-    };
-    let Some((mut descent, ns)) = taken else {
-        return Ok(());
-    };
-    let nodes: Vec<NodeAnswer> = answer
-        .nodes
-        .into_iter()
-        .map(|n| NodeAnswer {
-            prefix: n.prefix,
-            children: n.children,
-            leaves: n.leaves,
-            is_leaves: n.is_leaves,
-        })
-        .collect();
-    let store = hub.store.clone();
-    let names = answer.names;
-    let compared = tokio::task::spawn_blocking(move || {
-        let result = descent.receive(
-            &nodes,
-            &names,
-            &mut StoreTrie {
-                store: &store,
-                ns: &ns,
-            },
-        );
-        result.map(|()| descent).map_err(|e| e.to_string())
-    })
-    .await
-    .unwrap_or_else(|_| Err("the comparison with our digest failed".to_owned()));
-    let now = hub.now();
-    let mut state = record.lock();
-    if !state.stream.answered(answer.id, now)? {
-        return Ok(()); // the stream moved on (a resync) meanwhile
-    }
-    match compared {
-        Ok(descent) => {
-            if let Some(active) = &mut state.repairs.active {
-                active.descent = descent;
-                active.from_rev.get_or_insert(answer.rev);
-            }
-            state.repairs.account();
-        }
-        Err(why) => {
-            log::warn!(
-                "worker {}: digest answer {}: {why}",
-                state.stream.worker_id(),
-                answer.id
-            );
-            state.repairs.finish(&format!("gave up ({why})"), now, None);
-            state.stream.descent_ended()?;
-        }
-    }
-    record.wake.notify_one();
     Ok(())
 }
 

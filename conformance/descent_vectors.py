@@ -115,7 +115,7 @@ def _spec_names(pairs: dict[str, bytes], prefix: str, wanted: list[bytes]) -> li
 def _answers(pairs: dict[str, bytes], prefixes: list[str]) -> list[dict[str, Any]]:
     digest = NamespaceDigest.from_items(pairs.items())
     out = []
-    for a in reconcile.answer(digest, _leaves_of(pairs), prefixes):
+    for a in reconcile.describe(digest, _leaves_of(pairs), prefixes):
         node = {
             "prefix": a.prefix,
             "count": _spec_node(pairs, a.prefix)[0],
@@ -124,17 +124,21 @@ def _answers(pairs: dict[str, bytes], prefixes: list[str]) -> list[dict[str, Any
             "leaves": a.leaves.hex(),
         }
         if node != _spec_answer(pairs, a.prefix):  # pragma: no cover - a disagreement
-            raise SystemExit(f"reconcile.answer disagrees with the spec at prefix {a.prefix!r}")
+            raise SystemExit(f"reconcile.describe disagrees with the spec at prefix {a.prefix!r}")
         out.append(node)
     if [n["prefix"] for n in out] != prefixes:  # pragma: no cover
         raise SystemExit("answers are not in query order")
     return out
 
 
+def _split(packed: bytes) -> list[bytes]:
+    return [packed[i : i + 4] for i in range(0, len(packed), 4)]
+
+
 def _names(pairs: dict[str, bytes], prefix: str, wanted: list[bytes]) -> list[str]:
-    named = reconcile.names(_leaves_of(pairs), prefix, wanted)
+    named = reconcile.name(_leaves_of(pairs), prefix, b"".join(wanted))
     if named != _spec_names(pairs, prefix, wanted):  # pragma: no cover
-        raise SystemExit(f"reconcile.names disagrees with the spec at prefix {prefix!r}")
+        raise SystemExit(f"reconcile.name disagrees with the spec at prefix {prefix!r}")
     return named
 
 
@@ -164,17 +168,17 @@ def _descent_case(name: str, controller: Items, worker: Items) -> dict[str, Any]
     while not descent.done:
         prefixes, unknown = descent.query()
         nodes = _answers(theirs, prefixes)
-        named = [n for p, v in unknown.items() for n in _names(theirs, p, v)]
+        named = [n for p, v in unknown for n in _names(theirs, p, _split(v))]
         rounds.append(
             {
                 "prefixes": prefixes,
-                "names": [{"prefix": p, "leaves": b"".join(v).hex()} for p, v in unknown.items()],
+                "names": [{"prefix": p, "leaves": v.hex()} for p, v in unknown],
                 "nodes": nodes,
                 "named": named,
             }
         )
         answers = [
-            reconcile.Answer(
+            reconcile.NodeAnswer(
                 n["prefix"],
                 bytes.fromhex(n["children"]),
                 bytes.fromhex(n["leaves"]),
@@ -182,8 +186,7 @@ def _descent_case(name: str, controller: Items, worker: Items) -> dict[str, Any]
             )
             for n in nodes
         ]
-        descent.receive(answers, lambda p: our_digest.node(p, our_leaves), our_leaves)
-        descent.named(named)
+        descent.receive(answers, named, lambda p: our_digest.node(p, our_leaves), our_leaves)
     found = sorted(descent.differing)
     truth = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
     if found != truth:  # pragma: no cover - a case that hits a truncation collision

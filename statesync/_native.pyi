@@ -1,6 +1,6 @@
 """Types of the private native module (crates/python): the thin binding of the Rust crates."""
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, final
 
@@ -75,6 +75,59 @@ class NamespaceDigest:
         self, prefix: str, leaves: Callable[[str], Mapping[str, bytes]] | None = None
     ) -> Node: ...
 
+# -- digest descent (crates/python/src/descent.rs) --
+
+LEAF_LIMIT: int
+
+class DescentRefused(ValueError):
+    """A descent query or answer that is malformed or out of order: args are (reason,)."""
+
+@final
+class NodeAnswer:
+    def __init__(
+        self, prefix: str, children: bytes = b"", leaves: bytes = b"", is_leaves: bool = False
+    ) -> None: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def children(self) -> bytes: ...
+    @property
+    def leaves(self) -> bytes: ...
+    @property
+    def is_leaves(self) -> bool: ...
+    def __eq__(self, other: object) -> bool: ...
+
+def describe(
+    digest: NamespaceDigest,
+    leaves: Callable[[str], Mapping[str, bytes]],
+    prefixes: Sequence[str],
+) -> list[NodeAnswer]: ...
+def name(leaves: Callable[[str], Mapping[str, bytes]], prefix: str, wanted: bytes) -> list[str]: ...
+
+@final
+class Descent:
+    def __init__(self, namespace: str) -> None: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def done(self) -> bool: ...
+    @property
+    def awaiting(self) -> bool: ...
+    @property
+    def differing(self) -> set[str]: ...
+    @property
+    def round_trips(self) -> int: ...
+    @property
+    def bytes_exchanged(self) -> int: ...
+    def query(self) -> tuple[list[str], list[tuple[str, bytes]]]: ...
+    def receive(
+        self,
+        nodes: Sequence[NodeAnswer],
+        named: Sequence[str],
+        node: Callable[[str], Node],
+        leaves: Callable[[str], Mapping[str, bytes]],
+    ) -> None: ...
+
 @final
 class Entry:
     def __init__(
@@ -140,7 +193,6 @@ class Replica:
 def read_replica(
     state_dir: str | PathLike[str],
 ) -> tuple[str, int, dict[str, dict[str, bytes]], list[tuple[str, str, int, str]]]: ...
-
 def change_canonical_bytes(
     *,
     rev: int,
@@ -249,7 +301,7 @@ def serve(
     feed_bytes: int = 64 * 1024 * 1024,
 ) -> DataPlaneServer:
     """Serve statesync.v1 on `listen` (HOST:PORT): commits and reads natively
-    (and Sync and WaitApplied, with `sync`), every other call proxied to
+    (and Sync, WaitApplied and Reconcile, with `sync`), every other call proxied to
     `upstream` (HOST:PORT). OSError if `listen` cannot be bound."""
 
 # -- translations between schema versions (crates/python/src/translate.rs) ----

@@ -224,7 +224,7 @@ def test_descent_leaf_limit() -> None:
 @pytest.mark.parametrize("case", DESCENT["answers"], ids=_ids(DESCENT["answers"]))
 def test_descent_answer(case: dict[str, Any]) -> None:
     digest, leaves = _digest_of(case["items"])
-    answers = reconcile.answer(digest, leaves, case["prefixes"])
+    answers = reconcile.describe(digest, leaves, case["prefixes"])
     assert [a.prefix for a in answers] == case["prefixes"]  # one per prefix, in query order
     for a, node in zip(answers, case["nodes"], strict=True):
         assert a.is_leaves is node["is_leaves"]
@@ -246,8 +246,7 @@ def test_descent_answer(case: dict[str, Any]) -> None:
 def test_descent_names(case: dict[str, Any]) -> None:
     _, leaves = _digest_of(case["items"])
     wanted = bytes.fromhex(case["leaves"])
-    packed = [wanted[i : i + 4] for i in range(0, len(wanted), 4)]
-    assert reconcile.names(leaves, case["prefix"], packed) == case["names"]
+    assert reconcile.name(leaves, case["prefix"], wanted) == case["names"]
 
 
 @pytest.mark.parametrize("case", DESCENT["descents"], ids=_ids(DESCENT["descents"]))
@@ -260,10 +259,8 @@ def test_descent_transcript(case: dict[str, Any]) -> None:
         assert not descent.done
         prefixes, unknown = descent.query()
         assert prefixes == expected["prefixes"]
-        assert [{"prefix": p, "leaves": b"".join(v).hex()} for p, v in unknown.items()] == (
-            expected["names"]
-        )
-        answers = reconcile.answer(theirs, their_leaves, prefixes)
+        assert [{"prefix": p, "leaves": v.hex()} for p, v in unknown] == expected["names"]
+        answers = reconcile.describe(theirs, their_leaves, prefixes)
         assert [
             {
                 "prefix": a.prefix,
@@ -274,10 +271,9 @@ def test_descent_transcript(case: dict[str, Any]) -> None:
             }
             for a in answers
         ] == expected["nodes"]
-        named = [n for p, v in unknown.items() for n in reconcile.names(their_leaves, p, v)]
+        named = [n for p, v in unknown for n in reconcile.name(their_leaves, p, v)]
         assert named == expected["named"]
-        descent.receive(answers, lambda p: ours.node(p, our_leaves), our_leaves)
-        descent.named(named)
+        descent.receive(answers, named, lambda p: ours.node(p, our_leaves), our_leaves)
     assert descent.done
     assert sorted(descent.differing) == case["differing"]
     assert (ours.root() == theirs.root()) == (not case["differing"])

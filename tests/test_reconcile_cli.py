@@ -17,11 +17,13 @@ from statesync.worker import Worker
 from statesync.worker.replica import Entry
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RunningController]:
+@pytest.fixture(params=["python", "native"])
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningController]:
+    """A controller whose Sync hub is Python's, or native (`--native-sync`)."""
     # Rare progress notices: idle workers ACK (and are checked) only when asked to.
     quiet = SyncSettings(heartbeat_s=30.0, silence_s=60.0, window=64)
-    running = RunningController(tmp_path / "controller", sync=quiet)
+    native = request.param == "native"
+    running = RunningController(tmp_path / "controller", sync=quiet, native_sync=native)
     yield running
     running.stop()
 

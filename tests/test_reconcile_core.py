@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from statesync.core.digest import NamespaceDigest, Node, position, value_hash
-from statesync.core.reconcile import LEAF_LIMIT, Descent, answer, names
+from statesync.core.reconcile import LEAF_LIMIT, Descent, describe, name
 
 
 class Holder:
@@ -30,10 +30,9 @@ def descend(controller: Holder, worker: Holder) -> Descent:
     descent = Descent("ns")
     while not descent.done:
         prefixes, unknown = descent.query()
-        answers = answer(worker.digest, worker.leaves, prefixes)
-        descent.receive(answers, controller.node, controller.leaves)
-        for prefix, leaves in unknown.items():
-            descent.named(names(worker.leaves, prefix, leaves))
+        answers = describe(worker.digest, worker.leaves, prefixes)
+        named = [key for prefix, leaves in unknown for key in name(worker.leaves, prefix, leaves)]
+        descent.receive(answers, named, controller.node, controller.leaves)
     return descent
 
 

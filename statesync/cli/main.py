@@ -979,9 +979,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--native-sync",
         action="store_true",
-        help="serve worker streams (Sync, WaitApplied) in the native data plane; not yet "
-        "there: workers declaring schema versions, and drift repair (a worker that fell "
-        "behind gets a snapshot; drift is shown in status, not repaired)",
+        help="serve worker streams (Sync, WaitApplied, Reconcile) in the native data "
+        "plane, drift repair included; not yet there: workers declaring schema versions",
     )
     p.add_argument(
         "--ready-file",

@@ -61,11 +61,9 @@ class ServerSettings:
     grace_s: float = 5.0
     """On shutdown, how long in-flight calls may take to finish."""
     native_sync: bool = False
-    """Serve Sync and WaitApplied in the native data plane (no Python per change
-    or per message). Not yet there: schema-version translation (a hello
-    declaring versions is refused) and digest descent with repairs (a worker
-    that fell behind or is compacted gets a snapshot instead; drift found at
-    an ACK is shown in status, not repaired)."""
+    """Serve Sync, WaitApplied and Reconcile in the native data plane (no Python
+    per change or per message), digest descent and repairs included. Not yet
+    there: schema-version translation (a hello declaring versions is refused)."""
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -3,7 +3,7 @@
 Every ACK carries the worker's per-namespace digest at its applied revision;
 `SyncHub` compares it with ours at that revision (idle workers ACK each
 progress notice, so they are checked every heartbeat). When a namespace
-differs, `Reconciler` runs a `Descent` (statesync/core/reconcile.py) over the
+differs, `Reconciler` runs a `Descent` (the native core's, statesync/core/reconcile.py) over the
 worker's sync stream: queries go out in the stream, answers come back on it.
 The controller's side of the comparison is its head; keys that changed since
 the worker's revision are left out (the stream is delivering them), so a
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from statesync.core.errors import StatesyncError
-from statesync.core.reconcile import Answer, Descent
+from statesync.core.reconcile import Descent, DescentRefused, NodeAnswer
 from statesync.store.base import Store
 from statesync.wire import entry_to_pb, pb
 
@@ -192,8 +192,8 @@ class Reconciler:
         active.query_id = next(self._ids)
         active.awaiting = True
         query = pb.DigestQuery(id=active.query_id, ns=active.descent.namespace, prefixes=prefixes)
-        for prefix, leaves in unknown.items():
-            query.names.add(prefix=prefix, leaves=b"".join(leaves))
+        for prefix, leaves in unknown:
+            query.names.add(prefix=prefix, leaves=leaves)
         return pb.SyncReply(query=query)
 
     async def on_answer(self, worker: WorkerRecord, reply: pb.DigestAnswer) -> None:
@@ -213,14 +213,19 @@ class Reconciler:
         if active.from_rev is None:
             active.from_rev = reply.rev
         ns = active.descent.namespace
-        answers = [Answer(n.prefix, n.children, n.leaves, n.is_leaves) for n in reply.nodes]
-        await asyncio.to_thread(
-            active.descent.receive,
-            answers,
-            lambda prefix: self.store.digest_node(ns, prefix),
-            lambda prefix: self.store.leaves(ns, prefix),
-        )
-        active.descent.named(reply.names)
+        answers = [NodeAnswer(n.prefix, n.children, n.leaves, n.is_leaves) for n in reply.nodes]
+        try:
+            await asyncio.to_thread(
+                active.descent.receive,
+                answers,
+                list(reply.names),
+                lambda prefix: self.store.digest_node(ns, prefix),
+                lambda prefix: self.store.leaves(ns, prefix),
+            )
+        except DescentRefused as exc:
+            log.warning("worker %s: %s", worker.session.worker_id, exc)
+            self._finish(worker, active, f"gave up ({exc})")
+            return
         active.record.round_trips = active.earlier_round_trips + active.descent.round_trips
         active.record.bytes_exchanged = active.earlier_bytes + active.descent.bytes_exchanged
         if active.descent.done:

@@ -498,7 +498,10 @@ class Worker:
             return _Snapshot(reply.resync)
         elif kind == "query":
             # Off the loop: heartbeats go on while a big namespace is described.
-            answer = await asyncio.to_thread(self._answer, reply.query)
+            try:
+                answer = await asyncio.to_thread(self._answer, reply.query)
+            except reconcile.DescentRefused as exc:
+                raise ProtocolError(f"digest query {reply.query.id}: {exc}") from exc
             outgoing.put_nowait(pb.SyncRequest(answer=answer))
         elif kind == "repair":
             await self._repair(reply.repair)
@@ -556,13 +559,12 @@ class Worker:
             return self.replica.leaves(ns, prefix)
 
         out = pb.DigestAnswer(id=query.id, ns=ns, rev=self.applied_rev)
-        for a in reconcile.answer(self.replica.digest(ns), leaves, query.prefixes):
+        for a in reconcile.describe(self.replica.digest(ns), leaves, list(query.prefixes)):
             out.nodes.add(
                 prefix=a.prefix, children=a.children, leaves=a.leaves, is_leaves=a.is_leaves
             )
         for q in query.names:
-            wanted = [q.leaves[i : i + 4] for i in range(0, len(q.leaves), 4)]
-            out.names.extend(reconcile.names(leaves, q.prefix, wanted))
+            out.names.extend(reconcile.name(leaves, q.prefix, q.leaves))
         return out
 
     async def _repair(self, repair: pb.Repair) -> None:

@@ -2,11 +2,11 @@
 //!
 //! This crate owns what every statesync process must compute identically:
 //! strict I-JSON parsing ([`value`]), RFC 8785 canonical bytes
-//! ([`canonical`]), the per-namespace digests ([`digest`]), JSON Patch
-//! application ([`patch`]), translations between schema versions
-//! ([`translate`]), the deltas sent to workers ([`delta`]) and the sync
-//! protocol's state machines ([`sync`]). It opens no
-//! files or sockets, starts no threads and reads no clock; the store, the
+//! ([`canonical`]), the per-namespace digests ([`digest`]) and the descent
+//! that localizes their differences ([`descent`]), JSON Patch application
+//! ([`patch`]), translations between schema versions ([`translate`]), JSON
+//! Schema validation ([`validate`]), the deltas sent to workers ([`delta`])
+//! and the sync protocol's state machines ([`sync`]). It opens no files or sockets, starts no threads and reads no clock; the store, the
 //! server, the worker and the Python binding are built on it. The vectors in
 //! `conformance/` hold it to the same bytes as every other implementation.
 
@@ -15,6 +15,7 @@
 pub mod canonical;
 pub mod command;
 pub mod delta;
+pub mod descent;
 pub mod digest;
 pub mod engine;
 pub mod error;

@@ -39,14 +39,27 @@ enum Step {
     Ack(i64),
     Nack,
     Heard,
+    DriftFound,
+    QuerySent(u64),
+    Answered(u64),
+    DescentEnded,
+    RepairSent,
+    RepairChecked(u64, bool),
     Close,
     Wait(u64),
 }
 
 impl Step {
-    /// The table's event for this step (None: time passing, not an event).
-    fn event(&self) -> Option<Event> {
+    /// The table's event for this step on `stream` (None: time passing, not an event).
+    fn event(&self, stream: &ControllerStream) -> Option<Event> {
         Some(match self {
+            Self::Answered(id) if stream.awaited_answer() == Some(*id) => Event::Answered,
+            Self::Answered(_) => Event::Heard,
+            Self::DriftFound => Event::DriftFound,
+            Self::QuerySent(_) => Event::QuerySent,
+            Self::DescentEnded => Event::DescentEnded,
+            Self::RepairSent => Event::RepairSent,
+            Self::RepairChecked(..) => Event::RepairChecked,
             Self::Hello { .. } => Event::Hello,
             Self::SlotGranted => Event::SlotGranted,
             Self::SnapshotSent(_) => Event::SnapshotSent,
@@ -98,6 +111,12 @@ fn step() -> impl Strategy<Value = Step> {
         (-1i64..40).prop_map(Step::Ack),
         Just(Step::Nack),
         Just(Step::Heard),
+        Just(Step::DriftFound),
+        (0u64..4).prop_map(Step::QuerySent),
+        (0u64..4).prop_map(Step::Answered),
+        Just(Step::DescentEnded),
+        Just(Step::RepairSent),
+        (0u64..4, any::<bool>()).prop_map(|(id, agrees)| Step::RepairChecked(id, agrees)),
         Just(Step::Close),
         (0u64..3000).prop_map(Step::Wait),
     ]
@@ -165,6 +184,12 @@ fn apply(stream: &mut ControllerStream, step: &Step, now: &mut Duration) -> Resu
         }
         Step::Nack => stream.nack(HeldKey::from_peer("routes", "k", 2, "bad", b""), at),
         Step::Heard => stream.heard(at),
+        Step::DriftFound => stream.drift_found("routes"),
+        Step::QuerySent(id) => stream.query_sent(*id, at),
+        Step::Answered(id) => stream.answered(*id, at).map(drop),
+        Step::DescentEnded => stream.descent_ended(),
+        Step::RepairSent => stream.repair_sent(at).map(drop),
+        Step::RepairChecked(id, agrees) => stream.repair_checked(*id, *agrees).map(drop),
         Step::Close => {
             stream.close();
             Ok(())
@@ -190,6 +215,12 @@ fn check_invariants(stream: &ControllerStream) {
         StreamState::ResyncDue | StreamState::Snapshotting => assert!(stream.resync().is_some()),
         _ => assert!(stream.resync().is_none()),
     }
+    // A descent exists exactly in the descent states.
+    let descending = matches!(
+        stream.state(),
+        StreamState::Localizing | StreamState::AwaitingAnswer | StreamState::Verifying
+    );
+    assert_eq!(stream.descent().is_some(), descending, "{stream:?}");
     if stream.state() == StreamState::Tailing {
         assert!(stream.acked_rev() <= stream.sent_rev(), "{stream:?}");
     }
@@ -206,7 +237,7 @@ proptest! {
         for step in &steps {
             let before = stream.clone();
             let result = apply(&mut stream, step, &mut now);
-            match (result, step.event()) {
+            match (result, step.event(&before)) {
                 (Err(_), _) => prop_assert_eq!(&stream, &before, "a refused {:?} changed the stream", step),
                 (Ok(()), Some(event)) => prop_assert!(
                     TRANSITIONS.contains(&(before.state(), event, stream.state())),
@@ -214,7 +245,7 @@ proptest! {
                 ),
                 (Ok(()), None) => prop_assert_eq!(stream.state(), before.state()),
             }
-            if let Some(event) = step.event() {
+            if let Some(event) = step.event(&before) {
                 let listed = TRANSITIONS.iter().any(|&(from, on, _)| from == before.state() && on == event);
                 if !listed {
                     prop_assert_eq!(&stream, &before, "{:?} is not in the table for {}", step, before.state());

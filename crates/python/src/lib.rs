@@ -11,6 +11,7 @@
 
 use pyo3::prelude::*;
 
+mod descent;
 mod digest;
 mod log;
 mod patch;
@@ -24,6 +25,7 @@ mod values;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     values::register(m)?;
     digest::register(m)?;
+    descent::register(m)?;
     patch::register(m)?;
     replica::register(m)?;
     log::register(m)?;

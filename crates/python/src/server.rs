@@ -227,7 +227,7 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
 /// serve(store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4,
 /// feed_revisions=100000, feed_bytes=64 MiB) -> DataPlaneServer: serves
 /// statesync.v1 on `listen` (HOST:PORT) on background threads, natively for
-/// commits and reads (and for Sync and WaitApplied when `sync`, a
+/// commits and reads (and for Sync, WaitApplied and Reconcile when `sync`, a
 /// `SyncSettings`, is given), and proxies every other call to `upstream` (HOST:PORT).
 #[pyfunction]
 #[pyo3(signature = (store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4, feed_revisions=100_000, feed_bytes=64 * 1024 * 1024))]
@@ -252,9 +252,9 @@ fn serve(
                 heartbeat: seconds("heartbeat_s", sync.heartbeat_s)?,
                 silence: seconds("silence_s", sync.silence_s)?,
                 window: sync.window,
-                // Digest descent and repairs are still the Python hub's: a
-                // replica that fell behind is replaced, not reconciled.
-                reconcile: false,
+                // The native hub repairs by digest descent: a replica that
+                // fell behind is kept and reconciled, as with the Python hub.
+                reconcile: true,
             },
             snapshot_slots,
             feed: FeedLimits {

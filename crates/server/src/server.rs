@@ -23,7 +23,7 @@ use crate::sync::{HubSettings, SyncHub};
 pub const NATIVE_METHODS: [&str; 5] = ["Commit", "CommitStream", "Get", "Range", "Snapshot"];
 
 /// The methods served natively when [`Config::native_sync`] is set.
-pub const NATIVE_SYNC_METHODS: [&str; 2] = ["Sync", "WaitApplied"];
+pub const NATIVE_SYNC_METHODS: [&str; 3] = ["Sync", "WaitApplied", "Reconcile"];
 
 /// The largest message received or sent (as the Python server allowed).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -39,9 +39,9 @@ pub struct Config {
     pub upstream: String,
     /// Upper bounds (seconds) of the commit latency histogram.
     pub latency_bounds: Vec<f64>,
-    /// Serve Sync and WaitApplied natively with these settings (None: they
-    /// are proxied to the control plane, whose hub also does translation and
-    /// repairs, which the native hub does not do yet).
+    /// Serve Sync, WaitApplied and Reconcile natively with these settings (None: they
+    /// are proxied to the control plane, whose hub also does translation,
+    /// which the native hub does not do yet).
     pub native_sync: Option<HubSettings>,
 }
 

@@ -22,7 +22,8 @@ use crate::metrics::CommitCounters;
 use crate::proto::statesync_server::Statesync;
 use crate::proto::{
     CommandReply, CommandRequest, Entry, GetReply, GetRequest, NamespaceDigest, RangePage, RangeRequest,
-    SnapshotChunk, SnapshotRequest, SyncReply, SyncRequest, WaitAppliedReply, WaitAppliedRequest,
+    ReconcileReply, ReconcileRequest, SnapshotChunk, SnapshotRequest, SyncReply, SyncRequest,
+    WaitAppliedReply, WaitAppliedRequest,
 };
 use crate::sync::SyncHub;
 
@@ -46,7 +47,7 @@ struct Inner {
     ids: CommandIds,
     /// Cancelled when the grace period of a shutdown is over: streams stop reading.
     abandon: CancellationToken,
-    /// Sync and WaitApplied, when they are served natively.
+    /// Sync, WaitApplied and Reconcile, when they are served natively.
     hub: Option<Arc<SyncHub>>,
 }
 
@@ -428,6 +429,16 @@ impl Statesync for DataPlane {
             ));
         };
         Ok(Response::new(hub.wait_applied(request.into_inner()).await))
+    }
+
+    async fn reconcile(
+        &self,
+        request: Request<ReconcileRequest>,
+    ) -> Result<Response<ReconcileReply>, Status> {
+        let Some(hub) = &self.inner.hub else {
+            return Err(Status::unimplemented("Reconcile is served by the control plane"));
+        };
+        Ok(Response::new(hub.reconcile(request.into_inner()).await))
     }
 
     async fn sync(

@@ -1,15 +1,20 @@
 //! Sync and WaitApplied served natively, on port 0 with a temporary store,
 //! driven by raw tonic streams as a worker would: bootstrap, tail, ACKs and
-//! digest agreement, progress, catch-up, queued snapshots, protocol errors.
+//! digest agreement, progress, catch-up, queued snapshots, protocol errors,
+//! and drift localized by digest descent and repaired.
 
+use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use statesync_core::descent::{self, Trie};
+use statesync_core::digest::{self, Hash, Node};
 use statesync_core::sync::controller::SyncSettings;
 use statesync_server::proto::statesync_client::StatesyncClient;
 use statesync_server::proto::{
-    self, Ack, CommandRequest, Hello, NamespaceDigest, Op, PutOp, SyncReply, SyncRequest, WaitAppliedRequest,
-    op, sync_reply, sync_request,
+    self, Ack, CommandRequest, DigestAnswer, Hello, NamespaceDigest, Op, PutOp, SyncReply, SyncRequest,
+    WaitAppliedRequest, op, sync_reply, sync_request,
 };
 use statesync_server::{Code, Config, ErrorReporter, HubSettings, NativeError, Reported, RunningServer};
 use statesync_store::{SqliteStore, StoreSettings};
@@ -400,4 +405,161 @@ async fn protocol_errors_end_the_stream_with_failed_precondition() {
         .into_inner();
     let status = replies.message().await.unwrap_err();
     assert_eq!(status.message(), "the first message must be a hello, got ack");
+}
+
+/// A worker's replica of "routes" as plain (key, canonical value) pairs.
+struct Replica(BTreeMap<String, String>);
+
+impl Replica {
+    fn hashes(&self) -> Vec<(String, Hash)> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), digest::value_hash(v.as_bytes())))
+            .collect()
+    }
+
+    fn digest(&self) -> Vec<NamespaceDigest> {
+        let hashes = self.hashes();
+        let built =
+            digest::NamespaceDigest::from_items(hashes.iter().map(|(k, h)| (k.as_str(), h)), |_, _| {});
+        vec![NamespaceDigest {
+            ns: "routes".into(),
+            root: built.root().to_vec(),
+            count: self.0.len() as i64,
+        }]
+    }
+}
+
+impl Trie for Replica {
+    type Error = Infallible;
+
+    fn node(&mut self, prefix: &str) -> Result<Node, Infallible> {
+        let leaves = self.leaves(prefix)?;
+        Ok(Node::from_leaves(leaves.iter().map(|(k, h)| (k.as_str(), h))))
+    }
+
+    fn leaves(&mut self, prefix: &str) -> Result<Vec<(String, Hash)>, Infallible> {
+        let under = |key: &str| {
+            let hex: String = digest::position(key).iter().map(|b| format!("{b:02x}")).collect();
+            hex.starts_with(prefix)
+        };
+        Ok(self.hashes().into_iter().filter(|(k, _)| under(k)).collect())
+    }
+}
+
+#[tokio::test]
+async fn drift_is_localized_by_descent_repaired_and_verified() {
+    let mut running = start_with(settings(), |_| {}).await;
+    let client = &mut running.client;
+    let rev = commit(client, vec![put("a", "1"), put("b", "2"), put("c", "3")]).await;
+    // The worker says it is at the head, but holds b wrongly, lacks c and has x.
+    let mut replica = Replica(
+        [("a", "1"), ("b", "20"), ("x", "9")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    );
+    let mut worker = Worker::connect(client, hello("w1", rev)).await;
+    worker.ack(rev, replica.digest()).await;
+    let mut repairs = 0;
+    let mut queries = 0;
+    let ours: BTreeMap<String, String> = [("a", "1"), ("b", "2"), ("c", "3")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    while replica.0 != ours {
+        match worker.next_news().await {
+            sync_reply::Msg::Query(query) => {
+                queries += 1;
+                assert_eq!(query.ns, "routes");
+                let nodes = descent::describe(&mut replica, &query.prefixes).unwrap();
+                let names: Vec<descent::NameQuery> = query
+                    .names
+                    .iter()
+                    .map(|n| descent::NameQuery {
+                        prefix: n.prefix.clone(),
+                        leaves: n.leaves.clone(),
+                    })
+                    .collect();
+                let names = descent::name(&mut replica, &names).unwrap();
+                let answer = DigestAnswer {
+                    id: query.id,
+                    ns: query.ns,
+                    rev,
+                    nodes: nodes
+                        .into_iter()
+                        .map(|n| proto::NodeAnswer {
+                            prefix: n.prefix,
+                            children: n.children,
+                            leaves: n.leaves,
+                            is_leaves: n.is_leaves,
+                        })
+                        .collect(),
+                    names,
+                };
+                worker
+                    .requests
+                    .send(message(sync_request::Msg::Answer(answer)))
+                    .await
+                    .unwrap();
+            }
+            sync_reply::Msg::Repair(repair) => {
+                repairs += 1;
+                assert_eq!(repair.rev, rev);
+                for entry in repair.entries {
+                    replica
+                        .0
+                        .insert(entry.key, String::from_utf8(entry.value).unwrap());
+                }
+                for deleted in repair.deletes {
+                    replica.0.remove(&deleted.key);
+                }
+                let ack = Ack {
+                    rev,
+                    digests: replica.digest(),
+                    repaired: repair.id,
+                    ..Default::default()
+                };
+                worker
+                    .requests
+                    .send(message(sync_request::Msg::Ack(ack)))
+                    .await
+                    .unwrap();
+            }
+            other => panic!("a digest query or a repair, not {other:?}"),
+        }
+    }
+    assert_eq!(
+        replica.digest()[0].root,
+        routes_digest(&running.store, rev)[0].root
+    );
+    // b and c first (x's leaf passes for b's other value), then x, named by the worker.
+    assert_eq!(repairs, 2);
+    assert!(
+        queries >= 3,
+        "a descent, then one more with a name query: {queries}"
+    );
+    let hub = running.server.hub().unwrap();
+    let verified =
+        |status: &proto::WorkerStatus| status.repairs.last().is_some_and(|r| r.outcome == "verified");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !verified(&hub.worker_statuses()[0]) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            hub.worker_statuses()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = &hub.worker_statuses()[0];
+    assert_eq!(
+        (status.divergences, status.keys_repaired, status.digest.as_str()),
+        (1, 3, "agree")
+    );
+    let record = &status.repairs[0];
+    assert_eq!((record.ns.as_str(), record.key_count), ("routes", 3));
+    assert_eq!(record.keys, ["b", "c", "x"]);
+    assert_eq!(record.reason, format!("digest differs at revision {rev}"));
+    assert!(record.round_trips >= 3 && record.bytes > 0);
+    assert_eq!(status.resyncs, 0, "repaired, not resynced");
 }

@@ -145,6 +145,14 @@ pub enum StreamState {
     Snapshotting,
     /// Batches and progress notices follow the worker's revision.
     Tailing,
+    /// Tailing, and a digest descent localizes where the worker's namespace
+    /// differs: its next query, or the repair of what it found, is due.
+    Localizing,
+    /// Tailing, with a descent's query out: its answer is awaited.
+    AwaitingAnswer,
+    /// Tailing, with a repair out: the ACK of the worker that applied it
+    /// verifies it by digest.
+    Verifying,
     /// Ended; only [`ControllerStream::close`] is allowed again.
     Closed,
 }
@@ -156,6 +164,9 @@ impl fmt::Display for StreamState {
             Self::ResyncDue => "RESYNC_DUE",
             Self::Snapshotting => "SNAPSHOTTING",
             Self::Tailing => "TAILING",
+            Self::Localizing => "LOCALIZING",
+            Self::AwaitingAnswer => "AWAITING_ANSWER",
+            Self::Verifying => "VERIFYING",
             Self::Closed => "CLOSED",
         })
     }
@@ -183,6 +194,18 @@ pub enum Event {
     QueueNoticeSent,
     /// An ACK, a NACK, a heartbeat or any other sign of life from the worker.
     Heard,
+    /// The worker's digest of a namespace differs from ours: a descent starts.
+    DriftFound,
+    /// A descent's query went out.
+    QuerySent,
+    /// The answer to the query out arrived.
+    Answered,
+    /// The descent found nothing to repair (or could not go on).
+    DescentEnded,
+    /// The repair of the keys a descent found went out.
+    RepairSent,
+    /// An ACK of the worker that applied the repair was compared.
+    RepairChecked,
     /// The stream ended.
     Close,
 }
@@ -199,6 +222,12 @@ impl fmt::Display for Event {
             Self::Sent => "sending changes or progress",
             Self::QueueNoticeSent => "a queue notice sent",
             Self::Heard => "a message from the worker",
+            Self::DriftFound => "a drift found",
+            Self::QuerySent => "a digest query sent",
+            Self::Answered => "a digest answer",
+            Self::DescentEnded => "the end of a descent",
+            Self::RepairSent => "a repair sent",
+            Self::RepairChecked => "a repair checked",
             Self::Close => "a close",
         })
     }
@@ -227,12 +256,64 @@ pub const TRANSITIONS: &[(StreamState, Event, StreamState)] = &[
     (S::Tailing, E::FellBehind, S::ResyncDue),
     (S::Tailing, E::ContractChanged, S::ResyncDue),
     (S::Tailing, E::Heard, S::Tailing),
+    // A descent and its repair ride on a tailing stream: changes keep flowing,
+    // and a resync abandons them.
+    (S::Tailing, E::DriftFound, S::Localizing),
+    (S::Localizing, E::QuerySent, S::AwaitingAnswer),
+    (S::AwaitingAnswer, E::Answered, S::Localizing),
+    (S::Localizing, E::DescentEnded, S::Tailing),
+    (S::Localizing, E::RepairSent, S::Verifying),
+    (S::Verifying, E::RepairChecked, S::Verifying),
+    (S::Verifying, E::RepairChecked, S::Tailing),
+    (S::Verifying, E::RepairChecked, S::Localizing),
+    (S::Verifying, E::RepairChecked, S::ResyncDue),
+    (S::Localizing, E::Sent, S::Localizing),
+    (S::AwaitingAnswer, E::Sent, S::AwaitingAnswer),
+    (S::Verifying, E::Sent, S::Verifying),
+    (S::Localizing, E::Heard, S::Localizing),
+    (S::AwaitingAnswer, E::Heard, S::AwaitingAnswer),
+    (S::Verifying, E::Heard, S::Verifying),
+    (S::Localizing, E::FellBehind, S::ResyncDue),
+    (S::AwaitingAnswer, E::FellBehind, S::ResyncDue),
+    (S::Verifying, E::FellBehind, S::ResyncDue),
+    (S::Localizing, E::ContractChanged, S::ResyncDue),
+    (S::AwaitingAnswer, E::ContractChanged, S::ResyncDue),
+    (S::Verifying, E::ContractChanged, S::ResyncDue),
+    (S::Localizing, E::Close, S::Closed),
+    (S::AwaitingAnswer, E::Close, S::Closed),
+    (S::Verifying, E::Close, S::Closed),
     (S::AwaitingHello, E::Close, S::Closed),
     (S::ResyncDue, E::Close, S::Closed),
     (S::Snapshotting, E::Close, S::Closed),
     (S::Tailing, E::Close, S::Closed),
     (S::Closed, E::Close, S::Closed),
 ];
+
+/// Repairs of one divergence that may fail verification before the worker
+/// is resynced from a snapshot.
+pub const MAX_REPAIR_ATTEMPTS: u32 = 3;
+
+/// The descent under way on a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescentTrack {
+    /// The namespace that differs.
+    pub namespace: String,
+    /// The id of the last query sent (and of the repair, which reuses it).
+    pub query_id: u64,
+    /// Repairs tried for this divergence, the one under way included.
+    pub attempts: u32,
+}
+
+/// What an ACK of the worker that applied a repair says of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RepairVerdict {
+    /// The namespace's digests agree: repaired.
+    Verified,
+    /// They still differ: a new descent starts.
+    Retry,
+    /// They still differ after [`MAX_REPAIR_ATTEMPTS`] repairs: a snapshot is due.
+    GaveUp,
+}
 
 /// How a worker that must resync gets back in step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,6 +388,8 @@ pub struct ControllerStream {
     /// (revision, changes) of each batch sent and not yet ACKed, ascending.
     unacked: VecDeque<(i64, u64)>,
     buffered: u64,
+    /// The descent under way (in the localizing, awaiting-answer and verifying states).
+    descent: Option<DescentTrack>,
 }
 
 impl ControllerStream {
@@ -333,6 +416,7 @@ impl ControllerStream {
             acked_digests: BTreeMap::new(),
             unacked: VecDeque::new(),
             buffered: 0,
+            descent: None,
         }
     }
 
@@ -503,6 +587,7 @@ impl ControllerStream {
         self.buffered = 0;
         self.last_sent = now;
         self.resync = None;
+        self.descent = None;
     }
 
     /// The worker's position left what the controller can tail from (the
@@ -519,6 +604,7 @@ impl ControllerStream {
             kind,
             reason: reason.to_owned(),
         });
+        self.descent = None;
         self.enter(Event::FellBehind, StreamState::ResyncDue);
         Ok(())
     }
@@ -536,6 +622,7 @@ impl ControllerStream {
                 kind: ResyncKind::Snapshot,
                 reason: reason.to_owned(),
             });
+            self.descent = None;
             self.enter(Event::ContractChanged, StreamState::ResyncDue);
         }
         Ok(())
@@ -568,7 +655,7 @@ impl ControllerStream {
             self.unacked.push_back((rev, changes));
             self.buffered += changes;
         }
-        self.enter(Event::Sent, StreamState::Tailing);
+        self.enter(Event::Sent, self.state);
         Ok(())
     }
 
@@ -576,7 +663,7 @@ impl ControllerStream {
     pub fn skipped(&mut self, rev: i64) -> Result<(), ProtocolError> {
         self.allowed(Event::Sent)?;
         self.cursor = self.cursor.max(rev);
-        self.enter(Event::Sent, StreamState::Tailing);
+        self.enter(Event::Sent, self.state);
         Ok(())
     }
 
@@ -585,7 +672,7 @@ impl ControllerStream {
         self.allowed(Event::Sent)?;
         self.sent_rev = self.cursor;
         self.last_sent = now;
-        self.enter(Event::Sent, StreamState::Tailing);
+        self.enter(Event::Sent, self.state);
         Ok(self.sent_rev)
     }
 
@@ -650,11 +737,123 @@ impl ControllerStream {
         Ok(())
     }
 
+    /// The worker's digest of `namespace` differs from ours at its ACKed
+    /// revision: a descent starts (one at a time).
+    pub fn drift_found(&mut self, namespace: &str) -> Result<(), ProtocolError> {
+        self.allowed(Event::DriftFound)?;
+        self.descent = Some(DescentTrack {
+            namespace: namespace.to_owned(),
+            query_id: 0,
+            attempts: 1,
+        });
+        self.enter(Event::DriftFound, StreamState::Localizing);
+        Ok(())
+    }
+
+    /// The descent's query `id` went out (ids grow: an answer names its query).
+    pub fn query_sent(&mut self, id: u64, now: Duration) -> Result<(), ProtocolError> {
+        self.allowed(Event::QuerySent)?;
+        let descent = self.descent.as_mut().expect("a descent in the localizing state");
+        if id <= descent.query_id {
+            return Err(ProtocolError::new(format!(
+                "digest query {id} does not follow query {}",
+                descent.query_id
+            )));
+        }
+        descent.query_id = id;
+        self.last_sent = now;
+        self.enter(Event::QuerySent, StreamState::AwaitingAnswer);
+        Ok(())
+    }
+
+    /// The query out, if one is: the only answer taken in (any other is
+    /// ignored, `docs/wire.md`).
+    pub fn awaited_answer(&self) -> Option<u64> {
+        match (self.state, &self.descent) {
+            (StreamState::AwaitingAnswer, Some(descent)) => Some(descent.query_id),
+            _ => None,
+        }
+    }
+
+    /// A digest answer to query `id` arrived and was taken in; true if it was
+    /// the awaited one (the descent goes on), false if it is ignored.
+    pub fn answered(&mut self, id: u64, now: Duration) -> Result<bool, ProtocolError> {
+        self.heard(now)?;
+        if self.awaited_answer() != Some(id) {
+            return Ok(false);
+        }
+        self.enter(Event::Answered, StreamState::Localizing);
+        Ok(true)
+    }
+
+    /// The descent ended without a repair (nothing differs, what differs is in
+    /// flight, or the worker's answer was refused).
+    pub fn descent_ended(&mut self) -> Result<(), ProtocolError> {
+        self.allowed(Event::DescentEnded)?;
+        self.descent = None;
+        self.enter(Event::DescentEnded, StreamState::Tailing);
+        Ok(())
+    }
+
+    /// The repair of what the descent found went out; returns its id.
+    pub fn repair_sent(&mut self, now: Duration) -> Result<u64, ProtocolError> {
+        self.allowed(Event::RepairSent)?;
+        let id = self.descent.as_ref().map_or(0, |d| d.query_id);
+        if id == 0 {
+            return Err(ProtocolError::new("a repair before any digest query"));
+        }
+        self.last_sent = now;
+        self.enter(Event::RepairSent, StreamState::Verifying);
+        Ok(id)
+    }
+
+    /// An ACK saying the worker last applied repair `repaired` was compared:
+    /// `agrees` is whether the repaired namespace's digests now agree. None
+    /// while the worker has not applied the repair under way (nothing changes).
+    pub fn repair_checked(
+        &mut self,
+        repaired: u64,
+        agrees: bool,
+    ) -> Result<Option<RepairVerdict>, ProtocolError> {
+        self.allowed(Event::RepairChecked)?;
+        let Some(descent) = self.descent.as_mut() else {
+            return Err(ProtocolError::new("verifying without a descent"));
+        };
+        if repaired != descent.query_id {
+            // An ACK sent before the repair arrived.
+            self.enter(Event::RepairChecked, StreamState::Verifying);
+            return Ok(None);
+        }
+        let verdict = if agrees {
+            self.descent = None;
+            self.enter(Event::RepairChecked, StreamState::Tailing);
+            RepairVerdict::Verified
+        } else if descent.attempts >= MAX_REPAIR_ATTEMPTS {
+            let reason = format!(
+                "namespace {:?} still differs after {MAX_REPAIR_ATTEMPTS} repairs",
+                descent.namespace
+            );
+            self.descent = None;
+            self.resync = Some(Resync {
+                kind: ResyncKind::Snapshot,
+                reason,
+            });
+            self.enter(Event::RepairChecked, StreamState::ResyncDue);
+            RepairVerdict::GaveUp
+        } else {
+            descent.attempts += 1;
+            self.enter(Event::RepairChecked, StreamState::Localizing);
+            RepairVerdict::Retry
+        };
+        Ok(Some(verdict))
+    }
+
     /// The stream ended (closing a closed stream is harmless).
     pub fn close(&mut self) {
         self.enter(Event::Close, StreamState::Closed);
         self.resync = None;
         self.resync_after_snapshot = None;
+        self.descent = None;
     }
 
     /// Carry the counters of this worker's previous stream over (`status`
@@ -678,7 +877,23 @@ impl ControllerStream {
 
     /// Nothing was sent for a heartbeat interval to a tailing stream.
     pub fn progress_due(&self, now: Duration) -> bool {
-        self.state == StreamState::Tailing && self.quiet_for(now)
+        self.tailing() && self.quiet_for(now)
+    }
+
+    /// Changes follow the worker's revision (with or without a descent under way).
+    pub fn tailing(&self) -> bool {
+        matches!(
+            self.state,
+            StreamState::Tailing
+                | StreamState::Localizing
+                | StreamState::AwaitingAnswer
+                | StreamState::Verifying
+        )
+    }
+
+    /// The descent under way, if any.
+    pub fn descent(&self) -> Option<&DescentTrack> {
+        self.descent.as_ref()
     }
 
     /// Nothing was sent for a heartbeat interval to a stream waiting for a resync.
@@ -825,6 +1040,67 @@ mod tests {
             head_rev,
             compacted_rev,
         }
+    }
+
+    #[test]
+    fn a_descent_queries_repairs_and_gives_up_after_three_failed_repairs() {
+        let mut stream = tailing_at(5);
+        assert!(stream.query_sent(1, at(0)).is_err(), "no descent yet");
+        stream.drift_found("routes").unwrap();
+        assert!(stream.drift_found("routes").is_err(), "one descent at a time");
+        stream.query_sent(1, at(1)).unwrap();
+        assert_eq!(stream.awaited_answer(), Some(1));
+        assert!(stream.query_sent(2, at(1)).is_err(), "one query out at a time");
+        assert_eq!(
+            stream.answered(7, at(2)),
+            Ok(false),
+            "not the awaited answer: ignored"
+        );
+        assert_eq!(stream.state(), StreamState::AwaitingAnswer);
+        assert_eq!(stream.answered(1, at(2)), Ok(true));
+        assert!(stream.query_sent(1, at(2)).is_err(), "query ids grow");
+        for attempt in 1..=MAX_REPAIR_ATTEMPTS {
+            let id = u64::from(attempt) * 10;
+            stream.query_sent(id, at(3)).unwrap();
+            stream.answered(id, at(3)).unwrap();
+            assert_eq!(stream.repair_sent(at(4)), Ok(id));
+            assert_eq!(
+                stream.repair_checked(id - 1, true),
+                Ok(None),
+                "an ACK from before the repair"
+            );
+            assert_eq!(stream.state(), StreamState::Verifying);
+            let verdict = stream.repair_checked(id, false).unwrap();
+            if attempt < MAX_REPAIR_ATTEMPTS {
+                assert_eq!(verdict, Some(RepairVerdict::Retry));
+                assert_eq!(stream.descent().map(|d| d.attempts), Some(attempt + 1));
+            } else {
+                assert_eq!(verdict, Some(RepairVerdict::GaveUp));
+            }
+        }
+        assert_eq!(stream.state(), StreamState::ResyncDue);
+        assert_eq!(stream.resync().map(|r| r.kind), Some(ResyncKind::Snapshot));
+        assert!(stream.descent().is_none());
+    }
+
+    #[test]
+    fn a_verified_repair_returns_to_tailing_and_a_resync_abandons_a_descent() {
+        let mut stream = tailing_at(5);
+        stream.drift_found("routes").unwrap();
+        stream.query_sent(3, at(1)).unwrap();
+        stream.batch_sent(5, 6, 1, at(1)).unwrap();
+        assert_eq!(
+            stream.state(),
+            StreamState::AwaitingAnswer,
+            "changes flow during a descent"
+        );
+        stream.answered(3, at(2)).unwrap();
+        assert_eq!(stream.repair_sent(at(2)), Ok(3));
+        assert_eq!(stream.repair_checked(3, true), Ok(Some(RepairVerdict::Verified)));
+        assert_eq!(stream.state(), StreamState::Tailing);
+        stream.drift_found("routes").unwrap();
+        stream.fell_behind("fell behind").unwrap();
+        assert!(stream.descent().is_none() && stream.state() == StreamState::ResyncDue);
     }
 
     fn tailing_at(rev: i64) -> ControllerStream {

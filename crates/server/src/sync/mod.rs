@@ -1,18 +1,22 @@
 //! Sync streams served natively: one task pair per worker around the core's
 //! [`ControllerStream`] table, reading the shared [`Feed`], with per-worker
-//! records for `status` and `WaitApplied`.
+//! records for `status`, `WaitApplied` and `Reconcile`.
 //!
 //! The table decides; this module moves messages. A stream starts with a
 //! snapshot (under a bounded number of slots; a stream waiting for one gets
 //! `Heartbeat{snapshot_queued}` every heartbeat interval) or at the worker's
 //! revision, catches up from the store's log while it is older than the feed,
-//! then tails the feed. Not native yet: schema-version translation (a hello
-//! declaring versions is refused) and digest descent with repairs (run it
-//! with `SyncSettings::reconcile` false, so every resync is a snapshot).
+//! then tails the feed. A worker whose ACKed digest of a namespace differs
+//! from ours gets a digest descent and a repair over its stream ([`repair`]),
+//! and one that fell behind or whose revision is compacted keeps its replica
+//! and is reconciled (`SyncSettings::reconcile`). Not native yet:
+//! schema-version translation (a hello declaring versions is refused).
 
+mod repair;
 mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{ErrorReporter, NativeError};
 use crate::feed::{Deltas, Feed, FeedLimits};
-use crate::proto::{self, WaitAppliedReply, WaitAppliedRequest, WorkerStatus};
+use crate::proto::{
+    self, ReconcileReply, ReconcileRequest, ReconcileResult, RepairRecord, WaitAppliedReply,
+    WaitAppliedRequest, WorkerStatus,
+};
 
 pub(crate) use stream::serve;
 
@@ -89,6 +96,7 @@ pub(crate) struct RecordState {
     pub(crate) stream: ControllerStream,
     pub(crate) connected: bool,
     pub(crate) digest: Agreement,
+    pub(crate) repairs: repair::Repairs,
 }
 
 impl WorkerRecord {
@@ -116,6 +124,9 @@ pub struct SyncHub {
     deltas: Arc<Deltas>,
     /// Bumped at every ACK: `WaitApplied` looks again.
     acks: watch::Sender<u64>,
+    /// The last digest query id given out: ids are unique across streams, so
+    /// a worker's `Ack.repaired` from an earlier stream never matches a new repair.
+    query_ids: AtomicU64,
     closing: CancellationToken,
 }
 
@@ -143,6 +154,7 @@ impl SyncHub {
             catch_up_slots: Arc::new(Semaphore::new(settings.catch_up_slots.max(1))),
             deltas: Arc::new(Deltas::default()),
             acks: watch::Sender::new(0),
+            query_ids: AtomicU64::new(0),
             closing: CancellationToken::new(),
             settings,
         })
@@ -150,6 +162,10 @@ impl SyncHub {
 
     fn now(&self) -> Duration {
         self.origin.elapsed()
+    }
+
+    fn next_query_id(&self) -> u64 {
+        self.query_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     fn workers(&self) -> MutexGuard<'_, BTreeMap<String, Arc<WorkerRecord>>> {
@@ -171,7 +187,8 @@ impl SyncHub {
         }
     }
 
-    /// A worker's new stream replaces its older one, and carries its counters.
+    /// A worker's new stream replaces its older one, and carries its counters
+    /// and repair records.
     fn register(&self, record: &Arc<WorkerRecord>) {
         let worker_id = record.lock().stream.worker_id().to_owned();
         let mut workers = self.workers();
@@ -184,7 +201,12 @@ impl SyncHub {
                 log::warn!("worker {worker_id} connected again: closing its older stream");
             }
             old.disconnect();
-            record.lock().stream.inherit_counters(&previous);
+            let mut repairs = std::mem::take(&mut old.lock().repairs);
+            // A descent belongs to its stream: the new one starts without.
+            repairs.finish("abandoned (reconnected)", self.now(), None);
+            let mut state = record.lock();
+            state.stream.inherit_counters(&previous);
+            state.repairs = repairs;
         }
         {
             let state = record.lock();
@@ -225,7 +247,10 @@ impl SyncHub {
             "NACKED"
         } else {
             match stream.state() {
-                StreamState::Tailing => "TAILING",
+                StreamState::Tailing
+                | StreamState::Localizing
+                | StreamState::AwaitingAnswer
+                | StreamState::Verifying => "TAILING",
                 StreamState::ResyncDue | StreamState::Snapshotting => "SNAPSHOTTING",
                 StreamState::AwaitingHello => "AWAITING_HELLO",
                 StreamState::Closed => "DISCONNECTED",
@@ -256,7 +281,121 @@ impl SyncHub {
                 .collect(),
             peer: record.peer.clone(),
             buffered: stream.buffered() as i64,
+            divergences: state.repairs.divergences as i64,
+            keys_repaired: state.repairs.keys_repaired as i64,
+            repairs: state.repairs.history().cloned().collect(),
             ..WorkerStatus::default()
+        }
+    }
+
+    /// `statesync reconcile`: a full check now (after any under way) of each
+    /// namespace of the wanted workers (every connected one when none is
+    /// named): descend, repair, verify; one result per worker and namespace.
+    pub async fn reconcile(self: &Arc<Self>, request: ReconcileRequest) -> ReconcileReply {
+        let deadline = deadline_of(request.timeout_s);
+        let wanted: BTreeSet<String> = request.workers.into_iter().collect();
+        let only: BTreeSet<String> = request.namespaces.into_iter().collect();
+        let records: Vec<(String, Arc<WorkerRecord>)> = self
+            .workers()
+            .iter()
+            .map(|(id, r)| (id.clone(), r.clone()))
+            .collect();
+        let mut results: Vec<ReconcileResult> = wanted
+            .iter()
+            .filter(|id| !records.iter().any(|(known, _)| known == *id))
+            .map(|id| settled_as(id, "", "unknown worker"))
+            .collect();
+        let mut checks = tokio::task::JoinSet::new();
+        for (worker_id, record) in records {
+            if !wanted.is_empty() && !wanted.contains(&worker_id) {
+                continue;
+            }
+            let namespaces: Vec<String> = {
+                let state = record.lock();
+                if !state.connected {
+                    results.push(settled_as(&worker_id, "", "not connected"));
+                    continue;
+                }
+                let subscribed = state.stream.namespaces().iter();
+                subscribed
+                    .filter(|ns| only.is_empty() || only.contains(*ns))
+                    .cloned()
+                    .collect()
+            };
+            let hub = self.clone();
+            checks.spawn(async move {
+                let mut checked = Vec::new();
+                for ns in namespaces {
+                    checked.push(hub.check(&record, &ns, deadline).await);
+                }
+                (worker_id, checked)
+            });
+        }
+        let mut checked = checks.join_all().await;
+        checked.sort_by(|a, b| a.0.cmp(&b.0));
+        for (worker_id, records) in checked {
+            results.extend(records.into_iter().map(|record| ReconcileResult {
+                worker_id: worker_id.clone(),
+                record: Some(record),
+            }));
+        }
+        ReconcileReply { results }
+    }
+
+    /// One check of `ns` on a worker: started once no other is under way (and
+    /// its stream tails), then followed until it settles or `deadline` passes.
+    async fn check(&self, record: &WorkerRecord, ns: &str, deadline: tokio::time::Instant) -> RepairRecord {
+        let reason = "requested by statesync reconcile";
+        let timed_out = |mut record: RepairRecord| {
+            record.outcome += " (timed out)";
+            record
+        };
+        let mut acks = self.acks.subscribe();
+        let (serial, mut settled) = loop {
+            let (started, mut settled) = {
+                let mut guard = record.lock();
+                let state = &mut *guard;
+                if !state.connected {
+                    return settled_as("", ns, "not connected").record.unwrap_or_default();
+                }
+                let idle = state.stream.state() == StreamState::Tailing && state.repairs.active.is_none();
+                let started = (idle && state.stream.drift_found(ns).is_ok()).then(|| {
+                    state
+                        .repairs
+                        .start(ns, reason.to_owned(), false, self.now(), unix_now())
+                });
+                (started, state.repairs.subscribe())
+            };
+            if let Some(serial) = started {
+                record.wake.notify_one();
+                break (serial, settled);
+            }
+            // Another check, a repair or a resync is under way: look again when it settles.
+            let waited = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    _ = settled.changed() => {}
+                    _ = acks.changed() => {}
+                }
+            });
+            if waited.await.is_err() {
+                let mut record = settled_as("", ns, "localizing").record.unwrap_or_default();
+                record.reason = reason.to_owned();
+                return timed_out(record);
+            }
+        };
+        loop {
+            {
+                let state = record.lock();
+                if let Some(done) = state.repairs.settled(serial) {
+                    return done.clone();
+                }
+            }
+            let changed = tokio::time::timeout_at(deadline, settled.changed()).await;
+            if !matches!(changed, Ok(Ok(()))) {
+                let state = record.lock();
+                let shown = state.repairs.record_of(serial).cloned().unwrap_or_default();
+                return timed_out(shown);
+            }
         }
     }
 
@@ -264,12 +403,7 @@ impl SyncHub {
     /// workers, or else every connected worker subscribed to one of the
     /// namespaces. Answers with who applied it and who is still pending.
     pub async fn wait_applied(&self, request: WaitAppliedRequest) -> WaitAppliedReply {
-        let timeout = if request.timeout_s > 0.0 {
-            request.timeout_s
-        } else {
-            30.0
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout.min(1e9));
+        let deadline = deadline_of(request.timeout_s);
         let named: BTreeSet<String> = request.workers.into_iter().collect();
         let namespaces: BTreeSet<String> = request.namespaces.into_iter().collect();
         let mut acks = self.acks.subscribe();
@@ -327,5 +461,23 @@ impl SyncHub {
             }
             let _ = tokio::time::timeout_at(deadline, acks.changed()).await;
         }
+    }
+}
+
+/// The deadline of a request's `timeout_s` (0: 30 seconds).
+fn deadline_of(timeout_s: f64) -> tokio::time::Instant {
+    let timeout = if timeout_s > 0.0 { timeout_s } else { 30.0 };
+    tokio::time::Instant::now() + Duration::from_secs_f64(timeout.min(1e9))
+}
+
+/// A result that needed no check.
+fn settled_as(worker_id: &str, ns: &str, outcome: &str) -> ReconcileResult {
+    ReconcileResult {
+        worker_id: worker_id.to_owned(),
+        record: Some(RepairRecord {
+            ns: ns.to_owned(),
+            outcome: outcome.to_owned(),
+            ..RepairRecord::default()
+        }),
     }
 }

@@ -12,12 +12,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tonic::{Status, Streaming};
 
+use super::repair;
 use super::{Agreement, RecordState, SyncHub, WorkerRecord, unix_now};
 use crate::error::NativeError;
 use crate::feed::{Slice, catch_up};
 use crate::proto::{
-    self, ChangeBatch, NamespaceDigest, Progress, Resync, SnapshotChunk, SyncReply, SyncRequest, sync_reply,
-    sync_request,
+    self, ChangeBatch, DigestQuery, NameQuery, NamespaceDigest, Progress, Resync, SnapshotChunk, SyncReply,
+    SyncRequest, sync_reply, sync_request,
 };
 use crate::service::entry;
 
@@ -111,6 +112,7 @@ async fn run(
         let mut state = record.lock();
         state.connected = false;
         state.stream.close();
+        state.repairs.finish("abandoned (disconnected)", hub.now(), None);
         (shown_id(&state.stream).to_owned(), state.stream.acked_rev())
     };
     match &result {
@@ -153,6 +155,7 @@ fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<Wor
             stream,
             connected: true,
             digest: Agreement::Unknown,
+            repairs: repair::Repairs::default(),
         }),
         wake: Notify::new(),
     });
@@ -203,12 +206,13 @@ async fn receive(
                     state.stream.ack(ack.rev, digests, held, now)?;
                     (state.stream.acked_rev(), state.stream.acked_digests().clone())
                 };
-                let digest = agreement(&hub, acked.0, &acked.1).await;
+                let (digest, differing) = agreement(&hub, acked.0, &acked.1).await;
                 {
                     let mut state = record.lock();
                     if state.stream.acked_rev() == acked.0 {
                         state.digest = digest;
                     }
+                    repair::on_ack(&hub, &mut state, &differing, ack.repaired)?;
                 }
                 record.wake.notify_one();
                 hub.acks.send_modify(|count| *count += 1);
@@ -230,7 +234,8 @@ async fn receive(
                 let worker_id = record.lock().stream.worker_id().to_owned();
                 return Err(ProtocolError::new(format!("a second hello from worker {worker_id}")).into());
             }
-            // A heartbeat, a digest answer, or a kind from a newer worker: it is alive.
+            Some(sync_request::Msg::Answer(answer)) => repair::on_answer(&hub, &record, answer).await?,
+            // A heartbeat, or a kind from a newer worker: it is alive.
             _ => record.lock().stream.heard(now)?,
         }
     }
@@ -242,12 +247,17 @@ async fn receive(
     Ok(())
 }
 
-/// Compares the worker's digests with ours at the revision it ACKed.
-async fn agreement(hub: &Arc<SyncHub>, rev: i64, digests: &BTreeMap<String, ReportedDigest>) -> Agreement {
+/// Compares the worker's digests with ours at the revision it ACKed; the
+/// namespaces that differ.
+async fn agreement(
+    hub: &Arc<SyncHub>,
+    rev: i64,
+    digests: &BTreeMap<String, ReportedDigest>,
+) -> (Agreement, Vec<String>) {
     if digests.is_empty() {
-        return Agreement::Unknown;
+        return (Agreement::Unknown, Vec::new());
     }
-    let mut differs = false;
+    let mut differing = Vec::new();
     for (ns, reported) in digests {
         let ours = match hub.feed.root_at(ns, rev) {
             Some(root) => root,
@@ -256,16 +266,18 @@ async fn agreement(hub: &Arc<SyncHub>, rev: i64, digests: &BTreeMap<String, Repo
                 let ns = ns.clone();
                 match tokio::task::spawn_blocking(move || store.digest(&ns, Some(rev))).await {
                     Ok(Ok(root)) => root,
-                    _ => return Agreement::Unknown,
+                    _ => return (Agreement::Unknown, Vec::new()),
                 }
             }
         };
-        differs |= ours[..] != reported.root[..];
+        if ours[..] != reported.root[..] {
+            differing.push(ns.clone());
+        }
     }
-    if differs {
-        Agreement::Differ
+    if differing.is_empty() {
+        (Agreement::Agree, differing)
     } else {
-        Agreement::Agree
+        (Agreement::Differ, differing)
     }
 }
 
@@ -348,6 +360,9 @@ impl<'a> Sender<'a> {
                 }
                 (state.stream.state(), state.stream.resync().cloned())
             };
+            if state == StreamState::ResyncDue {
+                self.record.lock().repairs.finish("abandoned (resync)", now, None);
+            }
             match (state, resync) {
                 (StreamState::ResyncDue, Some(resync)) if resync.kind == ResyncKind::Snapshot => {
                     self.snapshot().await?;
@@ -370,7 +385,14 @@ impl<'a> Sender<'a> {
                     )
                     .await?;
                 }
-                (StreamState::Tailing, _) => {
+                (StreamState::Localizing, _) if self.reconcile().await? => {}
+                (
+                    StreamState::Tailing
+                    | StreamState::Localizing
+                    | StreamState::AwaitingAnswer
+                    | StreamState::Verifying,
+                    _,
+                ) => {
                     if self.tail(head).await? {
                         self.idle(&mut heads).await;
                     }
@@ -378,6 +400,137 @@ impl<'a> Sender<'a> {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// The descent's next step: its next query, or once it is done, the repair
+    /// of what it found (or its end). True when a message went out.
+    async fn reconcile(&mut self) -> Result<bool, Stop> {
+        let now = self.hub.now();
+        let (ns, next) = {
+            let mut guard = self.record.lock();
+            let state = &mut *guard;
+            let ns = state
+                .stream
+                .descent()
+                .map(|d| d.namespace.clone())
+                .unwrap_or_default();
+            let Some(active) = &mut state.repairs.active else {
+                state.stream.descent_ended()?;
+                return Ok(false);
+            };
+            if active.descent.is_done() {
+                (ns, Err((active.descent.differing().clone(), active.from_rev)))
+            } else {
+                let query = active
+                    .descent
+                    .query()
+                    .map_err(|e| ProtocolError::new(e.to_string()))?;
+                let id = self.hub.next_query_id();
+                state.stream.query_sent(id, now)?;
+                state.repairs.account();
+                (ns, Ok((id, query)))
+            }
+        };
+        match next {
+            Ok((id, query)) => {
+                let query = DigestQuery {
+                    id,
+                    ns,
+                    prefixes: query.prefixes,
+                    names: query
+                        .names
+                        .into_iter()
+                        .map(|n| NameQuery {
+                            prefix: n.prefix,
+                            leaves: n.leaves,
+                        })
+                        .collect(),
+                };
+                send(self.out, sync_reply::Msg::Query(query)).await?;
+                Ok(true)
+            }
+            Err((differing, from_rev)) => self.localized(ns, differing, from_rev).await,
+        }
+    }
+
+    /// The descent found `differing`: repair what is not in flight.
+    async fn localized(
+        &mut self,
+        ns: String,
+        differing: BTreeSet<String>,
+        from_rev: Option<i64>,
+    ) -> Result<bool, Stop> {
+        let worker = self.record.lock().stream.worker_id().to_owned();
+        let end = |this: &Self, outcome: &str, quiet: Option<std::time::Duration>| -> Result<bool, Stop> {
+            let mut state = this.record.lock();
+            state.repairs.finish(outcome, this.hub.now(), quiet);
+            state.stream.descent_ended()?;
+            Ok(false)
+        };
+        if differing.is_empty() {
+            return end(self, "no drift", None);
+        }
+        let store = self.hub.store.clone();
+        let from_rev = from_rev.unwrap_or_else(|| self.record.lock().stream.acked_rev());
+        let namespace = ns.clone();
+        let in_flight =
+            tokio::task::spawn_blocking(move || repair::changed_since(&store, &namespace, from_rev))
+                .await
+                .unwrap_or(Err(StoreError::Closed))
+                .unwrap_or_else(|error| {
+                    log::warn!("worker {worker}: {error}");
+                    None
+                });
+        let keys: Vec<String> = match &in_flight {
+            Some(in_flight) => differing.difference(in_flight).cloned().collect(),
+            None => Vec::new(),
+        };
+        if keys.is_empty() {
+            // Nothing to repair outside what the stream is delivering: look again later.
+            let quiet = 2 * self.hub.settings.sync.heartbeat;
+            return end(self, "nothing to repair", Some(quiet));
+        }
+        let (id, rev, reason) = {
+            let state = self.record.lock();
+            let id = state.stream.descent().map_or(0, |d| d.query_id);
+            let reason = state
+                .repairs
+                .current()
+                .map(|r| r.reason.clone())
+                .unwrap_or_default();
+            (id, state.stream.sent_rev(), reason)
+        };
+        let store = self.hub.store.clone();
+        let (namespace, repair_keys) = (ns.clone(), keys.clone());
+        let message = tokio::task::spawn_blocking(move || {
+            repair::repair_message(&store, id, &namespace, &repair_keys, rev, &reason)
+        })
+        .await
+        .unwrap_or(Err(StoreError::Closed))
+        .map_err(NativeError::Store)?;
+        let bytes = prost::Message::encoded_len(&message);
+        let (round_trips, descent_bytes) = {
+            let mut state = self.record.lock();
+            if state.stream.repair_sent(self.hub.now())? != id {
+                return Err(ProtocolError::new("a repair does not carry the id of its descent").into());
+            }
+            state.repairs.repairing(&keys, bytes);
+            // This attempt's descent (the record adds earlier attempts and the repairs).
+            let descent = state.repairs.active.as_ref().map(|a| &a.descent);
+            (
+                descent.map_or(0, |d| d.round_trips()),
+                descent.map_or(0, |d| d.bytes_exchanged()),
+            )
+        };
+        let shown: Vec<&str> = keys.iter().take(5).map(String::as_str).collect();
+        log::warn!(
+            "worker {worker}: repairing {} key(s) of {ns:?} at revision {rev} ({round_trips} round trips, {descent_bytes} bytes): {}{}",
+            keys.len(),
+            shown.join(", "),
+            if keys.len() > 5 { ", ..." } else { "" }
+        );
+        send(self.out, sync_reply::Msg::Repair(message)).await?;
+        Ok(true)
     }
 
     /// One step of tailing; true when there is nothing to send until woken.

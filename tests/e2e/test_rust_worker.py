@@ -7,8 +7,9 @@ judge: the Rust worker reaches the head with its digests agreeing (with full
 values and with deltas), resumes from its replica after SIGKILL (no snapshot:
 the controller counts resyncs), follows a controller restart, shows as NACKED
 with the key it refuses, is served the schema version it declares, NACKs and
-holds a value its local schema refuses until a later good put, and stops
-cleanly on SIGTERM.
+holds a value its local schema refuses until a later good put, holds a value
+the registered schema of the version it is served in refuses (a version
+registered while it runs), and stops cleanly on SIGTERM.
 """
 
 from __future__ import annotations
@@ -313,5 +314,67 @@ def test_rust_worker_is_served_its_version_and_holds_what_its_schema_refuses(
         "o-1": {"item": "apple", "qty": 1},
         "o-2": {"item": "pear", "qty": 4},
         "o-3": {"item": "fig", "qty": 3},
+    }
+    client.close()
+
+
+@pytest.mark.timeout(300)
+def test_rust_worker_holds_a_value_the_registered_schema_of_its_served_version_refuses(
+    cluster: Cluster, rust_worker_exe: Path
+) -> None:
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
+    client = controller.client()
+    v1, v2 = (json.loads((CONTRACTS / f"orders.v{n}.json").read_text()) for n in (1, 2))
+    translation = json.loads((CONTRACTS / "orders.v1-v2.json").read_text())
+    client.register_schema("orders", v1)
+    client.put("orders", "o-1", {"item": "apple", "qty": 50})
+    client.put("orders", "o-2", {"item": "pear", "qty": 2})
+    worker = RustWorkerProc(
+        rust_worker_exe, cluster.workdir, "rust-reg", ["orders"], controller.address,
+        extra=["--versions", "orders=1,2"], address=controller.address,
+    )  # fmt: skip
+    cluster.workers["rust-reg"] = worker
+    worker.start()
+    status = wait_converged(client, ["rust-reg"], timeout=60)
+    view = worker_view(status, "rust-reg")
+    assert [(s.ns, list(s.versions)) for s in view.served] == [("orders", [1])], view
+    assert view.nacks == 0 and not view.held, "v1 puts no cap on qty"
+
+    # v2, registered while the worker runs, caps qty at 10: stricter than the
+    # stored o-1 (forced past BACKWARD). The controller re-sends the state in v2,
+    # a version the worker read no schema for: it reads the contract again.
+    strict = dict(v2, properties={**v2["properties"], "qty": {"type": "integer", "maximum": 10}})
+    client.register_schema("orders", strict, translation=translation, force=True, reason="cap")
+
+    def nacked() -> object:
+        view = worker_view(client.status(), "rust-reg")
+        return view if view is not None and view.state == "NACKED" else None
+
+    view = wait_until(nacked, 60, "the controller to show rust-reg NACKED")
+    [held] = view.held
+    assert (held.ns, held.key) == ("orders", "o-1")
+    assert held.reason.startswith("orders/o-1 does not conform to schema v2: /qty fails maximum")
+    kept = hashlib.sha256(b'{"item":"apple","qty":50}').digest()  # the v1 value it was served
+    assert held.held_hash == kept, "the last good value was not kept"
+    status = wait_converged(client, ["rust-reg"], timeout=60)  # right apart from its NACK
+    view = worker_view(status, "rust-reg")
+    assert [(s.ns, list(s.versions)) for s in view.served] == [("orders", [2])], view
+    assert [h.key for h in view.held] == ["o-1"], "o-2 conforms to v2"
+
+    # The hold survives a restart (read at connect, the contract has v2 now).
+    worker.kill()
+    worker.start()
+    status = wait_converged(client, ["rust-reg"], timeout=60)
+    assert [h.key for h in worker_view(status, "rust-reg").held] == ["o-1"]
+
+    client.put("orders", "o-1", {"item": "apple", "qty": 9})  # a good v2 put releases the hold
+    status = wait_converged(client, ["rust-reg"], timeout=60)
+    view = worker_view(status, "rust-reg")
+    assert not view.held and view.state != "NACKED", view
+
+    stopped_cleanly(worker)
+    assert worker.dump()["namespaces"]["orders"] == {
+        "o-1": {"item": "apple", "qty": 9},  # written in v2: stored as sent
+        "o-2": {"item": "pear", "priority": "standard", "qty": 2},
     }
     client.close()

@@ -24,10 +24,11 @@ and prints each change it applies, until SIGINT or SIGTERM stops it gracefully (
 handler refuses (NACKs) every change to a key given with --reject-key, keeping its last good value.
 
 --versions NS=V1,V2 declares the schema versions this worker understands in NS (repeatable; the
-lists add up): the controller serves NS in the newest of them that is registered, translated.
---schema NS=FILE validates every value applied to NS against the JSON Schema (draft 2020-12,
-formats asserted) in FILE (repeatable, one per namespace): a value that fails is NACKed with its
-first violation and the key keeps its last good value until a later change to it conforms.
+lists add up): the controller serves NS in the newest of them that is registered, translated,
+and every value applied to NS is validated against the schema registered for its version.
+--schema NS=FILE also validates every value applied to NS against the JSON Schema (draft 2020-12,
+formats asserted) in FILE (repeatable, one per namespace). A value that fails either is NACKed
+with its first violation and the key keeps its last good value until a later change conforms.
 
 --events prints JSON lines instead, for programs that measure the worker: `revs` one
 {\"applied_rev\":N,\"t\":UNIX} each time the applied revision advances (t: when the replica

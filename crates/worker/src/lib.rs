@@ -38,9 +38,14 @@
 //! # }
 //! ```
 //!
-//! A worker that declares the schema versions it understands and validates
-//! every value at apply time against a local JSON Schema (draft 2020-12,
-//! formats asserted): a value that fails is NACKed with the first violation
+//! A worker that declares the schema versions it understands validates every
+//! value it applies (a change's value, a delta's result, a snapshot entry;
+//! not a repair) against the schema the controller registered for the
+//! version the value was served in, read from the namespace's contract in
+//! `_contracts` at connect and again when a newer declared version appears
+//! (docs/contracts.md §3). It may also validate against a local JSON Schema
+//! (draft 2020-12, formats asserted), checked first. A value that fails is
+//! NACKed with the namespace, key, schema (and version) and first violation,
 //! and its key is held at the last good value until a later good change.
 //!
 //! ```no_run
@@ -87,6 +92,7 @@
 
 mod answer;
 pub mod client;
+mod contract;
 mod error;
 pub mod handler;
 pub mod replica;

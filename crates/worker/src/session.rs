@@ -8,15 +8,23 @@
 //! are the table in `statesync_core::sync::worker`; the user's [`Handler`] is
 //! consulted for every change before it is applied.
 //!
-//! A namespace may carry a local JSON Schema ([`Session::set_schema`]): every
-//! value a batch puts (a full value or a delta's result) and every snapshot
-//! entry that changes the replica is validated before the handler sees it, and
-//! one that fails is refused like a handler's [`Reject`](crate::Reject): a
-//! NACK naming namespace, key and the first violation, the last good value
-//! kept, the key held. A `Repair`'s entries are applied as sent, unvalidated
-//! (docs/wire.md, "Held keys").
+//! Every value a batch puts (a full value or a delta's result) and every
+//! snapshot entry that changes the replica is validated before the handler
+//! sees it, against two schemas when the namespace has them:
+//!
+//! - its local JSON Schema ([`Session::set_schema`]);
+//! - the schema the controller registered for the version the value was
+//!   served in ([`Session::set_registered_schemas`]; a value of a namespace
+//!   served as stored, version 0, against the newest registered one held). The
+//!   session does no I/O: its owner reads the contracts, at connect and
+//!   whenever [`Session::stale_contracts`] names a namespace for a reply.
+//!
+//! A value that fails is refused like a handler's [`Reject`](crate::Reject):
+//! a NACK naming namespace, key, the schema (and its version) and the first
+//! violation, the last good value kept, the key held. A `Repair`'s entries are
+//! applied as sent, unvalidated (docs/wire.md, "Held keys").
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use statesync_core::NamespaceDigest;
 use statesync_core::digest::{Hash, sha256};
@@ -91,6 +99,9 @@ pub struct Session {
     repaired: u64,
     /// The local schema of each namespace that has one.
     schemas: HashMap<String, Schema>,
+    /// The controller's registered schemas of each declared namespace, by
+    /// version (an empty map: the namespace has no contract).
+    registered: HashMap<String, BTreeMap<i32, Schema>>,
     /// The replica drifted: the next hello asks for a snapshot.
     resync_requested: bool,
 }
@@ -115,6 +126,7 @@ impl Session {
             refused: HashMap::new(),
             repaired: 0,
             schemas: HashMap::new(),
+            registered: HashMap::new(),
             resync_requested: false,
         }
     }
@@ -123,6 +135,48 @@ impl Session {
     /// (replacing an earlier one). Values already in the replica stay.
     pub fn set_schema(&mut self, ns: impl Into<String>, schema: Schema) {
         self.schemas.insert(ns.into(), schema);
+    }
+
+    /// Validates every value applied to `ns` against the controller's
+    /// registered schema of the version it is served in, from now on:
+    /// `schemas` holds those of the declared versions the contract has
+    /// (replacing what was set before; empty: `ns` has no contract).
+    pub fn set_registered_schemas(&mut self, ns: impl Into<String>, schemas: BTreeMap<i32, Schema>) {
+        self.registered.insert(ns.into(), schemas);
+    }
+
+    /// The declared namespaces whose contract must be read again before
+    /// `reply` is received: it carries a value served in a declared version
+    /// the session has no registered schema for (registered since the last
+    /// read).
+    pub fn stale_contracts(&self, reply: &SyncReply) -> BTreeSet<String> {
+        let served: Vec<(&str, i32)> = match &reply.msg {
+            Some(sync_reply::Msg::Batch(batch)) => batch
+                .revisions
+                .iter()
+                .flat_map(|r| &r.changes)
+                .map(|c| (c.ns.as_str(), c.schema_version))
+                .collect(),
+            Some(sync_reply::Msg::Chunk(chunk)) => chunk
+                .entries
+                .iter()
+                .map(|e| (e.ns.as_str(), e.schema_version))
+                .collect(),
+            _ => Vec::new(),
+        };
+        served
+            .into_iter()
+            .filter(|(ns, version)| {
+                let declared = self
+                    .options
+                    .versions
+                    .get(*ns)
+                    .is_some_and(|d| d.contains(version));
+                let known = self.registered.get(*ns).is_some_and(|r| r.contains_key(version));
+                declared && !known
+            })
+            .map(|(ns, _)| ns.to_owned())
+            .collect()
     }
 
     /// The replica (for reads).
@@ -311,7 +365,7 @@ impl Session {
                     source_hash: hash_of(&c.source_hash),
                 };
                 let verdict = checked(&entry, &c.value_hash)
-                    .and_then(|value| self.conforms(&c.ns, &c.key, &value))
+                    .and_then(|value| self.conforms(&c.ns, &c.key, c.schema_version, &value))
                     .and_then(|()| {
                         let event = event(revision, c, Op::Put, Some(&entry.value));
                         handler.on_change(&event).map_err(|r| r.reason)
@@ -487,42 +541,41 @@ impl Session {
 
     // ------------------------------------------------------------ validation
 
-    /// Ok when `ns` has no local schema or `value` conforms to it; otherwise
-    /// the NACK reason, naming the key and the first violation.
-    fn conforms(&self, ns: &str, key: &str, value: &Value) -> Result<(), String> {
-        let Some(schema) = self.schemas.get(ns) else {
-            return Ok(());
-        };
-        if schema.is_valid(value) {
-            return Ok(());
+    /// Ok when `value`, served in `version` of `ns`, conforms to the local
+    /// schema and to the registered schema of that version (each when there
+    /// is one); otherwise the NACK reason, naming the key, the schema and
+    /// its first violation.
+    fn conforms(&self, ns: &str, key: &str, version: i32, value: &Value) -> Result<(), String> {
+        if let Some(schema) = self.schemas.get(ns) {
+            first_violation(schema, value)
+                .map_err(|v| format!("{ns}/{key} does not conform to the local schema: {v}"))?;
         }
-        let violations = schema.violations(value);
-        let Some(first) = violations.first() else {
-            return Err(format!("{ns}/{key} does not conform to the local schema"));
+        let Some(registered) = self.registered.get(ns).filter(|r| !r.is_empty()) else {
+            return Ok(());
         };
-        let at = if first.path.is_empty() {
-            "(root)"
-        } else {
-            &first.path
+        // Version 0: served as stored, in no registered version; the newest held applies.
+        let version = match version {
+            0 => *registered.keys().next_back().expect("checked non-empty"),
+            v => v,
         };
-        let more = match violations.len() - 1 {
-            0 => String::new(),
-            n => format!(" (and {n} more)"),
+        let Some(schema) = registered.get(&version) else {
+            return Err(format!(
+                "{ns}/{key} is served in schema v{version}, which this worker has no registered schema for"
+            ));
         };
-        Err(format!(
-            "{ns}/{key} does not conform to the local schema: {at} fails {}: {}{more}",
-            first.keyword, first.message
-        ))
+        first_violation(schema, value)
+            .map_err(|v| format!("{ns}/{key} does not conform to schema v{version}: {v}"))
     }
 
     /// [`Session::conforms`] for a snapshot entry, parsed only when its
     /// namespace has a schema (the snapshot's digest already vouches for it).
     fn entry_conforms(&self, ns: &str, key: &str, entry: &Entry) -> Result<(), String> {
-        if !self.schemas.contains_key(ns) {
+        let registered = self.registered.get(ns).is_some_and(|r| !r.is_empty());
+        if !registered && !self.schemas.contains_key(ns) {
             return Ok(());
         }
         let value = parse(&entry.value).map_err(|e| format!("{ns}/{key}: {e}"))?;
-        self.conforms(ns, key, &value)
+        self.conforms(ns, key, entry.schema_version, &value)
     }
 
     // ------------------------------------------------------------ reconciliation
@@ -663,6 +716,28 @@ fn entry_of(e: statesync_proto::Entry) -> (String, String, Entry) {
 /// A 32-byte hash from the wire; None for an empty (or malformed) field.
 fn hash_of(bytes: &[u8]) -> Option<Hash> {
     Hash::try_from(bytes).ok()
+}
+
+/// Ok when `value` conforms to `schema`; otherwise its first violation (and
+/// how many more there are), for a NACK.
+fn first_violation(schema: &Schema, value: &Value) -> Result<(), String> {
+    if schema.is_valid(value) {
+        return Ok(());
+    }
+    let violations = schema.violations(value);
+    let Some(first) = violations.first() else {
+        return Err("the value is refused".to_owned());
+    };
+    let at = if first.path.is_empty() {
+        "(root)"
+    } else {
+        &first.path
+    };
+    let more = match violations.len() - 1 {
+        0 => String::new(),
+        n => format!(" (and {n} more)"),
+    };
+    Err(format!("{at} fails {}: {}{more}", first.keyword, first.message))
 }
 
 /// A full value is accepted only when it hashes to `value_hash` and is

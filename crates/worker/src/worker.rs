@@ -2,10 +2,11 @@
 //! controller (tonic), with heartbeats, stale detection and reconnects with
 //! full-jitter backoff (docs/wire.md, "Liveness" and "Reconnects").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use statesync_core::command::CONTRACTS_NAMESPACE;
 use statesync_core::sync::worker::Backoff;
 use statesync_core::validate::Schema;
 use statesync_proto::statesync_client::StatesyncClient;
@@ -16,7 +17,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Endpoint;
 
-use crate::client::endpoint;
+use crate::client::{Client, endpoint};
+use crate::contract::registered_schemas;
 
 use crate::handler::{AcceptAll, Handler};
 use crate::session::{Options, Session};
@@ -115,13 +117,19 @@ impl WorkerBuilder {
     /// least 1; repeated calls add to the list). The controller serves the
     /// namespace in the newest of them that is registered, translated; a
     /// worker none of whose versions is registered is refused at its hello.
+    /// Every value applied to `ns` is validated against the schema the
+    /// controller registered for the version it is served in (read from the
+    /// namespace's contract at connect, and again when a value arrives in a
+    /// declared version registered since); one that fails is NACKed and its
+    /// key held, as with [`WorkerBuilder::schema`].
     pub fn versions(mut self, ns: impl Into<String>, versions: impl IntoIterator<Item = i32>) -> Self {
         self.versions.entry(ns.into()).or_default().extend(versions);
         self
     }
 
     /// Validate every value applied to `ns` against `schema` (compiled with
-    /// [`Schema::compile`]): one that fails is NACKed with the first
+    /// [`Schema::compile`]), whatever version it is served in, before its
+    /// registered schema: one that fails is NACKed with the first
     /// violation, its key held at the last good value (docs/wire.md, "Held
     /// keys"). Repairs are applied as sent, unvalidated.
     pub fn schema(mut self, ns: impl Into<String>, schema: Schema) -> Self {
@@ -166,6 +174,7 @@ impl WorkerBuilder {
                 "schema version {bad} of namespace {ns:?}: versions start at 1"
             )));
         }
+        let address = self.address.clone();
         let endpoint = endpoint(&self.address)
             .map_err(WorkerError::Config)?
             .connect_timeout(self.stale_after);
@@ -192,6 +201,7 @@ impl WorkerBuilder {
         let run = Run {
             session,
             handler: self.handler,
+            address,
             endpoint,
             heartbeat: self.heartbeat,
             stale_after: self.stale_after,
@@ -283,6 +293,29 @@ impl Worker {
     }
 }
 
+/// Reads the contracts of `namespaces` (declared ones) and hands the session
+/// the registered schemas of their declared versions (docs/contracts.md §3);
+/// a namespace without a contract has none. Err: why, for the stream's end.
+async fn read_contracts(
+    session: &mut Session,
+    client: &Client,
+    namespaces: BTreeSet<String>,
+) -> Result<(), String> {
+    for ns in namespaces {
+        let declared = session.options().versions.get(&ns).cloned().unwrap_or_default();
+        let record = client
+            .get(CONTRACTS_NAMESPACE, &ns)
+            .await
+            .map_err(|e| format!("reading the contract of {ns:?}: {e}"))?;
+        let schemas = match record {
+            Some(record) => registered_schemas(&ns, &record.value, &declared)?,
+            None => BTreeMap::new(),
+        };
+        session.set_registered_schemas(ns, schemas);
+    }
+    Ok(())
+}
+
 /// How one stream ended.
 enum Ended {
     Stopped,
@@ -292,6 +325,7 @@ enum Ended {
 struct Run {
     session: Session,
     handler: Box<dyn Handler>,
+    address: String,
     endpoint: Endpoint,
     heartbeat: Duration,
     stale_after: Duration,
@@ -347,16 +381,19 @@ impl Run {
                 .connect()
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
+            let contracts = Client::on_channel(channel.clone(), &self.address, self.stale_after);
+            let declared: BTreeSet<String> = self.session.options().versions.keys().cloned().collect();
+            read_contracts(&mut self.session, &contracts, declared).await?;
             let mut client = StatesyncClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
             let response = client
                 .sync(UnboundedReceiverStream::new(requests))
                 .await
                 .map_err(|status| format!("sync: {status}"))?;
-            Ok::<_, String>(response.into_inner())
+            Ok::<_, String>((response.into_inner(), contracts))
         };
-        let mut inbound = tokio::select! {
+        let (mut inbound, contracts) = tokio::select! {
             opened = tokio::time::timeout(self.stale_after, opened) => match opened {
-                Ok(Ok(inbound)) => inbound,
+                Ok(Ok(opened)) => opened,
                 Ok(Err(reason)) => return Ok(Ended::Because(reason)),
                 Err(_) => return Ok(Ended::Because("the controller did not answer the hello".into())),
             },
@@ -366,7 +403,7 @@ impl Run {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut last_heard = Instant::now();
         loop {
-            tokio::select! {
+            let reply = tokio::select! {
                 _ = self.stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
                 _ = beat.tick() => {
                     let sent_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
@@ -375,32 +412,38 @@ impl Run {
                         snapshot_queued: false,
                     });
                     let _ = outgoing.send(SyncRequest { msg: Some(heartbeat) });
+                    continue;
                 }
                 () = tokio::time::sleep_until(last_heard + self.stale_after) => {
                     return Ok(Ended::Because(format!("stale: nothing from the controller for {:?}", self.stale_after)));
                 }
-                message = inbound.message() => {
-                    let reply = match message {
-                        Ok(Some(reply)) => reply,
-                        Ok(None) => return Ok(Ended::Because("the controller closed the stream".into())),
-                        Err(status) => return Ok(Ended::Because(format!("the stream failed: {status}"))),
-                    };
-                    last_heard = Instant::now();
-                    let step = self.session.receive(reply, self.handler.as_mut())?;
-                    for message in step.send {
-                        let _ = outgoing.send(message);
-                    }
-                    let applied_rev = self.session.replica().applied_rev();
-                    self.status.send_if_modified(|s| {
-                        let changed = s.applied_rev != applied_rev || !s.connected;
-                        s.applied_rev = applied_rev;
-                        s.connected = true;
-                        changed
-                    });
-                    if let Some(end) = step.end {
-                        return Ok(Ended::Because(end.reason));
-                    }
-                }
+                message = inbound.message() => match message {
+                    Ok(Some(reply)) => reply,
+                    Ok(None) => return Ok(Ended::Because("the controller closed the stream".into())),
+                    Err(status) => return Ok(Ended::Because(format!("the stream failed: {status}"))),
+                },
+            };
+            last_heard = Instant::now();
+            // Awaited outside the select: its branches hold a non-Send guard.
+            let stale = self.session.stale_contracts(&reply);
+            if !stale.is_empty()
+                && let Err(reason) = read_contracts(&mut self.session, &contracts, stale).await
+            {
+                return Ok(Ended::Because(reason));
+            }
+            let step = self.session.receive(reply, self.handler.as_mut())?;
+            for message in step.send {
+                let _ = outgoing.send(message);
+            }
+            let applied_rev = self.session.replica().applied_rev();
+            self.status.send_if_modified(|s| {
+                let changed = s.applied_rev != applied_rev || !s.connected;
+                s.applied_rev = applied_rev;
+                s.connected = true;
+                changed
+            });
+            if let Some(end) = step.end {
+                return Ok(Ended::Because(end.reason));
             }
         }
     }

@@ -249,6 +249,19 @@ impl Client {
         })
     }
 
+    /// A client on an open `channel` to the controller at `address` (the
+    /// worker reads contracts on its Sync connection).
+    pub(crate) fn on_channel(channel: Channel, address: &str, timeout: Duration) -> Client {
+        let grpc = StatesyncClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Client {
+            grpc,
+            address: address.to_owned(),
+            timeout,
+        }
+    }
+
     /// The same connection with another per-call timeout (a call that
     /// times out fails with [`Error::Unavailable`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Client {

@@ -42,7 +42,14 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from bench._controller import ChildProcess, MachineLoad, cpu_seconds, rss_mb, statesync_exe
+from bench._controller import (
+    ChildProcess,
+    MachineLoad,
+    cpu_seconds,
+    rss_mb,
+    serve_argv,
+    statesync_exe,
+)
 from statesync import Command, Delete, Put
 from statesync.client import Client
 from statesync.server.app import DB_FILE
@@ -213,19 +220,7 @@ class Serve(ChildProcess):
         self._stderr = open(log, "wb")  # noqa: SIM115 - closed in stop()
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [
-                statesync_exe(),
-                "serve",
-                "--data",
-                str(data),
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "none",
-                "--ready-file",
-                str(ready),
-                *extra,
-            ],
+            serve_argv(data, "127.0.0.1:0", ready, *extra),
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import orjson
 
-from bench._controller import statesync_exe
+from bench._controller import serve_argv
 from bench.suite.systems.base import Conn, Listing, OnEvent, System, Watch
 from statesync import Command, Put
 from statesync.v1 import statesync_pb2 as pb
@@ -65,18 +65,7 @@ class Statesync(System):
         self.data.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    statesync_exe(),
-                    "serve",
-                    "--data",
-                    str(self.data),
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--http",
-                    "none",
-                    "--ready-file",
-                    str(ready),
-                ],
+                serve_argv(self.data, f"127.0.0.1:{self.port}", ready),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )

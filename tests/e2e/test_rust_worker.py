@@ -282,7 +282,12 @@ def test_rust_worker_is_served_its_version_and_holds_what_its_schema_refuses(
         view = worker_view(client.status(), "rust-v1")
         return view if view is not None and view.state == "NACKED" else None
 
-    view = wait_until(nacked, 30, "the controller to show rust-v1 NACKED")
+    wait_until(nacked, 30, "the controller to show rust-v1 NACKED")
+    # The NACK names the key; the ACK after it says what the worker kept, and
+    # the digests agree only once the controller has heard that ACK.
+    status = wait_converged(client, ["rust-v1"], timeout=60)  # right apart from its NACK
+    view = worker_view(status, "rust-v1")
+    assert view.state == "NACKED" and view.nacks == 1, view
     [held] = view.held
     assert (held.ns, held.key, held.rev) == ("orders", "o-2", refused.rev)
     assert held.reason.startswith(
@@ -290,8 +295,6 @@ def test_rust_worker_is_served_its_version_and_holds_what_its_schema_refuses(
     )
     kept = hashlib.sha256(b'{"item":"pear","qty":2}').digest()  # the v1 value it was served
     assert held.held_hash == kept, "the last good value was not kept"
-    status = wait_converged(client, ["rust-v1"], timeout=60)  # right apart from its NACK
-    assert worker_view(status, "rust-v1").nacks == 1
 
     shown = subprocess.run(
         [*CLI, "--server", controller.address, "status", "--json"],
@@ -350,16 +353,16 @@ def test_rust_worker_holds_a_value_the_registered_schema_of_its_served_version_r
         view = worker_view(client.status(), "rust-reg")
         return view if view is not None and view.state == "NACKED" else None
 
-    view = wait_until(nacked, 60, "the controller to show rust-reg NACKED")
-    [held] = view.held
+    wait_until(nacked, 60, "the controller to show rust-reg NACKED")
+    # What the worker kept arrives in the ACK after the NACK: converged means heard.
+    status = wait_converged(client, ["rust-reg"], timeout=60)  # right apart from its NACK
+    view = worker_view(status, "rust-reg")
+    assert [(s.ns, list(s.versions)) for s in view.served] == [("orders", [2])], view
+    [held] = view.held  # o-2 conforms to v2
     assert (held.ns, held.key) == ("orders", "o-1")
     assert held.reason.startswith("orders/o-1 does not conform to schema v2: /qty fails maximum")
     kept = hashlib.sha256(b'{"item":"apple","qty":50}').digest()  # the v1 value it was served
     assert held.held_hash == kept, "the last good value was not kept"
-    status = wait_converged(client, ["rust-reg"], timeout=60)  # right apart from its NACK
-    view = worker_view(status, "rust-reg")
-    assert [(s.ns, list(s.versions)) for s in view.served] == [("orders", [2])], view
-    assert [h.key for h in view.held] == ["o-1"], "o-2 conforms to v2"
 
     # The hold survives a restart (read at connect, the contract has v2 now).
     worker.kill()

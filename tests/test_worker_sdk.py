@@ -75,6 +75,8 @@ def test_wait_applied_names_the_workers_that_did_and_did_not_apply(
     server: RunningController, client: Client, tmp_path: Path
 ) -> None:
     with Worker(server.address, worker_id="fast", namespaces=["a"], state_dir=tmp_path / "f"):
+        # A namespace names the workers the controller knows: wait until it knows this one.
+        wait_status(client, lambda w: w.worker_id == "fast" and w.connected)
         rev = client.put("a", "k", 1).rev
         result = client.wait_applied(rev, namespaces=["a"], timeout=10)
         assert result.complete and result.applied == ["fast"]

@@ -980,7 +980,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--native-sync",
         action="store_true",
         help="serve worker streams (Sync, WaitApplied, Reconcile) in the native data "
-        "plane, drift repair included; not yet there: workers declaring schema versions",
+        "plane, drift repair and declared schema versions included",
     )
     p.add_argument(
         "--ready-file",

@@ -62,8 +62,8 @@ class ServerSettings:
     """On shutdown, how long in-flight calls may take to finish."""
     native_sync: bool = False
     """Serve Sync, WaitApplied and Reconcile in the native data plane (no Python
-    per change or per message), digest descent and repairs included. Not yet
-    there: schema-version translation (a hello declaring versions is refused)."""
+    per change or per message), digest descent, repairs and declared schema
+    versions included."""
 
 
 def split_address(address: str) -> tuple[str, int]:

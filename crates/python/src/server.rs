@@ -63,6 +63,11 @@ impl ErrorReporter for PyReporter {
                 NativeError::Store(e) => store_error(py, e),
                 NativeError::InvalidInput(reason) => raise(py, "InvalidInputError", (reason,)),
                 NativeError::Protocol(e) => raise(py, "ProtocolError", (e.message().to_owned(),)),
+                NativeError::NoTranslationPath(e) => raise(
+                    py,
+                    "NoTranslationPathError",
+                    (e.namespace, e.from_version, e.supported, e.reason),
+                ),
             };
             // Not a statesync error (a bug in a gate): reported as gRPC reports
             // an unexpected exception in a handler, with the error's own text.

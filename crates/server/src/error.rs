@@ -13,6 +13,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
 use crate::proto;
+pub use crate::sync::NoTranslationPath;
 
 pub use crate::proto::ERROR_METADATA_KEY;
 
@@ -31,6 +32,10 @@ pub enum NativeError {
     /// A worker broke the sync protocol (`ProtocolError`).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
+    /// A worker declared no registered schema version of a namespace
+    /// (`NoTranslationPathError`).
+    #[error(transparent)]
+    NoTranslationPath(#[from] NoTranslationPath),
 }
 
 /// A failure as the client sees it: a gRPC status code and the

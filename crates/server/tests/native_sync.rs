@@ -1,20 +1,25 @@
 //! Sync and WaitApplied served natively, on port 0 with a temporary store,
 //! driven by raw tonic streams as a worker would: bootstrap, tail, ACKs and
 //! digest agreement, progress, catch-up, queued snapshots, protocol errors,
-//! and drift localized by digest descent and repaired.
+//! drift localized by digest descent and repaired, and schema versions.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use statesync_core::command::{self as core_command, CONTRACTS_NAMESPACE};
 use statesync_core::descent::{self, Trie};
 use statesync_core::digest::{self, Hash, Node};
+use statesync_core::engine::{KeyRecord, PlannedChange, ReadKey};
+use statesync_core::error::CommandError;
+use statesync_core::log::ChangeOp;
+use statesync_core::sequencer::Gate;
 use statesync_core::sync::controller::SyncSettings;
 use statesync_server::proto::statesync_client::StatesyncClient;
 use statesync_server::proto::{
-    self, Ack, CommandRequest, DigestAnswer, Hello, NamespaceDigest, Op, PutOp, SyncReply, SyncRequest,
-    WaitAppliedRequest, op, sync_reply, sync_request,
+    self, Ack, CommandRequest, ContractOp, DigestAnswer, Entry, Hello, NamespaceDigest, Op, PutOp, Resync,
+    SchemaVersions, SyncReply, SyncRequest, WaitAppliedRequest, op, sync_reply, sync_request,
 };
 use statesync_server::{Code, Config, ErrorReporter, HubSettings, NativeError, Reported, RunningServer};
 use statesync_store::{SqliteStore, StoreSettings};
@@ -31,6 +36,7 @@ impl ErrorReporter for Plain {
         let (code, class) = match &error {
             NativeError::Protocol(_) => (Code::FailedPrecondition, "ProtocolError"),
             NativeError::InvalidInput(_) => (Code::InvalidArgument, "InvalidInputError"),
+            NativeError::NoTranslationPath(_) => (Code::FailedPrecondition, "NoTranslationPathError"),
             _ => (Code::Internal, "StatesyncError"),
         };
         Reported {
@@ -562,4 +568,231 @@ async fn drift_is_localized_by_descent_repaired_and_verified() {
     assert_eq!(record.reason, format!("digest differs at revision {rev}"));
     assert!(record.round_trips >= 3 && record.bytes > 0);
     assert_eq!(status.resyncs, 0, "repaired, not resynced");
+}
+
+/// Stores each contract request as the governed namespace's contract record,
+/// as the control plane's gate does once it checked the request.
+struct RecordContracts;
+
+impl Gate for RecordContracts {
+    fn rebase(&mut self, _read: &mut ReadKey<'_>, record: &KeyRecord) -> Result<Vec<u8>, CommandError> {
+        Ok(record.value.clone())
+    }
+
+    fn admit(
+        &mut self,
+        command: &core_command::Command,
+        mut planned: Vec<PlannedChange>,
+        _read: &mut ReadKey<'_>,
+        rev: i64,
+        _now_ms: i64,
+    ) -> Result<Vec<PlannedChange>, CommandError> {
+        for op in &command.ops {
+            if let core_command::Op::Contract { governed, request } = op {
+                planned.push(PlannedChange {
+                    ns: CONTRACTS_NAMESPACE.to_owned(),
+                    key: governed.clone(),
+                    op: ChangeOp::Put,
+                    before: None,
+                    record: Some(KeyRecord {
+                        ns: CONTRACTS_NAMESPACE.to_owned(),
+                        key: governed.clone(),
+                        value: request.clone(),
+                        create_rev: rev,
+                        mod_rev: rev,
+                        version: 1,
+                    }),
+                });
+            }
+        }
+        Ok(planned)
+    }
+}
+
+/// routes' contract record with versions 1..=n, version k registered at
+/// `since[k - 1]`: v2 renames /a to /b, the others are identities.
+fn routes_contract(since: &[i64]) -> Op {
+    let rename = r#"{"format":"statesync.translation/1","from":1,"to":2,"up":[{"op":"rename","from":"/a","to":"/b"}]}"#;
+    let versions: Vec<String> = since
+        .iter()
+        .enumerate()
+        .map(|(i, rev)| {
+            let translation = if i == 1 { rename } else { "null" };
+            format!(
+                r#"{{"version":{},"schema":true,"since_rev":{rev},"translation":{translation}}}"#,
+                i + 1
+            )
+        })
+        .collect();
+    let record = format!(r#"{{"namespace":"routes","versions":[{}]}}"#, versions.join(","));
+    Op {
+        op: Some(op::Op::Contract(ContractOp {
+            ns: "routes".into(),
+            request: record.into_bytes(),
+        })),
+    }
+}
+
+fn declaring(worker_id: &str, from_rev: i64, versions: &[i32], replica_version: i32) -> Hello {
+    Hello {
+        versions: vec![SchemaVersions {
+            ns: "routes".into(),
+            versions: versions.to_vec(),
+            replica_version,
+        }],
+        ..hello(worker_id, from_rev)
+    }
+}
+
+impl Worker {
+    /// A resync and its snapshot's entries.
+    async fn snapshot(&mut self) -> (Resync, Vec<Entry>) {
+        let sync_reply::Msg::Resync(resync) = self.next_news().await else {
+            panic!("a resync")
+        };
+        let mut entries = Vec::new();
+        loop {
+            let sync_reply::Msg::Chunk(chunk) = self.next_news().await else {
+                panic!("chunks")
+            };
+            entries.extend(chunk.entries);
+            if chunk.last {
+                return (resync, entries);
+            }
+        }
+    }
+}
+
+/// (key, value, schema version, source hash) of each entry.
+fn served(entries: &[Entry]) -> Vec<(&str, &str, i32, Vec<u8>)> {
+    entries
+        .iter()
+        .map(|e| {
+            let value = std::str::from_utf8(&e.value).unwrap();
+            (e.key.as_str(), value, e.schema_version, e.source_hash.clone())
+        })
+        .collect()
+}
+
+fn hash(value: &str) -> Vec<u8> {
+    digest::sha256(value.as_bytes()).to_vec()
+}
+
+#[tokio::test]
+async fn each_worker_is_served_the_version_it_declares_and_re_sent_the_state_when_it_moves() {
+    let mut running = start_with(settings(), |store| store.set_gate(Box::new(RecordContracts))).await;
+    let client = &mut running.client;
+    let r1 = commit(client, vec![routes_contract(&[0])]).await;
+    let r2 = commit(client, vec![put("k1", r#"{"a":1}"#)]).await;
+    commit(client, vec![routes_contract(&[r1, r2 + 1])]).await;
+    let r4 = commit(client, vec![put("k2", r#"{"b":2}"#)]).await;
+
+    let mut old = Worker::connect(client, declaring("old", 0, &[1], -1)).await;
+    let (_, entries) = old.snapshot().await;
+    assert_eq!(
+        served(&entries),
+        [
+            ("k1", r#"{"a":1}"#, 1, vec![]),
+            ("k2", r#"{"a":2}"#, 1, hash(r#"{"b":2}"#))
+        ]
+    );
+    old.ack(r4, routes_digest(&running.store, r4)).await;
+    let mut new = Worker::connect(client, declaring("new", 0, &[1, 2, 3], -1)).await;
+    let (_, entries) = new.snapshot().await;
+    assert_eq!(
+        served(&entries),
+        [
+            ("k1", r#"{"b":1}"#, 2, hash(r#"{"a":1}"#)),
+            ("k2", r#"{"b":2}"#, 2, vec![])
+        ]
+    );
+    new.ack(r4, routes_digest(&running.store, r4)).await;
+
+    let r5 = commit(client, vec![put("k3", r#"{"b":3}"#)]).await;
+    let sync_reply::Msg::Batch(batch) = old.next_news().await else {
+        panic!("a batch")
+    };
+    let change = &batch.revisions[0].changes[0];
+    assert_eq!(change.value, br#"{"a":3}"#);
+    assert_eq!(change.value_hash, hash(r#"{"a":3}"#));
+    assert_eq!(
+        (change.schema_version, &change.source_hash),
+        (1, &hash(r#"{"b":3}"#))
+    );
+    let sync_reply::Msg::Batch(batch) = new.next_news().await else {
+        panic!("a batch")
+    };
+    let change = &batch.revisions[0].changes[0];
+    assert_eq!(
+        (change.value.as_slice(), change.schema_version),
+        (&br#"{"b":3}"#[..], 2)
+    );
+    // The worker's digest counts the stored values: agreement needs nothing else.
+    old.ack(r5, routes_digest(&running.store, r5)).await;
+    new.ack(r5, routes_digest(&running.store, r5)).await;
+
+    let mut future = Worker::connect(client, declaring("future", 0, &[3], -1)).await;
+    let refused = future.failure().await;
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(
+        refused.message(),
+        "no translation path in namespace 'routes' from schema v2 to any of [3]: the registered versions are 1..2"
+    );
+    // A replica kept in v1 while the worker is now served v2 is re-sent.
+    let mut upgraded = Worker::connect(client, declaring("upgraded", r5, &[1, 2], 1)).await;
+    let (resync, entries) = upgraded.snapshot().await;
+    assert_eq!(
+        (resync.reason.as_str(), resync.reconcile),
+        (
+            "schema version changed: routes (replica in v1, now served in v2)",
+            false
+        )
+    );
+    assert_eq!(entries.len(), 3);
+
+    // v3 is registered: the worker that declared it is re-sent the state in it.
+    let r6 = commit(client, vec![routes_contract(&[r1, r2 + 1, r5 + 1])]).await;
+    let (resync, entries) = new.snapshot().await;
+    assert_eq!(resync.reason, "now served in routes v3: re-sending the state");
+    assert_eq!(
+        served(&entries),
+        [
+            ("k1", r#"{"b":1}"#, 3, hash(r#"{"a":1}"#)),
+            ("k2", r#"{"b":2}"#, 3, hash(r#"{"b":2}"#)),
+            ("k3", r#"{"b":3}"#, 3, hash(r#"{"b":3}"#))
+        ]
+    );
+    new.ack(r6, routes_digest(&running.store, r6)).await;
+    let r7 = commit(client, vec![put("k4", r#"{"b":4}"#)]).await;
+    let sync_reply::Msg::Batch(batch) = old.next_news().await else {
+        panic!("the old worker keeps tailing in v1")
+    };
+    assert_eq!(
+        (batch.rev, batch.revisions[0].changes[0].value.as_slice()),
+        (r7, &br#"{"a":4}"#[..])
+    );
+    let sync_reply::Msg::Batch(batch) = new.next_news().await else {
+        panic!("a batch in v3")
+    };
+    assert_eq!(batch.revisions[0].changes[0].schema_version, 3);
+
+    let hub = running.server.hub().unwrap();
+    let mut shown: Vec<(String, Vec<i32>, String)> = hub
+        .worker_statuses()
+        .into_iter()
+        .filter(|s| s.connected)
+        .map(|s| {
+            let versions = s.served.iter().flat_map(|v| v.versions.clone()).collect();
+            (s.worker_id, versions, s.digest)
+        })
+        .collect();
+    shown.sort();
+    assert_eq!(
+        shown,
+        [
+            ("new".to_owned(), vec![3], "agree".to_owned()),
+            ("old".to_owned(), vec![1], "agree".to_owned()),
+            ("upgraded".to_owned(), vec![2], "unknown".to_owned()),
+        ]
+    );
 }

@@ -38,6 +38,7 @@ impl ErrorReporter for Plain {
             NativeError::Store(_) => (Code::Unavailable, "StoreError"),
             NativeError::InvalidInput(_) => (Code::InvalidArgument, "InvalidInputError"),
             NativeError::Protocol(_) => (Code::FailedPrecondition, "ProtocolError"),
+            NativeError::NoTranslationPath(_) => (Code::FailedPrecondition, "NoTranslationPathError"),
         };
         Reported {
             code,

@@ -9,19 +9,22 @@
 //! then tails the feed. A worker whose ACKed digest of a namespace differs
 //! from ours gets a digest descent and a repair over its stream ([`repair`]),
 //! and one that fell behind or whose revision is compacted keeps its replica
-//! and is reconciled (`SyncSettings::reconcile`). Not native yet:
-//! schema-version translation (a hello declaring versions is refused).
+//! and is reconciled (`SyncSettings::reconcile`). A worker that declared
+//! schema versions is served each namespace in the newest one registered
+//! ([`versions`]), and is re-sent the state when a contract change moves it.
 
 mod repair;
 mod stream;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use statesync_core::command::CONTRACTS_NAMESPACE;
 use statesync_core::sync::controller::{ControllerStream, StreamState, SyncSettings};
-use statesync_store::SqliteStore;
+use statesync_store::{SqliteStore, StoreError};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +36,7 @@ use crate::proto::{
 };
 
 pub(crate) use stream::serve;
+pub use versions::NoTranslationPath;
 
 /// How the hub serves streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +101,10 @@ pub(crate) struct RecordState {
     pub(crate) connected: bool,
     pub(crate) digest: Agreement,
     pub(crate) repairs: repair::Repairs,
+    /// The schema versions the worker declared, per namespace.
+    pub(crate) declared: versions::Declared,
+    /// The version each declared namespace is served in.
+    pub(crate) targets: versions::Targets,
 }
 
 impl WorkerRecord {
@@ -122,6 +130,7 @@ pub struct SyncHub {
     snapshot_slots: Arc<Semaphore>,
     catch_up_slots: Arc<Semaphore>,
     deltas: Arc<Deltas>,
+    versions: Arc<versions::Versions>,
     /// Bumped at every ACK: `WaitApplied` looks again.
     acks: watch::Sender<u64>,
     /// The last digest query id given out: ids are unique across streams, so
@@ -144,6 +153,11 @@ impl SyncHub {
         reporter: Arc<dyn ErrorReporter>,
         settings: HubSettings,
     ) -> Arc<Self> {
+        let versions = Arc::new(versions::Versions::default());
+        let forget = versions.clone();
+        // On the committer thread, before the batch's head is published: a
+        // stream woken by it sees the new generation.
+        feed.on_contracts(Arc::new(move |namespaces| forget.changed(namespaces)));
         Arc::new(Self {
             store,
             feed,
@@ -153,6 +167,7 @@ impl SyncHub {
             snapshot_slots: Arc::new(Semaphore::new(settings.snapshot_slots.max(1))),
             catch_up_slots: Arc::new(Semaphore::new(settings.catch_up_slots.max(1))),
             deltas: Arc::new(Deltas::default()),
+            versions,
             acks: watch::Sender::new(0),
             query_ids: AtomicU64::new(0),
             closing: CancellationToken::new(),
@@ -170,6 +185,29 @@ impl SyncHub {
 
     fn workers(&self) -> MutexGuard<'_, BTreeMap<String, Arc<WorkerRecord>>> {
         self.workers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reads a namespace's contract record (blocks on SQLite: call it off the
+    /// async threads).
+    fn contract_reader(&self) -> impl Fn(&str) -> Result<Option<Vec<u8>>, StoreError> + Send + 'static {
+        let store = self.store.clone();
+        move |ns| {
+            Ok(store
+                .get(CONTRACTS_NAMESPACE, ns, None)?
+                .map(|record| record.value))
+        }
+    }
+
+    /// The version each namespace of `declared` is served in.
+    async fn targets(&self, declared: &versions::Declared) -> Result<versions::Targets, NativeError> {
+        if declared.is_empty() {
+            return Ok(versions::Targets::new());
+        }
+        let (versions, load, declared) = (self.versions.clone(), self.contract_reader(), declared.clone());
+        let targets = tokio::task::spawn_blocking(move || versions.targets(&declared, &load))
+            .await
+            .unwrap_or(Err(StoreError::Closed))?;
+        Ok(targets?)
     }
 
     /// Ends every stream (the server is shutting down).
@@ -284,7 +322,15 @@ impl SyncHub {
             divergences: state.repairs.divergences as i64,
             keys_repaired: state.repairs.keys_repaired as i64,
             repairs: state.repairs.history().cloned().collect(),
-            ..WorkerStatus::default()
+            served: state
+                .declared
+                .keys()
+                .map(|ns| proto::SchemaVersions {
+                    ns: ns.clone(),
+                    versions: vec![state.targets.get(ns).copied().unwrap_or(0)],
+                    ..proto::SchemaVersions::default()
+                })
+                .collect(),
         }
     }
 

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tonic::{Status, Streaming};
 
 use super::repair;
+use super::versions::{Declared, Targets};
 use super::{Agreement, RecordState, SyncHub, WorkerRecord, unix_now};
 use crate::error::NativeError;
 use crate::feed::{Slice, catch_up};
@@ -105,9 +106,9 @@ async fn run(
         }
         _ => return Ok(()),
     };
-    let record = open(hub, peer, hello)?;
+    let (record, generation) = open(hub, peer, hello).await?;
     let receiver = tokio::spawn(receive(hub.clone(), record.clone(), inbound));
-    let result = Sender::new(hub, &record, receiver, out).run().await;
+    let result = Sender::new(hub, &record, receiver, out, generation).run().await;
     let (worker, rev) = {
         let mut state = record.lock();
         state.connected = false;
@@ -122,13 +123,35 @@ async fn run(
     result
 }
 
-/// The worker's hello: its record, registered unless it is a watcher.
-fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<WorkerRecord>, Stop> {
-    if !hello.versions.is_empty() {
-        return Err(Stop::Failed(NativeError::InvalidInput(
-            "schema versions (Hello.versions) are not served by the native sync hub yet".to_owned(),
-        )));
-    }
+/// The worker's hello: its record, registered unless it is a watcher, and
+/// the contracts' generation its targets were computed at.
+async fn open(
+    hub: &Arc<SyncHub>,
+    peer: String,
+    hello: proto::Hello,
+) -> Result<(Arc<WorkerRecord>, u64), Stop> {
+    let declared: Declared = hello
+        .versions
+        .iter()
+        .map(|v| (v.ns.clone(), v.versions.clone()))
+        .collect();
+    let generation = hub.versions.generation();
+    let targets = hub.targets(&declared).await?;
+    // A replica in another version than the one it is now served in is re-sent.
+    let stale_versions = hello
+        .versions
+        .iter()
+        .filter_map(|v| {
+            let target = *targets.get(&v.ns)?;
+            let stale = v.replica_version != -1 && v.replica_version != target;
+            stale.then(|| {
+                format!(
+                    "{} (replica in v{}, now served in v{target})",
+                    v.ns, v.replica_version
+                )
+            })
+        })
+        .collect();
     let mut stream = ControllerStream::new(hub.settings.sync, hub.now());
     let bounds = LogBounds {
         head_rev: hub.feed.head_rev(),
@@ -142,7 +165,7 @@ fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<Wor
         observer: hello.observer,
         deltas: hello.deltas,
         held,
-        stale_versions: Vec::new(),
+        stale_versions,
     };
     stream.hello(greeting, bounds, hub.now())?;
     if let Some(resync) = stream.resync() {
@@ -156,13 +179,15 @@ fn open(hub: &Arc<SyncHub>, peer: String, hello: proto::Hello) -> Result<Arc<Wor
             connected: true,
             digest: Agreement::Unknown,
             repairs: repair::Repairs::default(),
+            declared,
+            targets,
         }),
         wake: Notify::new(),
     });
     if !observer {
         hub.register(&record);
     }
-    Ok(record)
+    Ok((record, generation))
 }
 
 /// A worker's id as logs show it (a watcher has none).
@@ -290,6 +315,12 @@ struct Sender<'a> {
     namespaces: BTreeSet<String>,
     observer: bool,
     deltas: bool,
+    /// The schema versions the worker declared, per namespace.
+    declared: Declared,
+    /// The version each declared namespace is served in.
+    targets: Targets,
+    /// The contracts' generation `targets` were computed at.
+    contracts_seen: u64,
     /// Served from the feed at least once since the last resync: falling out
     /// of it now means falling behind, not reconnecting late.
     fed: bool,
@@ -301,23 +332,20 @@ impl<'a> Sender<'a> {
         record: &'a Arc<WorkerRecord>,
         receiver: JoinHandle<Result<(), Stop>>,
         out: &'a Replies,
+        contracts_seen: u64,
     ) -> Self {
-        let (namespaces, observer, deltas) = {
-            let state = record.lock();
-            (
-                state.stream.namespaces().clone(),
-                state.stream.observer(),
-                state.stream.deltas(),
-            )
-        };
+        let state = record.lock();
         Self {
             hub,
             record,
             receiver: Some(receiver),
             out,
-            namespaces,
-            observer,
-            deltas,
+            namespaces: state.stream.namespaces().clone(),
+            observer: state.stream.observer(),
+            deltas: state.stream.deltas(),
+            declared: state.declared.clone(),
+            targets: state.targets.clone(),
+            contracts_seen,
             fed: false,
         }
     }
@@ -334,6 +362,12 @@ impl<'a> Sender<'a> {
         let mut heads = self.hub.feed.subscribe();
         loop {
             if self.hub.closing.is_cancelled() || !self.record.lock().connected {
+                return Ok(());
+            }
+            if !self.declared.is_empty()
+                && self.hub.versions.generation() != self.contracts_seen
+                && !self.retarget().await?
+            {
                 return Ok(());
             }
             if self.receiver.as_ref().is_some_and(JoinHandle::is_finished) {
@@ -400,6 +434,36 @@ impl<'a> Sender<'a> {
                 _ => return Ok(()),
             }
         }
+    }
+
+    /// A contract changed: the targets again, and when they moved, the state
+    /// re-sent in them. False when none of the versions the worker declared
+    /// for a namespace is registered any more: its stream ends.
+    async fn retarget(&mut self) -> Result<bool, Stop> {
+        let generation = self.hub.versions.generation();
+        let worker = shown_id(&self.record.lock().stream).to_owned();
+        let targets = match self.hub.targets(&self.declared).await {
+            Ok(targets) => targets,
+            Err(NativeError::NoTranslationPath(refusal)) => {
+                log::error!("worker {worker}: {refusal}; closing its stream");
+                return Ok(false);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        self.contracts_seen = generation;
+        if targets == self.targets {
+            return Ok(true);
+        }
+        let changed: Vec<String> = targets.iter().map(|(ns, v)| format!("{ns} v{v}")).collect();
+        let reason = format!("now served in {}: re-sending the state", changed.join(", "));
+        {
+            let mut state = self.record.lock();
+            state.targets = targets.clone();
+            state.stream.contract_changed(&reason)?;
+        }
+        log::info!("worker {worker} {reason}");
+        self.targets = targets;
+        Ok(true)
     }
 
     /// The descent's next step: its next query, or once it is done, the repair
@@ -500,10 +564,19 @@ impl<'a> Sender<'a> {
                 .unwrap_or_default();
             (id, state.stream.sent_rev(), reason)
         };
-        let store = self.hub.store.clone();
-        let (namespace, repair_keys) = (ns.clone(), keys.clone());
+        let (store, versions, load) = (
+            self.hub.store.clone(),
+            self.hub.versions.clone(),
+            self.hub.contract_reader(),
+        );
+        let (namespace, repair_keys, targets) = (ns.clone(), keys.clone(), self.targets.clone());
         let message = tokio::task::spawn_blocking(move || {
-            repair::repair_message(&store, id, &namespace, &repair_keys, rev, &reason)
+            let mut message = repair::repair_message(&store, id, &namespace, &repair_keys, rev, &reason)?;
+            message.entries = std::mem::take(&mut message.entries)
+                .into_iter()
+                .map(|entry| versions.entry(entry, &targets, &load))
+                .collect::<Result<_, _>>()?;
+            Ok(message)
         })
         .await
         .unwrap_or(Err(StoreError::Closed))
@@ -573,7 +646,7 @@ impl<'a> Sender<'a> {
         }
         if let Some(slice) = slice {
             if !slice.revisions.is_empty() {
-                let revisions = self.with_deltas(slice.revisions).await;
+                let revisions = self.served(slice.revisions).await?;
                 self.record
                     .lock()
                     .stream
@@ -625,26 +698,42 @@ impl<'a> Sender<'a> {
             .unwrap_or(Err(StoreError::Closed))
     }
 
-    async fn with_deltas(&self, revisions: Vec<Arc<proto::Revision>>) -> Vec<Arc<proto::Revision>> {
-        if !self.deltas {
-            return revisions;
+    /// The revisions as this worker is served them: in its schema versions,
+    /// as deltas where it asked for them.
+    async fn served(&self, revisions: Vec<Arc<proto::Revision>>) -> Result<Vec<Arc<proto::Revision>>, Stop> {
+        if !self.deltas && self.targets.is_empty() {
+            return Ok(revisions);
         }
-        // Never a delta for a held key: the worker's base is its own value.
-        let held: BTreeSet<(String, String)> = self.record.lock().stream.held().keys().cloned().collect();
-        let (store, deltas) = (self.hub.store.clone(), self.hub.deltas.clone());
-        let fallback = revisions.clone();
-        tokio::task::spawn_blocking(move || {
+        // Never a delta for a held key or a translated namespace: the
+        // worker's base is not the stored value.
+        let held: BTreeSet<(String, String)> = if self.deltas {
+            self.record.lock().stream.held().keys().cloned().collect()
+        } else {
+            BTreeSet::new()
+        };
+        let (store, deltas, versions, load) = (
+            self.hub.store.clone(),
+            self.hub.deltas.clone(),
+            self.hub.versions.clone(),
+            self.hub.contract_reader(),
+        );
+        let (targets, with_deltas) = (self.targets.clone(), self.deltas);
+        let served = tokio::task::spawn_blocking(move || {
             revisions
                 .iter()
                 .map(|r| {
-                    deltas.apply(&store, r, |ns, key| {
-                        held.contains(&(ns.to_owned(), key.to_owned()))
-                    })
+                    let r = versions.revision(r, &targets, &load)?;
+                    if !with_deltas {
+                        return Ok(r);
+                    }
+                    Ok(deltas.apply(&store, &r, |ns, key| {
+                        targets.contains_key(ns) || held.contains(&(ns.to_owned(), key.to_owned()))
+                    }))
                 })
-                .collect()
-        })
-        .await
-        .unwrap_or(fallback)
+                .collect::<Result<Vec<_>, StoreError>>()
+        });
+        let served = served.await.unwrap_or(Err(StoreError::Closed));
+        Ok(served.map_err(NativeError::Store)?)
     }
 
     /// Waits for a snapshot slot (telling the worker it is queued every
@@ -717,17 +806,26 @@ impl<'a> Sender<'a> {
         };
         send(self.out, sync_reply::Msg::Resync(resync)).await?;
         loop {
+            let (versions, load, targets) = (
+                self.hub.versions.clone(),
+                self.hub.contract_reader(),
+                self.targets.clone(),
+            );
             let read = tokio::task::spawn_blocking(move || {
-                let chunk = snapshot.next_chunk();
-                (snapshot, chunk)
+                let entries = snapshot.next_chunk().and_then(|chunk| {
+                    chunk
+                        .into_iter()
+                        .map(|record| versions.entry(entry(record), &targets, &load))
+                        .collect::<Result<Vec<_>, _>>()
+                });
+                (snapshot, entries)
             });
-            let (back, chunk) = read.await.map_err(|_| NativeError::Store(StoreError::Closed))?;
+            let (back, entries) = read.await.map_err(|_| NativeError::Store(StoreError::Closed))?;
             snapshot = back;
-            let chunk = chunk.map_err(NativeError::Store)?;
-            if chunk.is_empty() {
+            let entries = entries.map_err(NativeError::Store)?;
+            if entries.is_empty() {
                 break;
             }
-            let entries = chunk.into_iter().map(entry).collect();
             send(
                 self.out,
                 sync_reply::Msg::Chunk(SnapshotChunk {

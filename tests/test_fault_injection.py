@@ -52,8 +52,10 @@ def test_a_faulty_worker_is_found_by_its_digest_and_repaired(
         # Both streams are open before the write, so it arrives as a change (which
         # the chaos acts on), not inside a bootstrap snapshot.
         assert until(
-            lambda: {w.worker_id for w in client.status().workers if w.connected}
-            == {"healthy", "faulty"},
+            lambda: (
+                {w.worker_id for w in client.status().workers if w.connected}
+                == {"healthy", "faulty"}
+            ),
             10,
         )
         rev = client.put("app", "k", {"v": 1}).rev
@@ -92,9 +94,12 @@ def test_a_hostile_nack_reason_is_bounded_and_status_keeps_working(
             yield message
 
     huge = "x" * 1_000_000
-    with Client(server.address) as client, grpc.insecure_channel(
-        server.address, options=[("grpc.max_send_message_length", 8 << 20)]
-    ) as channel:
+    with (
+        Client(server.address) as client,
+        grpc.insecure_channel(
+            server.address, options=[("grpc.max_send_message_length", 8 << 20)]
+        ) as channel,
+    ):
         replies = pb_grpc.StatesyncStub(channel).Sync(requests())
         next(replies)  # the controller answered the hello
         outbox.put(pb.SyncRequest(nack=pb.Nack(rev=1, ns="app", key="k", reason=huge)))

@@ -8,8 +8,8 @@ controller is unreachable; a side writer keeps a versioned namespace
 (`orders`) busy. During the writes:
 
 - a schema version change: `orders` v2 is registered with its translation;
-  the Python and Go workers declare versions 1 and 2 and are served v2 (the
-  Rust SDK has no way to declare versions yet: it is served values as stored);
+  every worker declares versions 1 and 2 and is served v2, translated from the
+  values stored in v1;
 - each worker is SIGKILLed, its replica made to drift while it is stopped
   (values changed, keys deleted, keys added: the Python and Rust replicas
   through `statesync.worker.replica.Replica`, one SQLite format; the Go bbolt
@@ -74,7 +74,6 @@ SUBSETS = {
     "rust": ("a", "c", ORDERS),
 }
 WORKER_IDS = {"python": "chaos-py", "go": "chaos-go", "rust": "chaos-rs"}
-VERSIONED = {"python", "go"}  # declare orders=1,2
 DRIFT_NS = {"python": "a", "go": "c", "rust": "a"}
 DRIFT_COUNT = 2  # keys changed, deleted and added (each)
 RUST_REJECTS = ("a", "k0003")
@@ -144,6 +143,7 @@ class Fleet:
             SUBSETS["rust"],
             controller.address,
             reject=["/".join(RUST_REJECTS)],
+            extra=["--versions", f"{ORDERS}=1,2"],
         )
         self.procs: dict[str, Proc] = {"python": python, "go": go_worker, "rust": rust}
         for lang, proc in self.procs.items():
@@ -235,13 +235,11 @@ def wait_view(client: Client, worker_id: str, ok: Callable[[Any], bool], what: s
     return wait_until(found, 60, what)
 
 
-def in_served_version(value: Any, lang: str) -> Any:
+def in_served_version(value: Any) -> Any:
     """The controller's stored order as the worker is served it: v2 adds
     `priority` (default "standard") to a value stored in v1 (every v2 write
     here carries its own `priority`)."""
-    if lang in VERSIONED:
-        return {"priority": "standard", **value}
-    return value
+    return {"priority": "standard", **value}
 
 
 def assert_replica_matches(
@@ -253,7 +251,7 @@ def assert_replica_matches(
         got = {k: v for k, v in dump["namespaces"].get(ns, {}).items() if (ns, k) not in held}
         want = {k: v for k, v in expected[ns].items() if (ns, k) not in held}
         if ns == ORDERS:
-            want = {k: in_served_version(v, lang) for k, v in want.items()}
+            want = {k: in_served_version(v) for k, v in want.items()}
         missing = sorted(want.keys() - got.keys())[:5]
         extra = sorted(got.keys() - want.keys())[:5]
         wrong = sorted(k for k in want.keys() & got.keys() if want[k] != got[k])[:5]
@@ -308,7 +306,7 @@ def test_chaos_with_python_go_and_rust_workers(
     client.put(ORDERS, "o-1", {"item": "fig", "qty": 9}, schema_version=1)
     client.patch(ORDERS, "o-2", [{"op": "replace", "path": "/qty", "value": 20}])
     client.put(ORDERS, BIG_ORDER, {"item": "melon", "qty": 500, "priority": "express"})
-    for lang in VERSIONED:
+    for lang in WORKER_IDS:
         wait_view(client, WORKER_IDS[lang], served_in(2), f"{lang} to be served orders v2")
     wait_view(
         client,

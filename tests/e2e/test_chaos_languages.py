@@ -274,7 +274,7 @@ def figures(client: Client) -> dict[str, dict[str, int]]:
     return out
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(600, func_only=True)
 def test_chaos_with_python_go_and_rust_workers(
     cluster: Cluster,
     tmp_path: Path,

@@ -70,7 +70,7 @@ class GoWorker(Proc):
         return self
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, func_only=True)
 def test_go_worker_follows_the_controller_and_resumes_after_sigkill(
     cluster: Cluster, tmp_path: Path, go_bin: Path
 ) -> None:
@@ -119,7 +119,7 @@ def test_go_worker_follows_the_controller_and_resumes_after_sigkill(
     assert expected["flags"] == {"beta": False}
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(180, func_only=True)
 def test_go_writer_client_against_the_controller(cluster: Cluster, go_bin: Path) -> None:
     controller = cluster.start_controller()
     result = subprocess.run(
@@ -156,7 +156,7 @@ def test_go_writer_client_against_the_controller(cluster: Cluster, go_bin: Path)
     assert record.mod_rev == rev and client.status().head_rev == rev
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, func_only=True)
 def test_go_worker_nacks_a_value_its_schema_refuses_and_keeps_the_last_good_one(
     cluster: Cluster, tmp_path: Path, go_bin: Path
 ) -> None:
@@ -195,7 +195,7 @@ def test_go_worker_nacks_a_value_its_schema_refuses_and_keeps_the_last_good_one(
     assert not view.held and view.state != "NACKED"
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, func_only=True)
 def test_go_worker_away_past_compaction_is_repaired_by_digest_descent(
     cluster: Cluster, tmp_path: Path, go_bin: Path
 ) -> None:
@@ -245,7 +245,7 @@ def dump(go_bin: Path, worker: GoWorker) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, func_only=True)
 def test_go_workers_are_served_the_schema_version_they_declare(
     cluster: Cluster, tmp_path: Path, go_bin: Path, hub: dict[str, Any]
 ) -> None:
@@ -287,7 +287,7 @@ def test_go_workers_are_served_the_schema_version_they_declare(
     }
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, func_only=True)
 def test_go_worker_reconnects_after_a_controller_restart(
     cluster: Cluster, tmp_path: Path, go_bin: Path
 ) -> None:
@@ -311,7 +311,7 @@ def test_go_worker_reconnects_after_a_controller_restart(
     assert worker.log().count('"msg":"connected"') >= 2
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(240, func_only=True)
 def test_go_worker_that_falls_out_of_the_sync_buffer_is_reconciled(
     cluster: Cluster, tmp_path: Path, go_bin: Path
 ) -> None:

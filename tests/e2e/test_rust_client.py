@@ -24,6 +24,10 @@ import orjson
 import pytest
 from e2e_helpers import Cluster, free_port
 
+# The build fixtures (cargo or go build, bounded by their own timeout) are not counted
+# in a test's time: on a loaded machine a cold build takes longer than any test.
+pytestmark = pytest.mark.timeout(300, func_only=True)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

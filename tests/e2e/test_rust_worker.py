@@ -36,6 +36,10 @@ from e2e_helpers import (
     worker_view,
 )
 
+# The build fixtures (cargo or go build, bounded by their own timeout) are not counted
+# in a test's time: on a loaded machine a cold build takes longer than any test.
+pytestmark = pytest.mark.timeout(300, func_only=True)
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACES = ("flags", "jobs", "routes")
 CONTRACTS = ROOT / "examples" / "contracts"
@@ -240,7 +244,7 @@ def test_rust_worker_follows_a_controller_restart(cluster: Cluster, rust_worker_
     client.close()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(300, func_only=True)
 def test_rust_worker_is_served_its_version_and_holds_what_its_schema_refuses(
     cluster: Cluster, rust_worker_exe: Path, tmp_path: Path, hub: dict[str, Any]
 ) -> None:
@@ -321,7 +325,7 @@ def test_rust_worker_is_served_its_version_and_holds_what_its_schema_refuses(
     client.close()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(300, func_only=True)
 def test_rust_worker_holds_a_value_the_registered_schema_of_its_served_version_refuses(
     cluster: Cluster, rust_worker_exe: Path
 ) -> None:

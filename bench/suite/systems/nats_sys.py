@@ -577,14 +577,18 @@ class NatsConn(Conn):
 
     async def list_all(self) -> Listing:
         """One ephemeral push consumer with DeliverPolicy LAST_PER_SUBJECT (what
-        `kv.watchall()` and `kv.keys()` do) read until its pending count is 0; the
-        listing is consistent at the stream sequence of that last message.
+        `kv.watchall()` and `kv.keys()` do) read until its pending count is 0 at the
+        stream's last sequence or later; the listing is consistent at the stream
+        sequence of that last message.
 
         wire_bytes are the bytes read from the socket while listing (MSG lines with
         subject and $JS.ACK metadata, payloads, flow control); nats-py's own
         stats["in_bytes"] counts payloads only."""
         items: dict[str, bytes] = {}
         n = len(self.prefix)
+        # The stream leader's last sequence: in a cluster the consumer may sit on a
+        # peer that has not applied the latest writes yet and reports 0 pending early.
+        target = await self.head()
         finished: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         state = {"dseq": 0}
         nc = self.nc
@@ -609,7 +613,7 @@ class NatsConn(Conn):
                 items.pop(key, None)
             else:
                 items[key] = msg.data
-            if pending == 0:
+            if pending == 0 and sseq >= target:
                 finished.set_result(sseq)
 
         wire0 = self.wire_in
@@ -619,14 +623,12 @@ class NatsConn(Conn):
             pending_msgs_limit=SUB_PENDING_MSGS,
             pending_bytes_limit=SUB_PENDING_BYTES,
         )
-        round_trips = 1
+        round_trips = 2
         try:
             config = _consumer_config(sub.subject, api.DeliverPolicy.LAST_PER_SUBJECT, None)
             info = await self.js.add_consumer(self.stream, config, timeout=API_TIMEOUT)
             if info.num_pending == 0 and info.delivered.stream_seq == 0 and not finished.done():
-                # Nothing to deliver: an empty bucket.
-                round_trips += 1
-                revision = await self.head()
+                revision = target  # nothing to deliver: an empty bucket
             else:
                 revision = await finished
             round_trips += 1

@@ -2,9 +2,7 @@
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
-from typing import Any, final
-
-from statesync.core.sync import SyncSettings
+from typing import Any, Protocol, final
 
 MAX_DEPTH: int
 MAX_SAFE_INTEGER: int
@@ -284,10 +282,22 @@ class DataPlaneServer:
         """(commits, refusals by error class, commits per latency bucket (the
         last above every bound; not cumulative), total commit seconds)."""
     def worker_statuses(self) -> list[bytes]:
-        """Each worker of the native sync hub as a serialized
-        `statesync.v1.WorkerStatus` (empty when Sync is proxied)."""
+        """Each worker of the sync hub as a serialized `statesync.v1.WorkerStatus`."""
+    def sync_stats(self) -> tuple[int, int, list[float]]:
+        """(revisions in the sync feed, bytes in the sync feed, detection-to-verified
+        seconds of the last 1000 drift repairs)."""
     def shutdown(self, grace_s: float) -> None:
         """Stop accepting, let calls finish for up to `grace_s`, end the rest. Idempotent."""
+
+class SyncSettings(Protocol):
+    """How sync streams are served (`statesync.server.SyncSettings`)."""
+
+    @property
+    def heartbeat_s(self) -> float: ...
+    @property
+    def silence_s(self) -> float: ...
+    @property
+    def window(self) -> int: ...
 
 def serve(
     store: Store,
@@ -295,13 +305,13 @@ def serve(
     upstream: str,
     latency_bounds: list[float],
     *,
-    sync: SyncSettings | None = None,
+    sync: SyncSettings,
     snapshot_slots: int = 4,
     feed_revisions: int = 100_000,
     feed_bytes: int = 64 * 1024 * 1024,
 ) -> DataPlaneServer:
-    """Serve statesync.v1 on `listen` (HOST:PORT): commits and reads natively
-    (and Sync, WaitApplied and Reconcile, with `sync`), every other call proxied to
+    """Serve statesync.v1 on `listen` (HOST:PORT): commits, reads and the worker
+    streams (Sync, WaitApplied, Reconcile) natively, every other call proxied to
     `upstream` (HOST:PORT). OSError if `listen` cannot be bound."""
 
 # -- translations between schema versions (crates/python/src/translate.rs) ----

@@ -19,10 +19,9 @@ from statesync.v1 import statesync_pb2_grpc as pb_grpc
 from statesync.worker import Worker, WorkerSettings
 
 
-@pytest.fixture(params=["python", "native"])
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningController]:
-    """A controller whose Sync hub is Python's, or native (`--native-sync`)."""
-    running = RunningController(tmp_path / "controller", native_sync=request.param == "native")
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningController]:
+    running = RunningController(tmp_path / "controller")
     yield running
     running.stop()
 

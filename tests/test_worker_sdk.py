@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import grpc
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -17,6 +19,8 @@ from statesync.core.canonical import canonical_bytes
 from statesync.core.delta import DeltaMismatchError, apply_delta, make_delta
 from statesync.core.digest import value_hash
 from statesync.testing.controller import RunningController
+from statesync.v1 import statesync_pb2 as pb
+from statesync.v1 import statesync_pb2_grpc as pb_grpc
 from statesync.worker import ChangeEvent, Reject, Replica, ReplicaCorruptError, Worker
 from statesync.worker.replica import REPLICA_FILE, ReplicaInUseError, read_offline
 
@@ -156,7 +160,7 @@ def test_a_snapshot_is_validated_too(
 def test_deltas_carry_patches_and_end_equal(
     server: RunningController, client: Client, tmp_path: Path
 ) -> None:
-    client.put("cfg", "big", {"items": list(range(300)), "name": "a"})
+    base = client.put("cfg", "big", {"items": list(range(300)), "name": "a"}).rev
     with Worker(
         server.address, worker_id="d", namespaces=["cfg"], state_dir=tmp_path / "d", deltas=True
     ) as worker:
@@ -165,7 +169,20 @@ def test_deltas_carry_patches_and_end_equal(
         assert worker.wait_for(rev, 10)
         assert worker.get("cfg", "big") == state_of(client, "cfg")["big"]
         assert worker.resyncs == 1  # the bootstrap only
-    assert any(server.controller.hub._deltas.values())
+    # The updates went out as patches: a stream asking for deltas from the base gets
+    # each one as a patch and no value.
+    outbox: queue.Queue[pb.SyncRequest | None] = queue.Queue()
+    outbox.put(
+        pb.SyncRequest(
+            hello=pb.Hello(worker_id="d2", namespaces=["cfg"], from_rev=base, deltas=True)
+        )
+    )
+    with grpc.insecure_channel(server.address) as channel:
+        replies = pb_grpc.StatesyncStub(channel).Sync(iter(outbox.get, None))
+        batch = next(r.batch for r in replies if r.WhichOneof("msg") == "batch")
+        outbox.put(None)
+    changes = [c for r in batch.revisions for c in r.changes]
+    assert changes and all(c.patch and not c.value for c in changes), batch
 
 
 def test_a_handler_failure_is_retried_never_skipped(

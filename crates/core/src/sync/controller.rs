@@ -10,8 +10,7 @@
 //! [`ProtocolError`] and changes nothing. Time is given by the caller (a
 //! [`Duration`] since any fixed origin): this module reads no clock.
 //!
-//! The worker-facing rules are in `docs/wire.md`; where it is silent, the
-//! behaviour is that of the Python hub this replaces.
+//! The worker-facing rules are in `docs/wire.md`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;

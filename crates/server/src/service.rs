@@ -423,14 +423,18 @@ impl Statesync for DataPlane {
         &self,
         request: Request<WaitAppliedRequest>,
     ) -> Result<Response<WaitAppliedReply>, Status> {
-        Ok(Response::new(self.inner.hub.wait_applied(request.into_inner()).await))
+        Ok(Response::new(
+            self.inner.hub.wait_applied(request.into_inner()).await,
+        ))
     }
 
     async fn reconcile(
         &self,
         request: Request<ReconcileRequest>,
     ) -> Result<Response<ReconcileReply>, Status> {
-        Ok(Response::new(self.inner.hub.reconcile(request.into_inner()).await))
+        Ok(Response::new(
+            self.inner.hub.reconcile(request.into_inner()).await,
+        ))
     }
 
     async fn sync(

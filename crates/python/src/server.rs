@@ -265,9 +265,6 @@ fn serve(
             heartbeat: seconds("heartbeat_s", sync.heartbeat_s)?,
             silence: seconds("silence_s", sync.silence_s)?,
             window: sync.window,
-            // The hub repairs by digest descent: a replica that fell behind
-            // is kept and reconciled rather than replaced by a snapshot.
-            reconcile: true,
         },
         snapshot_slots,
         feed: FeedLimits {

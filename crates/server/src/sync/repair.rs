@@ -4,11 +4,12 @@
 //! sends the queries and the repair.
 //!
 //! An ACK whose digest of a namespace differs from ours at its revision
-//! starts a descent over the worker's stream (the core's `Descent`; its states are the stream table's);
-//! the keys it finds, less those changed since the worker's revision (the
-//! stream is delivering them), go down as one `Repair` with our values at the
-//! revision the stream has reached; the next ACK of the worker that applied it
-//! verifies it. Each divergence is recorded (worker, keys, why, cost).
+//! starts a descent over the worker's stream (the core's `Descent`; its
+//! states are the stream table's); the keys it finds, less those changed
+//! since the worker's revision (the stream is delivering them), go down as
+//! one `Repair` with our values at the revision the stream has reached; the
+//! next ACK of the worker that applied it verifies it. Each divergence is
+//! recorded (worker, keys, why, cost).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;

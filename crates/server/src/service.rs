@@ -1,6 +1,7 @@
 //! The native methods of `statesync.v1.Statesync`: Commit, CommitStream, Get,
 //! Range and Snapshot, served on the store with the semantics the Python
-//! servicer had (defaults, paging, validation, the errors returned).
+//! servicer had (defaults, paging, validation, the errors returned); Sync,
+//! WaitApplied and Reconcile, handed to the sync hub.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,4 +1,4 @@
-//! Sync and WaitApplied served natively, on port 0 with a temporary store,
+//! Sync and WaitApplied served by the hub, on port 0 with a temporary store,
 //! driven by raw tonic streams as a worker would: bootstrap, tail, ACKs and
 //! digest agreement, progress, catch-up, queued snapshots, protocol errors,
 //! drift localized by digest descent and repaired, and schema versions.

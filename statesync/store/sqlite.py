@@ -121,7 +121,7 @@ class SQLiteStore:
     @property
     def native(self) -> _native.Store:
         """The native store, for the data-plane server to share (its commits
-        go through the same committer, gate and listeners)."""
+        go through the same committer and gate, and its sync feed hears every commit)."""
         return self._native
 
     @property
@@ -166,12 +166,6 @@ class SQLiteStore:
             except StatesyncError as exc:
                 outcomes.append(exc)
         return outcomes
-
-    def add_listener(self, listener: Callable[[_native.CommitBatch], None]) -> None:
-        """Call `listener(batch)` after each durable group commit, on the
-        committer thread, before any of its writers is answered (so a writer's
-        revision is always known to listeners). It must be quick."""
-        self._native.add_listener(listener)
 
     # -- maintenance ------------------------------------------------------
 

@@ -130,10 +130,6 @@ class Store(Protocol):
         """The head digest trie's node at `prefix` (hex nibbles; "" is the root)."""
         ...
 
-    def leaves(self, namespace: str, prefix: str) -> dict[str, bytes]:
-        """(key -> value hash) of the head keys whose digest position starts with prefix."""
-        ...
-
     def verify_chain(self) -> ChainReport: ...
 
     def maintain(self) -> None:

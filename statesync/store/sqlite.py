@@ -235,10 +235,6 @@ class SQLiteStore:
         count, total = self._native.digest_node(namespace, prefix)
         return Node(count, int.from_bytes(total, "big"))
 
-    def leaves(self, namespace: str, prefix: str) -> dict[str, bytes]:
-        leaves: dict[str, bytes] = self._native.leaves(namespace, prefix)
-        return leaves
-
     def verify_chain(self) -> ChainReport:
         """Recompute the hash chain over the retained history.
 

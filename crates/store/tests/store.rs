@@ -4,13 +4,14 @@
 //! (The Python suite `statesync.testing.store_suite` runs the same behaviour
 //! through the binding; these tests hold the crate to it on its own.)
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use statesync_core::command::{Command, CommandSource, Limits, OpKind, prepare};
+use statesync_core::digest::{Hash, position, value_hash};
 use statesync_core::error::CommandError;
 use statesync_core::sequencer::{Committed, Outcome};
 use statesync_core::value::{Value, ValueError};
@@ -20,7 +21,7 @@ use statesync_store::{SqliteStore, StoreError, StoreSettings};
 /// A command written in Rust: (kind, namespace, key, value as JSON text).
 struct Cmd {
     id: String,
-    ops: Vec<(OpKind, &'static str, String, &'static str)>,
+    ops: Vec<(OpKind, &'static str, String, String)>,
     compares: Vec<(&'static str, String, &'static str, i64)>,
 }
 
@@ -62,10 +63,10 @@ impl CommandSource for Cmd {
     }
 }
 
-fn put(id: &str, key: &str, json: &'static str) -> Command {
+fn put(id: &str, key: &str, json: &str) -> Command {
     let source = Cmd {
         id: id.into(),
-        ops: vec![(OpKind::Put, "apps", key.into(), json)],
+        ops: vec![(OpKind::Put, "apps", key.into(), json.into())],
         compares: vec![],
     };
     prepare(&source, &Limits::default()).expect("a valid command")
@@ -134,7 +135,7 @@ fn failed_compares_write_nothing_and_name_the_key() {
     committed(&store, put("c1", "a", "1"));
     let guarded = Cmd {
         id: "c2".into(),
-        ops: vec![(OpKind::Put, "apps", "b".into(), "2")],
+        ops: vec![(OpKind::Put, "apps", "b".into(), "2".into())],
         compares: vec![("apps", "a", "mod_rev", 7), ("apps", "zz", "exists", 0)]
             .into_iter()
             .map(|(ns, k, kind, rev)| (ns, k.to_string(), kind, rev))
@@ -337,6 +338,42 @@ fn commands_submitted_together_are_one_group_commit() {
         outcome(rx);
     }
     assert_eq!(gate.sizes(), [3]);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn leaves_are_the_value_hashes_of_the_keys_under_a_digest_position_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), no_maintenance(), None).unwrap();
+    let values: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    let hashes: BTreeMap<String, Hash> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| (format!("key-{i}"), value_hash(value.as_bytes())))
+        .collect();
+    for (i, value) in values.iter().enumerate() {
+        committed(&store, put(&format!("c{i}"), &format!("key-{i}"), value));
+    }
+    let leaves = |prefix: &str| -> BTreeMap<String, Hash> {
+        store.leaves("apps", prefix).unwrap().into_iter().collect()
+    };
+    assert_eq!(leaves(""), hashes);
+    let three = hex(&position("key-3"))[..3].to_owned();
+    let deep = hex(&position("key-7"))[..18].to_owned();
+    for prefix in ["0", "a", "F3", &three, &deep] {
+        let expected: BTreeMap<String, Hash> = hashes
+            .iter()
+            .filter(|(key, _)| hex(&position(key)).starts_with(&prefix.to_ascii_lowercase()))
+            .map(|(key, hash)| (key.clone(), *hash))
+            .collect();
+        assert_eq!(leaves(prefix), expected, "{prefix}");
+    }
+    assert_eq!(leaves(&deep).len(), 1, "18 nibbles single out key-7");
+    assert!(store.leaves("nothing-here", "").unwrap().is_empty());
+    assert!(matches!(store.leaves("apps", "xyz"), Err(StoreError::Invalid(_))));
 }
 
 #[test]

@@ -299,24 +299,6 @@ impl PyStore {
         Ok((node.count, hash_bytes(py, &node.sum.to_be_bytes())))
     }
 
-    /// leaves(namespace, prefix) -> dict[key, value hash]
-    fn leaves<'py>(
-        &self,
-        py: Python<'py>,
-        namespace: &Bound<'py, PyAny>,
-        prefix: String,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let namespace = namespace_arg(namespace)?;
-        let found = py
-            .detach(|| self.inner.leaves(&namespace, &prefix))
-            .map_err(|e| store_error(py, e))?;
-        let out = PyDict::new(py);
-        for (k, h) in &found {
-            out.set_item(k, hash_bytes(py, h))?;
-        }
-        Ok(out)
-    }
-
     /// verify_chain() -> (from_rev, to_rev, changes, head_hash)
     fn verify_chain<'py>(&self, py: Python<'py>) -> PyResult<(i64, i64, u64, Bound<'py, PyBytes>)> {
         let report = py

@@ -950,8 +950,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100_000,
         metavar="N",
-        help="revisions kept in memory for sync streams; a worker further behind resyncs "
-        "from a snapshot (default 100000)",
+        help="revisions kept in memory for sync streams; a worker that falls further behind "
+        "resyncs by reconciliation (default 100000)",
     )
     p.add_argument(
         "--heartbeat",

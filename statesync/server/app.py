@@ -66,7 +66,8 @@ class ServerSettings:
     sync: SyncSettings = field(default_factory=SyncSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     feed_revisions: int = 100_000
-    """Revisions kept in memory for sync streams; a worker further behind resyncs."""
+    """Revisions kept in memory for sync streams; a worker that falls further behind
+    resyncs by reconciliation."""
     feed_bytes: int = 64 * 1024 * 1024
     bootstrap_slots: int = 4
     """Snapshots streamed at once; more bootstrapping workers wait their turn."""

@@ -98,13 +98,12 @@ class Controller:
         self.service = StatesyncService(
             self.store, self._worker_statuses, data=str(settings.data.resolve())
         )
+        # Only the data plane calls this server, over loopback, with unary calls
+        # (status, compaction): the public port and the worker streams are its.
         self.grpc = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 20_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.so_reuseport", 0),  # a second controller on a busy port must fail
             ]
         )
         pb_grpc.add_StatesyncServicer_to_server(self.service, self.grpc)

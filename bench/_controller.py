@@ -34,14 +34,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 VALUE_BYTES = 100
 
 
-SERVE_FLAGS: list[str] = []
-"""Flags every `statesync serve` of a run gets (`python -m bench --native-sync`)."""
-
-
 def serve_argv(data: Path, listen: str, ready: Path, *extra: str) -> list[str]:
     """`statesync serve` on `data`, no HTTP port, writing `ready` once it serves."""
     argv = [statesync_exe(), "serve", "--data", str(data), "--listen", listen]
-    return [*argv, "--http", "none", "--ready-file", str(ready), *SERVE_FLAGS, *extra]
+    return [*argv, "--http", "none", "--ready-file", str(ready), *extra]
 
 
 def statesync_exe() -> str:

@@ -2,9 +2,7 @@
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
-from typing import Any, final
-
-from statesync.core.sync import SyncSettings
+from typing import Any, Protocol, final
 
 MAX_DEPTH: int
 MAX_SAFE_INTEGER: int
@@ -112,8 +110,6 @@ class Descent:
     @property
     def done(self) -> bool: ...
     @property
-    def awaiting(self) -> bool: ...
-    @property
     def differing(self) -> set[str]: ...
     @property
     def round_trips(self) -> int: ...
@@ -212,30 +208,6 @@ def chain_hash(prev_hash: bytes, canonical_change: bytes) -> bytes: ...
 def check_command(command: object, max_value_bytes: int, max_ops: int) -> None: ...
 
 @final
-class NamespaceRoot:
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def rev(self) -> int: ...
-    @property
-    def root(self) -> bytes: ...
-    @property
-    def count(self) -> int: ...
-
-@final
-class CommitBatch:
-    """One durable group commit, as store listeners see it."""
-
-    @property
-    def head_rev(self) -> int: ...
-    @property
-    def commands(self) -> int: ...
-    @property
-    def changes(self) -> list[Any]: ...
-    @property
-    def roots(self) -> list[NamespaceRoot]: ...
-
-@final
 class Snapshot:
     def header(self) -> tuple[int, list[str], list[tuple[str, bytes, int]]]: ...
     def next_chunk(self) -> list[Any]: ...
@@ -268,11 +240,9 @@ class Store:
     def namespaces(self) -> list[str]: ...
     def digest(self, namespace: str, rev: int | None = None) -> bytes: ...
     def digest_node(self, namespace: str, prefix: str) -> tuple[int, bytes]: ...
-    def leaves(self, namespace: str, prefix: str) -> dict[str, bytes]: ...
     def verify_chain(self) -> tuple[int, int, int, bytes]: ...
     def compact(self, rev: int) -> None: ...
     def maintain(self) -> None: ...
-    def add_listener(self, listener: Callable[[CommitBatch], object]) -> None: ...
     def close(self) -> None: ...
 
 @final
@@ -284,10 +254,22 @@ class DataPlaneServer:
         """(commits, refusals by error class, commits per latency bucket (the
         last above every bound; not cumulative), total commit seconds)."""
     def worker_statuses(self) -> list[bytes]:
-        """Each worker of the native sync hub as a serialized
-        `statesync.v1.WorkerStatus` (empty when Sync is proxied)."""
+        """Each worker of the sync hub as a serialized `statesync.v1.WorkerStatus`."""
+    def sync_stats(self) -> tuple[int, int, list[float]]:
+        """(revisions in the sync feed, bytes in the sync feed, detection-to-verified
+        seconds of the last 1000 drift repairs)."""
     def shutdown(self, grace_s: float) -> None:
         """Stop accepting, let calls finish for up to `grace_s`, end the rest. Idempotent."""
+
+class SyncSettings(Protocol):
+    """How sync streams are served (`statesync.server.SyncSettings`)."""
+
+    @property
+    def heartbeat_s(self) -> float: ...
+    @property
+    def silence_s(self) -> float: ...
+    @property
+    def window(self) -> int: ...
 
 def serve(
     store: Store,
@@ -295,13 +277,13 @@ def serve(
     upstream: str,
     latency_bounds: list[float],
     *,
-    sync: SyncSettings | None = None,
+    sync: SyncSettings,
     snapshot_slots: int = 4,
     feed_revisions: int = 100_000,
     feed_bytes: int = 64 * 1024 * 1024,
 ) -> DataPlaneServer:
-    """Serve statesync.v1 on `listen` (HOST:PORT): commits and reads natively
-    (and Sync, WaitApplied and Reconcile, with `sync`), every other call proxied to
+    """Serve statesync.v1 on `listen` (HOST:PORT): commits, reads and the worker
+    streams (Sync, WaitApplied, Reconcile) natively, every other call proxied to
     `upstream` (HOST:PORT). OSError if `listen` cannot be bound."""
 
 # -- translations between schema versions (crates/python/src/translate.rs) ----

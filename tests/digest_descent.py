@@ -1,7 +1,8 @@
 """A reference descent over two digests, for tests: it shows that the digest
 localizes differences at a cost that grows with their number, not with the
 namespace size. The controller's descent runs over the wire (docs/digest.md,
-statesync/core/reconcile.py); this model runs both sides in one process."""
+crates/core/src/descent.rs, driven by crates/server/src/sync/repair.rs); this model runs
+both sides in one process."""
 
 from __future__ import annotations
 

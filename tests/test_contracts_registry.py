@@ -182,10 +182,9 @@ def test_a_value_is_in_the_version_current_when_it_was_written(store: SQLiteStor
 # ---------------------------------------------------------------- through the controller
 
 
-@pytest.fixture(params=["python", "native"])
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningController]:
-    """A controller whose Sync hub is the Python one or the native one."""
-    running = RunningController(tmp_path / "controller", native_sync=request.param == "native")
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningController]:
+    running = RunningController(tmp_path / "controller")
     yield running
     running.stop()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import generate_latest
 from test_cli import cli
 from test_worker_sdk import until
 
@@ -19,10 +20,9 @@ from statesync.v1 import statesync_pb2_grpc as pb_grpc
 from statesync.worker import Worker, WorkerSettings
 
 
-@pytest.fixture(params=["python", "native"])
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningController]:
-    """A controller whose Sync hub is Python's, or native (`--native-sync`)."""
-    running = RunningController(tmp_path / "controller", native_sync=request.param == "native")
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningController]:
+    running = RunningController(tmp_path / "controller")
     yield running
     running.stop()
 
@@ -66,10 +66,21 @@ def test_a_faulty_worker_is_found_by_its_digest_and_repaired(
         # It claims the revision; only its digest tells: found, localized and repaired.
         assert until(lambda: faulty.get("app", "k") == {"v": 1}, 10)
         assert until(lambda: _status(client, "faulty").digest == "agree", 10)
+        assert until(lambda: _status(client, "faulty").repairs[-1].outcome == "verified", 10)
         repaired = _status(client, "faulty")
         assert repaired.divergences == 1 and repaired.keys_repaired == 1
         assert list(repaired.repairs[-1].keys) == ["k"]
         assert _status(client, "healthy").divergences == 0  # no false positives
+        # /metrics says the same, from the hub's records.
+        metrics = generate_latest(server.controller.metrics.registry).decode()
+        for line in [
+            'statesync_worker_divergences_total{worker="faulty"} 1.0',
+            'statesync_worker_keys_repaired_total{worker="faulty"} 1.0',
+            'statesync_worker_divergences_total{worker="healthy"} 0.0',
+            f'statesync_repair_seconds{{quantile="1.0"}} {repaired.repairs[-1].seconds!r}',
+            "statesync_feed_revisions 1.0",
+        ]:
+            assert line in metrics.splitlines(), (line, metrics)
 
 
 def test_chaos_rates_are_checked(tmp_path: Path) -> None:

@@ -11,19 +11,17 @@ import pytest
 from test_cli import cli
 
 from statesync.client import Client
-from statesync.core.sync import SyncSettings
+from statesync.server import SyncSettings
 from statesync.testing.controller import RunningController
 from statesync.worker import Worker
 from statesync.worker.replica import Entry
 
 
-@pytest.fixture(params=["python", "native"])
-def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RunningController]:
-    """A controller whose Sync hub is Python's, or native (`--native-sync`)."""
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningController]:
     # Rare progress notices: idle workers ACK (and are checked) only when asked to.
     quiet = SyncSettings(heartbeat_s=30.0, silence_s=60.0, window=64)
-    native = request.param == "native"
-    running = RunningController(tmp_path / "controller", sync=quiet, native_sync=native)
+    running = RunningController(tmp_path / "controller", sync=quiet)
     yield running
     running.stop()
 

@@ -1,6 +1,6 @@
 """Streams waiting for a snapshot slot are told they are queued (issue 12
 point 8): without a heartbeat they called their stream stale, reconnected and
-wasted snapshots. Both hubs (Python, and native with `native_sync`) must do it."""
+wasted snapshots."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import pytest
 
 from statesync.client import Client
 from statesync.core.commands import Command, Put
@@ -33,11 +32,10 @@ def raw_stream(
     return outbox, replies
 
 
-@pytest.mark.parametrize("native_sync", [False, True], ids=["python-hub", "native-hub"])
 def test_a_stream_waiting_for_the_only_snapshot_slot_gets_queued_heartbeats(
-    tmp_path: Path, native_sync: bool
+    tmp_path: Path,
 ) -> None:
-    server = RunningController(tmp_path / "controller", native_sync=native_sync, bootstrap_slots=1)
+    server = RunningController(tmp_path / "controller", bootstrap_slots=1)
     try:
         with Client(server.address) as client:
             # 8 MB in 4 chunks: more than flow control lets through unread.

@@ -25,9 +25,7 @@ import pytest
 pytest.register_assert_rewrite("statesync.testing.store_suite")
 
 from statesync import (  # noqa: E402
-    Command,
     Committed,
-    Put,
     SQLiteStore,
     StoreCorruptError,
     StoreSettings,
@@ -83,28 +81,6 @@ def raw(db: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
             conn.execute(sql, params)
     finally:
         conn.close()
-
-
-class WriteGate:
-    """A store listener: records each group commit's size (commands), and can
-    hold the committer after the first one until the test releases it, so that
-    commands submitted meanwhile queue up for the next group commit."""
-
-    def __init__(self, store: SQLiteStore, *, hold_first: bool) -> None:
-        self.sizes: list[int] = []
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.written = threading.Event()
-        if not hold_first:
-            self.release.set()
-
-        def listener(batch: Any) -> None:
-            self.sizes.append(batch.commands)
-            self.entered.set()
-            assert self.release.wait(timeout=60)
-            self.written.set()
-
-        store.add_listener(listener)
 
 
 # -- tampering is evident ----------------------------------------------------------
@@ -175,37 +151,7 @@ def test_a_failed_open_releases_the_file(db: Path) -> None:
 
 
 # -- group commit ----------------------------------------------------------------------
-
-
-def test_group_commit_writes_queued_commands_in_one_transaction(
-    opened: Callable[..., SQLiteStore],
-) -> None:
-    clock = ManualClock()
-    store = opened(clock=clock, maintenance_interval_s=NEVER)
-    gate = WriteGate(store, hold_first=True)
-    first = store.submit(Command([Put("load", "first", 0)]))
-    assert gate.entered.wait(timeout=60)  # the committer is inside the first write
-    clock.advance(1)
-    queued = [store.submit(Command([Put("load", f"k{i}", i)])) for i in range(50)]
-    gate.release.set()
-    results = [f.result(timeout=60) for f in [first, *queued]]
-    assert gate.sizes == [1, 50]
-    assert [c.rev for c in results] == list(range(1, 52))
-    assert len({c.ts_ms for c in results}) == 2  # one timestamp per transaction
-    assert store.verify_chain().changes == 51
-
-
-def test_group_commit_respects_max_batch(opened: Callable[..., SQLiteStore]) -> None:
-    store = opened(max_batch=16, maintenance_interval_s=NEVER)
-    gate = WriteGate(store, hold_first=True)
-    first = store.submit(Command([Put("load", "first", 0)]))
-    assert gate.entered.wait(timeout=60)
-    queued = [store.submit(Command([Put("load", f"k{i}", i)])) for i in range(50)]
-    gate.release.set()
-    for f in [first, *queued]:
-        f.result(timeout=60)
-    assert gate.sizes == [1, 16, 16, 16, 2]
-    assert store.head_rev == 51
+# (what each group commit takes, seen by a store listener: crates/store/tests/store.rs)
 
 
 def test_concurrent_writers_share_transactions(opened: Callable[..., SQLiteStore]) -> None:
@@ -244,27 +190,6 @@ def test_concurrent_writers_share_transactions(opened: Callable[..., SQLiteStore
     assert sorted(c.rev for c in results) == list(range(1, threads * per_thread + 1))
     transactions = len({c.ts_ms for c in results})
     assert transactions < threads * per_thread
-
-
-def test_commit_many_is_one_group_commit(opened: Callable[..., SQLiteStore]) -> None:
-    store = opened(maintenance_interval_s=NEVER)
-    gate = WriteGate(store, hold_first=False)
-    outcomes = store.commit_many(
-        [
-            Command([Put("load", "a", 1)], command_id="first"),
-            Command([Put("load", "b", 1)], command_id="second"),
-            Command([Put("load", "c", 1)], command_id="third"),
-        ]
-    )
-    assert all(isinstance(o, Committed) for o in outcomes)
-    assert gate.sizes == [3]
-
-
-# -- failures inside a transaction: see tests/test_storage_faults.py (a real
-# process whose fsync or writes fail, through an LD_PRELOAD shim) ---------------
-
-
-# -- maintenance on the committer thread ------------------------------------------------------
 
 
 def test_periodic_maintenance_follows_the_injected_clock(

@@ -621,13 +621,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         f"Command: `{results['command']}`, {results.get('runtime_s', 0) / 60:.0f} min; "
         f"commit {results['git']}; Python {results['python']}, {results['cpus']} CPUs. "
         f"Figures are medians of {sizes['repeats']} round(s) with min{DASH}max; rounds alternate "
-        "between systems (each round runs every system in turn, on a fresh data directory). "
-        + (
-            "Every statesync controller serves Sync streams with the native hub "
-            "(`statesync serve --native-sync`)."
-            if results.get("native_sync")
-            else "Every statesync controller serves Sync streams with the Python hub (the default)."
-        ),
+        "between systems (each round runs every system in turn, on a fresh data directory).",
         "",
         "## What each system promises",
         "",

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from rich.console import Console
 
-from bench._controller import SERVE_FLAGS, MachineLoad, git_describe
+from bench._controller import MachineLoad, git_describe
 from bench.suite import inprocess, report, scenarios
 from bench.suite.report import WORKER_SDK_SYSTEMS
 from bench.suite.scenarios import MODES, Context
@@ -99,12 +99,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep data directories and logs")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the statesync controller (writes, fan-out)"
-    )
-    parser.add_argument(
-        "--native-sync",
-        action="store_true",
-        help="serve every statesync system's Sync streams with the native hub "
-        "(statesync serve --native-sync)",
     )
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
@@ -203,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats is not None:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
     names = available(args.systems, console, ci=bool(os.environ.get("CI")))
-    SERVE_FLAGS[:] = ["--native-sync"] if args.native_sync else []
     today = datetime.date.today().isoformat()
     out_dir = args.out or (
         Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.mode == "smoke" else RESULTS / today
@@ -216,7 +209,6 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     results: dict[str, Any] = {
         "command": command.strip(),
-        "native_sync": args.native_sync,
         "mode": args.mode,
         "date": today,
         "git": git_describe(),

@@ -776,8 +776,7 @@ class _AddressInUse(Exception):
 def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
-    from statesync.core.sync import SyncSettings
-    from statesync.server.app import Controller, ServerSettings
+    from statesync.server.app import Controller, ServerSettings, SyncSettings
 
     logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr, force=True)
     settings = ServerSettings(
@@ -786,7 +785,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=args.http,
         feed_revisions=args.feed_revisions,
         sync=SyncSettings(heartbeat_s=args.heartbeat, silence_s=args.silence, window=args.window),
-        native_sync=args.native_sync,
     )
     try:
         for address in (args.listen, args.http):
@@ -952,8 +950,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=100_000,
         metavar="N",
-        help="revisions kept in memory for sync streams; a worker further behind resyncs "
-        "from a snapshot (default 100000)",
+        help="revisions kept in memory for sync streams; a worker that falls further behind "
+        "resyncs by reconciliation (default 100000)",
     )
     p.add_argument(
         "--heartbeat",
@@ -975,12 +973,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=4096,
         metavar="N",
         help="most changes sent to one worker and not yet ACKed (default 4096)",
-    )
-    p.add_argument(
-        "--native-sync",
-        action="store_true",
-        help="serve worker streams (Sync, WaitApplied, Reconcile) in the native data "
-        "plane, drift repair and declared schema versions included",
     )
     p.add_argument(
         "--ready-file",

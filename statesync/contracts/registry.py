@@ -48,7 +48,6 @@ from statesync.core.canonical import canonical_bytes
 from statesync.core.errors import (
     IncompatibleSchemaError,
     InvalidCommandError,
-    NoTranslationPathError,
     SchemaViolation,
     SchemaViolationError,
 )
@@ -276,18 +275,6 @@ class Contract:
             namespace=self.namespace,
             key=key,
         )
-
-    def serving_version(self, supported: Sequence[int]) -> int:
-        """The newest registered version among `supported` (a reader's declaration)."""
-        usable = [v for v in supported if 1 <= v <= self.current]
-        if not usable:
-            raise NoTranslationPathError(
-                self.namespace,
-                self.current,
-                list(supported),
-                f"the registered versions are 1..{self.current}",
-            )
-        return max(usable)
 
     def registered(self, request: Mapping[str, Any], *, rev: int, now_ms: int) -> Contract:
         """This contract after `request` commits at `rev` (raises when it is refused)."""

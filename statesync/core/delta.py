@@ -1,9 +1,11 @@
-"""Deltas on the sync stream: a JSON Patch from the key's previous value,
-sent with the hash of the result so a worker holding the wrong base notices.
+"""Deltas on the sync stream, as a worker applies them: a JSON Patch from the
+key's previous value, sent with the hash of the result so a worker holding the
+wrong base notices.
 
-The controller sends a delta only when it is smaller than the value and
-re-applying it gives exactly the new canonical bytes; the diff, that check and
-the worker's application are the native core's (crates/core/src/delta.rs).
+The controller (the data plane's sync hub) sends a delta only when it is
+smaller than the value and re-applying it gives exactly the new canonical
+bytes; the diff, that check and the worker's application are the native
+core's (crates/core/src/delta.rs).
 """
 
 from __future__ import annotations
@@ -13,19 +15,11 @@ from statesync.core.canonical import value_error
 from statesync.core.commands import patch_error
 from statesync.core.errors import ProtocolError
 
-__all__ = ["DeltaMismatchError", "apply_delta", "make_delta"]
+__all__ = ["DeltaMismatchError", "apply_delta"]
 
 
 class DeltaMismatchError(ProtocolError):
     """The delta does not apply to this base, or its result has another hash."""
-
-
-def make_delta(ns: str, key: str, old: bytes, new: bytes) -> bytes | None:
-    """The patch from `old` to `new` (canonical JSON), or None when a full value is better."""
-    try:
-        return _native.make_delta(old, new)
-    except _native.ValueRefused as exc:
-        raise value_error(exc, ns, key) from None
 
 
 def apply_delta(ns: str, key: str, base: bytes, delta: bytes, value_hash: bytes) -> bytes:

@@ -1,10 +1,10 @@
-"""The controller: gRPC and HTTP adapters over the store and the core.
+"""The controller: the process, the control-plane gRPC service and HTTP.
 
-`app.Controller` runs the process; `service` answers RPCs; `sync` runs one
-loop per worker stream around the core's `WorkerSession`; `feed` is the
-shared, bounded buffer of recent revisions those loops read.
+`app.Controller` runs the process around the native data plane (commits,
+reads and worker streams); `service` answers the control-plane RPCs it
+proxies; `metrics` exposes what both count.
 """
 
-from statesync.server.app import Controller, ServerSettings
+from statesync.server.app import Controller, ServerSettings, SyncSettings
 
-__all__ = ["Controller", "ServerSettings"]
+__all__ = ["Controller", "ServerSettings", "SyncSettings"]

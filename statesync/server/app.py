@@ -1,7 +1,8 @@
 """The controller process: the store, the gRPC services, the HTTP endpoints.
 
 Clients reach one address, `settings.listen`, served by the native data-plane
-server (crates/server): it commits and reads on the store itself and proxies
+server (crates/server): it commits and reads on the store itself, serves the
+worker streams (Sync, WaitApplied, Reconcile) with its sync hub, and proxies
 every other call to the Python servicer, which listens on a loopback port of
 its own. `Controller` owns both servers and every task it starts. Shutdown
 (SIGTERM/SIGINT or `stop`) goes: not ready → close sync streams cleanly →
@@ -24,17 +25,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from statesync import _native
-from statesync.core.sync import SyncSettings
-from statesync.server.feed import ChangeFeed
+from statesync.contracts.registry import Contract
+from statesync.core.model import CONTRACTS_NAMESPACE
 from statesync.server.metrics import COMMIT_SECONDS_BUCKETS, CommitStats, Metrics, commit_metrics
 from statesync.server.service import StatesyncService
-from statesync.server.sync import SyncHub
 from statesync.store.base import StoreSettings
 from statesync.store.sqlite import SQLiteStore
 from statesync.v1 import statesync_pb2_grpc as pb_grpc
 from statesync.wire import pb
 
-__all__ = ["DB_FILE", "Controller", "ServerSettings", "split_address"]
+__all__ = ["DB_FILE", "Controller", "ServerSettings", "SyncSettings", "split_address"]
 
 log = logging.getLogger("statesync.server")
 
@@ -42,6 +42,18 @@ DB_FILE = "statesync.sqlite"
 
 _INTERNAL = "127.0.0.1:0"
 """Where the Python servicer listens: loopback only, reached through the data plane."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSettings:
+    """Timing and buffer limits of the sync streams the data plane serves."""
+
+    heartbeat_s: float = 1.0
+    """Send a progress notice after this long without sending anything."""
+    silence_s: float = 10.0
+    """Drop a stream that sent nothing (ACK, heartbeat) for this long."""
+    window: int = 4096
+    """Most changes sent to one worker and not yet acknowledged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +66,13 @@ class ServerSettings:
     sync: SyncSettings = field(default_factory=SyncSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     feed_revisions: int = 100_000
-    """Revisions kept in memory for sync streams; a worker further behind resyncs."""
+    """Revisions kept in memory for sync streams; a worker that falls further behind
+    resyncs by reconciliation."""
     feed_bytes: int = 64 * 1024 * 1024
     bootstrap_slots: int = 4
     """Snapshots streamed at once; more bootstrapping workers wait their turn."""
     grace_s: float = 5.0
     """On shutdown, how long in-flight calls may take to finish."""
-    native_sync: bool = False
-    """Serve Sync, WaitApplied and Reconcile in the native data plane (no Python
-    per change or per message), digest descent, repairs and declared schema
-    versions included."""
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -83,29 +92,18 @@ class Controller:
 
     async def start(self) -> None:
         settings = self.settings
-        loop = asyncio.get_running_loop()
         self.store = SQLiteStore(settings.data / DB_FILE, settings=settings.store)
-        self.feed = ChangeFeed(
-            loop,
-            head_rev=self.store.head_rev,
-            max_revisions=settings.feed_revisions,
-            max_bytes=settings.feed_bytes,
-        )
-        if not settings.native_sync:
-            self.store.add_listener(self.feed.on_commit)
-        self.hub = SyncHub(
-            self.store, self.feed, settings.sync, bootstrap_slots=settings.bootstrap_slots
-        )
         self.metrics = Metrics()
         self.metrics.watch(self._collect)
-        self.service = StatesyncService(self.store, self.hub, data=str(settings.data.resolve()))
+        self.service = StatesyncService(
+            self.store, self._worker_statuses, data=str(settings.data.resolve())
+        )
+        # Only the data plane calls this server, over loopback, with unary calls
+        # (status, compaction): the public port and the worker streams are its.
         self.grpc = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.keepalive_time_ms", 20_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
-                ("grpc.so_reuseport", 0),  # a second controller on a busy port must fail
             ]
         )
         pb_grpc.add_StatesyncServicer_to_server(self.service, self.grpc)
@@ -117,12 +115,11 @@ class Controller:
                 settings.listen,
                 f"127.0.0.1:{internal}",
                 list(COMMIT_SECONDS_BUCKETS),
-                sync=settings.sync if settings.native_sync else None,
+                sync=settings.sync,
                 snapshot_slots=settings.bootstrap_slots,
                 feed_revisions=settings.feed_revisions,
                 feed_bytes=settings.feed_bytes,
             )
-            self.service.native_workers = self._native_workers
         except OSError as exc:
             await self.grpc.stop(None)
             self.store.close()
@@ -146,8 +143,8 @@ class Controller:
             else "",
         )
 
-    def _native_workers(self) -> list[pb.WorkerStatus]:
-        """The workers of the native sync hub, as `status` shows them."""
+    def _worker_statuses(self) -> list[pb.WorkerStatus]:
+        """Every worker the data plane's sync hub knows, as `status` shows them."""
         return [pb.WorkerStatus.FromString(b) for b in self.data_plane.worker_statuses()]
 
     async def stop(self) -> None:
@@ -155,8 +152,8 @@ class Controller:
             return
         self._ready = False
         log.info("shutting down: closing sync streams, finishing in-flight calls")
-        self.hub.close()
-        # Off the event loop: calls the native server proxies are served here.
+        # The data plane ends its sync streams first. Off the event loop: calls
+        # the native server proxies are served here.
         await asyncio.to_thread(self.data_plane.shutdown, self.settings.grace_s)
         await self.grpc.stop(self.settings.grace_s)
         if self._http is not None:
@@ -224,13 +221,12 @@ class Controller:
             "History is compacted through this revision.",
             value=self.store.compacted_rev,
         )
+        feed_revisions, feed_bytes, repair_seconds = self.data_plane.sync_stats()
         yield GaugeMetricFamily(
-            "statesync_feed_revisions",
-            "Revisions in the sync buffer.",
-            value=self.feed.size_revisions,
+            "statesync_feed_revisions", "Revisions in the sync buffer.", value=feed_revisions
         )
         yield GaugeMetricFamily(
-            "statesync_feed_bytes", "Bytes in the sync buffer.", value=self.feed.size_bytes
+            "statesync_feed_bytes", "Bytes in the sync buffer.", value=feed_bytes
         )
         labels = ["worker"]
         applied = GaugeMetricFamily(
@@ -276,7 +272,7 @@ class Controller:
             "Schema version each worker is served in, per namespace it declared versions for.",
             labels=["worker", "namespace"],
         )
-        for status in self.service.worker_statuses():
+        for status in self._worker_statuses():
             worker = [status.worker_id]
             applied.add_metric(worker, status.applied_rev)
             lag.add_metric(worker, status.lag_revisions)
@@ -292,7 +288,7 @@ class Controller:
                 served.add_metric([status.worker_id, versions.ns], versions.versions[0])
         yield from (applied, lag, lag_s, connected, buffered, nacks, resyncs, held, served)
         yield from (divergences, repaired)
-        seconds = sorted(self.hub.reconciler.seconds_to_repair)
+        seconds = sorted(repair_seconds)
         repair_time = GaugeMetricFamily(
             "statesync_repair_seconds",
             "Detection to verified repair, over the last 1000 repairs.",
@@ -309,7 +305,8 @@ class Controller:
             "The newest registered schema version per namespace.",
             labels=["namespace"],
         )
-        for contract in self.hub.versions.all():
+        for record in self.store.range(CONTRACTS_NAMESPACE, limit=100_000):
+            contract = Contract.from_record(record)
             current.add_metric([contract.namespace], contract.current)
         yield current
         labels = ["namespace", "active", "candidate"]

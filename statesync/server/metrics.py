@@ -11,12 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
@@ -79,11 +74,3 @@ class _Callback(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return self._collect()
-
-
-def gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=labels)
-
-
-def counter(name: str, doc: str, labels: list[str] | None = None) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=labels)

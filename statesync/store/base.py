@@ -8,11 +8,10 @@ shared suite in `statesync.testing.store_suite` is the definition of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from statesync._native import CommitBatch
 from statesync.core.commands import Command, Committed, Limits
 from statesync.core.digest import Node
 from statesync.core.errors import StatesyncError
@@ -131,16 +130,7 @@ class Store(Protocol):
         """The head digest trie's node at `prefix` (hex nibbles; "" is the root)."""
         ...
 
-    def leaves(self, namespace: str, prefix: str) -> dict[str, bytes]:
-        """(key -> value hash) of the head keys whose digest position starts with prefix."""
-        ...
-
     def verify_chain(self) -> ChainReport: ...
-
-    def add_listener(self, listener: Callable[[CommitBatch], None]) -> None:
-        """Call `listener(batch)` after each durable group commit, before any
-        of its writers is answered. It runs on the commit path: keep it quick."""
-        ...
 
     def maintain(self) -> None:
         """Apply retention now: forget old command ids, auto-compact."""

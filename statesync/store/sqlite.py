@@ -121,7 +121,7 @@ class SQLiteStore:
     @property
     def native(self) -> _native.Store:
         """The native store, for the data-plane server to share (its commits
-        go through the same committer, gate and listeners)."""
+        go through the same committer and gate, and its sync feed hears every commit)."""
         return self._native
 
     @property
@@ -166,12 +166,6 @@ class SQLiteStore:
             except StatesyncError as exc:
                 outcomes.append(exc)
         return outcomes
-
-    def add_listener(self, listener: Callable[[_native.CommitBatch], None]) -> None:
-        """Call `listener(batch)` after each durable group commit, on the
-        committer thread, before any of its writers is answered (so a writer's
-        revision is always known to listeners). It must be quick."""
-        self._native.add_listener(listener)
 
     # -- maintenance ------------------------------------------------------
 
@@ -240,10 +234,6 @@ class SQLiteStore:
         """The head digest trie's node at `prefix` (a string of hex nibbles)."""
         count, total = self._native.digest_node(namespace, prefix)
         return Node(count, int.from_bytes(total, "big"))
-
-    def leaves(self, namespace: str, prefix: str) -> dict[str, bytes]:
-        leaves: dict[str, bytes] = self._native.leaves(namespace, prefix)
-        return leaves
 
     def verify_chain(self) -> ChainReport:
         """Recompute the hash chain over the retained history.

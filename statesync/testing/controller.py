@@ -6,8 +6,7 @@ import asyncio
 import threading
 from pathlib import Path
 
-from statesync.core.sync import SyncSettings
-from statesync.server.app import Controller, ServerSettings
+from statesync.server.app import Controller, ServerSettings, SyncSettings
 
 __all__ = ["FAST", "RunningController"]
 

@@ -736,17 +736,6 @@ class StoreSuite:
         assert store.digest("copy") == store.digest("apps")
         assert store.digest("apps", rev=2) != store.digest("apps", rev=3)
 
-    def test_leaves_list_value_hashes_by_position(self, store: Store) -> None:
-        store.commit(Command([Put("apps", f"key-{i}", i) for i in range(40)]))
-        records = range_all(store, "apps")
-        hashes = {r.key: value_hash(r.value) for r in records}
-        assert store.leaves("apps", "") == hashes
-        deep = position("key-7").hex()[:18]
-        for prefix in ("0", "a", "f3", position("key-3").hex()[:3], deep):
-            expected = {k: h for k, h in hashes.items() if position(k).hex().startswith(prefix)}
-            assert store.leaves("apps", prefix) == expected, prefix
-        assert store.leaves("nothing-here", "") == {}
-
     # -- compaction ------------------------------------------------------------
 
     def answers(self, store: Store, rev: int) -> dict[str, object]:
@@ -1006,7 +995,6 @@ class StoreSuite:
             "range": lambda: store.range("apps"),
             "changes": lambda: store.changes(0),
             "digest": lambda: store.digest("apps"),
-            "leaves": lambda: store.leaves("apps", ""),
             "verify_chain": store.verify_chain,
             "snapshot": lambda: read_snapshot(store),
         }

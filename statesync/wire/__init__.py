@@ -1,7 +1,7 @@
 """Conversions between the core's types and the wire contract (proto/statesync/v1).
 
 Everything that crosses the network passes through here: commands, results,
-entries, changes and errors. Values are canonical JSON bytes on the wire; a
+entries and errors. Values are canonical JSON bytes on the wire; a
 value or patch that is not strict I-JSON is refused with an error naming the
 namespace, key and JSON path. Errors travel as a `statesync.v1.Error` in the
 trailing metadata key `statesync-error-bin`, mapped to the gRPC status named
@@ -34,21 +34,18 @@ from statesync.core.errors import (
     StatesyncError,
     UnavailableError,
 )
-from statesync.core.model import Change, ChangeOp, KeyRecord
+from statesync.core.model import KeyRecord
 from statesync.core.sync import HeldKey
 from statesync.v1 import statesync_pb2 as pb
 
 __all__ = [
     "ERROR_METADATA_KEY",
-    "change_to_pb",
     "command_to_pb",
     "committed_from_pb",
     "entry_from_pb",
-    "entry_to_pb",
     "error_from_pb",
     "error_from_rpc",
     "error_to_pb",
-    "held_from_pb",
     "held_to_pb",
     "pb",
     "status_code",
@@ -123,40 +120,9 @@ def committed_from_pb(reply: pb.CommandReply) -> Committed:
 # ---------------------------------------------------------------- data
 
 
-def entry_to_pb(record: KeyRecord) -> pb.Entry:
-    return pb.Entry(
-        ns=record.namespace,
-        key=record.key,
-        value=record.value,
-        create_rev=record.create_rev,
-        mod_rev=record.mod_rev,
-        version=record.version,
-    )
-
-
 def entry_from_pb(entry: pb.Entry) -> KeyRecord:
     return KeyRecord(
         entry.ns, entry.key, entry.value, entry.create_rev, entry.mod_rev, entry.version
-    )
-
-
-def change_to_pb(change: Change, value_hash: bytes) -> pb.Change:
-    if change.op is ChangeOp.DELETE:
-        return pb.Change(
-            ns=change.namespace,
-            key=change.key,
-            kind=pb.Change.DELETE,
-            prev_mod_rev=change.prev_mod_rev,
-        )
-    return pb.Change(
-        ns=change.namespace,
-        key=change.key,
-        kind=pb.Change.PUT,
-        value=change.value,
-        value_hash=value_hash,
-        prev_mod_rev=change.prev_mod_rev,
-        create_rev=change.create_rev,
-        version=change.version,
     )
 
 
@@ -164,10 +130,6 @@ def held_to_pb(held: HeldKey) -> pb.HeldKey:
     return pb.HeldKey(
         ns=held.namespace, key=held.key, rev=held.rev, reason=held.reason, held_hash=held.held_hash
     )
-
-
-def held_from_pb(held: pb.HeldKey) -> HeldKey:
-    return HeldKey.from_peer(held.ns, held.key, held.rev, held.reason, held.held_hash)
 
 
 # ---------------------------------------------------------------- errors

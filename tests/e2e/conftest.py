@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from e2e_helpers import Cluster
@@ -17,9 +16,3 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.cleanup()
-
-
-@pytest.fixture(params=["python", "native"])
-def hub(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Controller settings choosing its Sync hub: Python, or native (`--native-sync`)."""
-    return {"native_sync": request.param == "native"}

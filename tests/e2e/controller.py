@@ -18,8 +18,7 @@ import logging
 import os
 from pathlib import Path
 
-from statesync.core.sync import SyncSettings
-from statesync.server.app import Controller, ServerSettings
+from statesync.server.app import Controller, ServerSettings, SyncSettings
 
 
 def main() -> int:

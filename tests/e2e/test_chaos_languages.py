@@ -281,9 +281,8 @@ def test_chaos_with_python_go_and_rust_workers(
     rust_worker_exe: Path,  # noqa: F811  (the fixture imported above)
     go_tools: dict[str, Path],
     capsys: pytest.CaptureFixture[str],
-    hub: dict[str, Any],
 ) -> None:
-    controller = cluster.start_controller({**SETTINGS, **hub})
+    controller = cluster.start_controller(SETTINGS)
     client = controller.client()
     v1, v2 = (json.loads((CONTRACTS / f"orders.v{n}.json").read_text()) for n in (1, 2))
     translation = json.loads((CONTRACTS / "orders.v1-v2.json").read_text())

@@ -6,8 +6,7 @@ every value in its own version (v1 without `priority`, v2 with the default
 violation; a breaking v3 is refused by `schema register` and `contract check`;
 a worker with a stricter local schema NACKs, keeps its last good value, and
 the controller reports it (status, log, metrics). A worker restarted with a
-newer --versions is re-sent its whole replica in the new version. The
-version-serving tests run against both Sync hubs (the `hub` fixture).
+newer --versions is re-sent its whole replica in the new version.
 """
 
 from __future__ import annotations
@@ -89,8 +88,8 @@ def without_priority(values: dict[str, Any]) -> dict[str, Any]:
     return {k: {f: x for f, x in v.items() if f != "priority"} for k, v in values.items()}
 
 
-def test_old_and_new_workers_get_their_own_version(cluster: Cluster, hub: dict[str, Any]) -> None:
-    controller = cluster.start_controller({**SETTINGS, **hub})
+def test_old_and_new_workers_get_their_own_version(cluster: Cluster) -> None:
+    controller = cluster.start_controller(SETTINGS)
     client = controller.client()
     assert cli_json(controller, "schema", "register", "orders", V1)["version"] == 1
     rev = client.put("orders", "o-1", {"item": "apple", "qty": 1}).rev  # v1 is current
@@ -147,10 +146,8 @@ def test_old_and_new_workers_get_their_own_version(cluster: Cluster, hub: dict[s
     assert stop_and_dump(early)["namespaces"]["orders"] == new_values
 
 
-def test_upgraded_worker_is_resent_the_state_in_its_new_version(
-    cluster: Cluster, hub: dict[str, Any]
-) -> None:
-    controller = cluster.start_controller({**SETTINGS, **hub})
+def test_upgraded_worker_is_resent_the_state_in_its_new_version(cluster: Cluster) -> None:
+    controller = cluster.start_controller(SETTINGS)
     register_v1_v2(controller)
     client = controller.client()
     worker = start_worker(cluster, "up", "--versions", "orders=1")

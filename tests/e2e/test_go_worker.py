@@ -247,9 +247,9 @@ def dump(go_bin: Path, worker: GoWorker) -> dict[str, Any]:
 
 @pytest.mark.timeout(240, func_only=True)
 def test_go_workers_are_served_the_schema_version_they_declare(
-    cluster: Cluster, tmp_path: Path, go_bin: Path, hub: dict[str, Any]
+    cluster: Cluster, tmp_path: Path, go_bin: Path
 ) -> None:
-    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5, "silence_s": 5.0}, **hub})
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5, "silence_s": 5.0}})
     client = controller.client()
     v1, v2 = (json.loads((CONTRACTS / f"orders.v{n}.json").read_text()) for n in (1, 2))
     translation = json.loads((CONTRACTS / "orders.v1-v2.json").read_text())

@@ -1,8 +1,5 @@
 """Drift repair with real processes: digests find it, descent localizes it, repair fixes it.
 
-Each test runs against both Sync hubs (the `hub` fixture): the Python one and the native
-one (`--native-sync`).
-
 - Chaos: two healthy workers and two faulty ones (`--chaos-drop`, which
   silently skips changes, and `--chaos-corrupt`, which stores wrong values
   consistent with their own hash) tail namespaces under thousands of writes.
@@ -146,10 +143,8 @@ CHAOS = {
 HEALTHY = ("h1", "h2")
 
 
-def test_chaos_workers_converge_and_healthy_workers_show_no_repairs(
-    cluster: Cluster, hub: dict[str, Any]
-) -> None:
-    controller = cluster.start_controller({**SETTINGS, **hub})
+def test_chaos_workers_converge_and_healthy_workers_show_no_repairs(cluster: Cluster) -> None:
+    controller = cluster.start_controller(SETTINGS)
     workers = {wid: add_worker(cluster, wid, CHAOS_NAMESPACES) for wid in HEALTHY}
     workers |= {wid: add_worker(cluster, wid, CHAOS_NAMESPACES, *f) for wid, f in CHAOS.items()}
     for worker in workers.values():
@@ -206,10 +201,10 @@ def test_chaos_workers_converge_and_healthy_workers_show_no_repairs(
 
 
 def test_a_state_dir_restored_from_an_old_copy_is_repaired_without_a_full_resync(
-    cluster: Cluster, tmp_path: Path, hub: dict[str, Any]
+    cluster: Cluster, tmp_path: Path
 ) -> None:
     ns = "routes"
-    controller = cluster.start_controller({**SETTINGS, **hub})
+    controller = cluster.start_controller(SETTINGS)
     client = controller.client()
     commit_ops(client, [Put(ns, f"k{i:03d}", {"v": i, "gen": 0}) for i in range(300)])
     w = add_worker(cluster, "w", (ns,))
@@ -292,10 +287,10 @@ def _value(i: int, gen: int) -> dict[str, Any]:
 
 
 def test_reconciling_a_returning_worker_costs_a_small_fraction_of_a_snapshot(
-    cluster: Cluster, hub: dict[str, Any]
+    cluster: Cluster,
 ) -> None:
     ns = "big"
-    controller = cluster.start_controller({**SETTINGS, **hub})
+    controller = cluster.start_controller(SETTINGS)
     client = controller.client(timeout=60)
     assert len(orjson.dumps(_value(12345, 0))) in range(90, 111)
     commit_ops(client, [Put(ns, f"key-{i:05d}", _value(i, 0)) for i in range(BIG_KEYS)])

@@ -16,7 +16,6 @@ import os
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 from e2e_helpers import (
@@ -33,10 +32,8 @@ BEFORE, DURING, AFTER = 400, 400, 300  # writes before the stop, while stopped, 
 SETTINGS = {"sync": {"heartbeat_s": 0.5, "silence_s": 5.0}}
 
 
-def test_compacted_worker_is_reconciled_not_re_listed(
-    cluster: Cluster, hub: dict[str, Any]
-) -> None:
-    controller = cluster.start_controller({**SETTINGS, **hub})
+def test_compacted_worker_is_reconciled_not_re_listed(cluster: Cluster) -> None:
+    controller = cluster.start_controller(SETTINGS)
     stopped = cluster.start_worker("stopped", ("a", "b"))
     other = cluster.start_worker("other", ("b", "c"))
     stopped.wait_connected()
@@ -193,13 +190,11 @@ def test_rotted_value_under_intact_hash_is_detected(cluster: Cluster) -> None:
     client.close()
 
 
-def test_a_worker_ahead_of_a_restored_controller_converges(
-    cluster: Cluster, hub: dict[str, Any]
-) -> None:
+def test_a_worker_ahead_of_a_restored_controller_converges(cluster: Cluster) -> None:
     """The controller is restored from an older copy of its data (its head goes
     back): a worker whose replica is from after that head is resynced from a
     snapshot, drops the keys the controller no longer has, and ends equal."""
-    controller = cluster.start_controller({**SETTINGS, **hub})
+    controller = cluster.start_controller(SETTINGS)
     worker = cluster.start_worker("ahead", ("a",))
     worker.wait_connected()
     client = controller.client()

@@ -246,9 +246,9 @@ def test_rust_worker_follows_a_controller_restart(cluster: Cluster, rust_worker_
 
 @pytest.mark.timeout(300, func_only=True)
 def test_rust_worker_is_served_its_version_and_holds_what_its_schema_refuses(
-    cluster: Cluster, rust_worker_exe: Path, tmp_path: Path, hub: dict[str, Any]
+    cluster: Cluster, rust_worker_exe: Path, tmp_path: Path
 ) -> None:
-    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}, **hub})
+    controller = cluster.start_controller({"sync": {"heartbeat_s": 0.5}})
     client = controller.client()
     v1, v2 = (json.loads((CONTRACTS / f"orders.v{n}.json").read_text()) for n in (1, 2))
     translation = json.loads((CONTRACTS / "orders.v1-v2.json").read_text())

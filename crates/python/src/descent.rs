@@ -198,12 +198,6 @@ impl PyDescent {
         self.inner.is_done()
     }
 
-    /// Whether a query is out and its answer awaited.
-    #[getter]
-    fn awaiting(&self) -> bool {
-        self.inner.is_awaiting()
-    }
-
     /// The keys found to differ so far.
     #[getter]
     fn differing<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PySet>> {

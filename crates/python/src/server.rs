@@ -148,7 +148,7 @@ fn server_error(error: ServerError) -> PyErr {
 pub struct PyServer {
     port: u16,
     counters: Arc<CommitCounters>,
-    hub: Option<Arc<SyncHub>>,
+    hub: Arc<SyncHub>,
     running: Mutex<Option<(Runtime, RunningServer)>>,
 }
 
@@ -180,13 +180,22 @@ impl PyServer {
         Ok((stats.commits, errors, stats.buckets, stats.seconds))
     }
 
-    /// Every worker's `statesync.v1.WorkerStatus`, serialized (empty when
-    /// Sync is not served natively).
+    /// Every worker's `statesync.v1.WorkerStatus`, serialized.
     fn worker_statuses(&self, py: Python<'_>) -> Vec<Vec<u8>> {
-        let Some(hub) = &self.hub else {
-            return Vec::new();
-        };
-        py.detach(|| hub.worker_statuses().iter().map(Message::encode_to_vec).collect())
+        py.detach(|| {
+            self.hub
+                .worker_statuses()
+                .iter()
+                .map(Message::encode_to_vec)
+                .collect()
+        })
+    }
+
+    /// (revisions in the sync feed, bytes in the sync feed, detection-to-verified
+    /// seconds of the last 1000 drift repairs)
+    fn sync_stats(&self) -> (usize, usize, Vec<f64>) {
+        let (revisions, bytes) = self.hub.feed_size();
+        (revisions, bytes, self.hub.repair_seconds())
     }
 
     /// Stops accepting, lets calls in flight finish for up to `grace_s`
@@ -216,7 +225,7 @@ impl Drop for PyServer {
     }
 }
 
-/// How the native sync hub serves streams (`serve(..., sync=...)`).
+/// How the sync hub serves streams (`serve(..., sync=...)`).
 #[derive(FromPyObject)]
 struct PySyncSettings {
     heartbeat_s: f64,
@@ -229,13 +238,14 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         .map_err(|_| PyValueError::new_err(format!("{name} must be seconds >= 0, got {value}")))
 }
 
-/// serve(store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4,
+/// serve(store, listen, upstream, latency_bounds, *, sync, snapshot_slots=4,
 /// feed_revisions=100000, feed_bytes=64 MiB) -> DataPlaneServer: serves
 /// statesync.v1 on `listen` (HOST:PORT) on background threads, natively for
-/// commits and reads (and for Sync, WaitApplied and Reconcile when `sync`, a
-/// `SyncSettings`, is given), and proxies every other call to `upstream` (HOST:PORT).
+/// commits, reads and the worker streams (Sync, WaitApplied and Reconcile, as
+/// `sync`, a `SyncSettings`, says), and proxies every other call to `upstream`
+/// (HOST:PORT).
 #[pyfunction]
-#[pyo3(signature = (store, listen, upstream, latency_bounds, *, sync=None, snapshot_slots=4, feed_revisions=100_000, feed_bytes=64 * 1024 * 1024))]
+#[pyo3(signature = (store, listen, upstream, latency_bounds, *, sync, snapshot_slots=4, feed_revisions=100_000, feed_bytes=64 * 1024 * 1024))]
 #[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
@@ -243,37 +253,31 @@ fn serve(
     listen: String,
     upstream: String,
     latency_bounds: Vec<f64>,
-    sync: Option<PySyncSettings>,
+    sync: PySyncSettings,
     snapshot_slots: usize,
     feed_revisions: usize,
     feed_bytes: usize,
 ) -> PyResult<PyServer> {
     forward_logs();
     let store = store.shared();
-    let native_sync = match sync {
-        None => None,
-        Some(sync) => Some(HubSettings {
-            sync: SyncSettings {
-                heartbeat: seconds("heartbeat_s", sync.heartbeat_s)?,
-                silence: seconds("silence_s", sync.silence_s)?,
-                window: sync.window,
-                // The native hub repairs by digest descent: a replica that
-                // fell behind is kept and reconciled, as with the Python hub.
-                reconcile: true,
-            },
-            snapshot_slots,
-            feed: FeedLimits {
-                max_revisions: feed_revisions,
-                max_bytes: feed_bytes,
-            },
-            ..HubSettings::default()
-        }),
+    let hub = HubSettings {
+        sync: SyncSettings {
+            heartbeat: seconds("heartbeat_s", sync.heartbeat_s)?,
+            silence: seconds("silence_s", sync.silence_s)?,
+            window: sync.window,
+        },
+        snapshot_slots,
+        feed: FeedLimits {
+            max_revisions: feed_revisions,
+            max_bytes: feed_bytes,
+        },
+        ..HubSettings::default()
     };
     let config = Config {
         listen,
         upstream,
         latency_bounds,
-        native_sync,
+        sync: hub,
     };
     py.detach(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -2,8 +2,7 @@
 //! control plane's gRPC server on a loopback address.
 //!
 //! The request and response bodies are passed through as streams of HTTP/2
-//! frames (messages, then trailers), so bidirectional streams such as Sync
-//! flow both ways as they are written, with no message buffered whole.
+//! frames (messages, then trailers), with no message buffered whole.
 
 use axum::body::Body;
 use axum::extract::{Request, State};

@@ -20,10 +20,16 @@ use crate::service::DataPlane;
 use crate::sync::{HubSettings, SyncHub};
 
 /// The methods served natively; every other path goes to the control plane.
-pub const NATIVE_METHODS: [&str; 5] = ["Commit", "CommitStream", "Get", "Range", "Snapshot"];
-
-/// The methods served natively when [`Config::native_sync`] is set.
-pub const NATIVE_SYNC_METHODS: [&str; 3] = ["Sync", "WaitApplied", "Reconcile"];
+pub const NATIVE_METHODS: [&str; 8] = [
+    "Commit",
+    "CommitStream",
+    "Get",
+    "Range",
+    "Snapshot",
+    "Sync",
+    "WaitApplied",
+    "Reconcile",
+];
 
 /// The largest message received or sent (as the Python server allowed).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
@@ -39,17 +45,15 @@ pub struct Config {
     pub upstream: String,
     /// Upper bounds (seconds) of the commit latency histogram.
     pub latency_bounds: Vec<f64>,
-    /// Serve Sync, WaitApplied and Reconcile natively with these settings (None: they
-    /// are proxied to the control plane, whose hub also does translation,
-    /// which the native hub does not do yet).
-    pub native_sync: Option<HubSettings>,
+    /// How the sync hub serves Sync, WaitApplied and Reconcile.
+    pub sync: HubSettings,
 }
 
 /// A running server; [`RunningServer::shutdown`] stops it.
 pub struct RunningServer {
     local_addr: SocketAddr,
     counters: Arc<CommitCounters>,
-    hub: Option<Arc<SyncHub>>,
+    hub: Arc<SyncHub>,
     stop: CancellationToken,
     abandon: CancellationToken,
     task: JoinHandle<Result<(), ServerError>>,
@@ -79,21 +83,14 @@ impl RunningServer {
 
         let counters = Arc::new(CommitCounters::new(config.latency_bounds));
         let abandon = CancellationToken::new();
-        let hub = config.native_sync.map(|settings| {
-            let feed = Feed::attach(&store, settings.feed);
-            SyncHub::new(store.clone(), feed, reporter.clone(), settings)
-        });
+        let feed = Feed::attach(&store, config.sync.feed);
+        let hub = SyncHub::new(store.clone(), feed, reporter.clone(), config.sync);
         let plane = DataPlane::new(store, reporter, counters.clone(), abandon.clone(), hub.clone());
         let grpc = StatesyncServer::new(plane)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let mut router = axum::Router::new();
-        let sync_methods = if hub.is_some() {
-            &NATIVE_SYNC_METHODS[..]
-        } else {
-            &[]
-        };
-        for method in NATIVE_METHODS.iter().chain(sync_methods) {
+        for method in NATIVE_METHODS {
             router = router.route_service(&format!("/{SERVICE_NAME}/{method}"), grpc.clone());
         }
         let router = router.fallback(proxy::forward).with_state(proxy);
@@ -124,8 +121,8 @@ impl RunningServer {
         self.counters.clone()
     }
 
-    /// The native sync hub, when Sync is served natively.
-    pub fn hub(&self) -> Option<Arc<SyncHub>> {
+    /// The sync hub.
+    pub fn hub(&self) -> Arc<SyncHub> {
         self.hub.clone()
     }
 
@@ -133,10 +130,8 @@ impl RunningServer {
     /// ends the rest.
     pub async fn shutdown(self, grace: Duration) -> Result<(), ServerError> {
         self.stop.cancel();
-        if let Some(hub) = &self.hub {
-            // Sync streams never end by themselves: end them now.
-            hub.close();
-        }
+        // Sync streams never end by themselves: end them now.
+        self.hub.close();
         let mut task = self.task;
         match tokio::time::timeout(grace, &mut task).await {
             Ok(joined) => joined.unwrap_or(Ok(())),

@@ -1,6 +1,7 @@
 //! The native methods of `statesync.v1.Statesync`: Commit, CommitStream, Get,
 //! Range and Snapshot, served on the store with the semantics the Python
-//! servicer had (defaults, paging, validation, the errors returned).
+//! servicer had (defaults, paging, validation, the errors returned); Sync,
+//! WaitApplied and Reconcile, handed to the sync hub.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,8 +48,8 @@ struct Inner {
     ids: CommandIds,
     /// Cancelled when the grace period of a shutdown is over: streams stop reading.
     abandon: CancellationToken,
-    /// Sync, WaitApplied and Reconcile, when they are served natively.
-    hub: Option<Arc<SyncHub>>,
+    /// Serves Sync, WaitApplied and Reconcile.
+    hub: Arc<SyncHub>,
 }
 
 /// A command queued for a group commit (or refused before it was).
@@ -107,7 +108,7 @@ impl DataPlane {
         reporter: Arc<dyn ErrorReporter>,
         counters: Arc<CommitCounters>,
         abandon: CancellationToken,
-        hub: Option<Arc<SyncHub>>,
+        hub: Arc<SyncHub>,
     ) -> Self {
         DataPlane {
             inner: Arc::new(Inner {
@@ -423,33 +424,26 @@ impl Statesync for DataPlane {
         &self,
         request: Request<WaitAppliedRequest>,
     ) -> Result<Response<WaitAppliedReply>, Status> {
-        let Some(hub) = &self.inner.hub else {
-            return Err(Status::unimplemented(
-                "WaitApplied is served by the control plane",
-            ));
-        };
-        Ok(Response::new(hub.wait_applied(request.into_inner()).await))
+        Ok(Response::new(
+            self.inner.hub.wait_applied(request.into_inner()).await,
+        ))
     }
 
     async fn reconcile(
         &self,
         request: Request<ReconcileRequest>,
     ) -> Result<Response<ReconcileReply>, Status> {
-        let Some(hub) = &self.inner.hub else {
-            return Err(Status::unimplemented("Reconcile is served by the control plane"));
-        };
-        Ok(Response::new(hub.reconcile(request.into_inner()).await))
+        Ok(Response::new(
+            self.inner.hub.reconcile(request.into_inner()).await,
+        ))
     }
 
     async fn sync(
         &self,
         request: Request<Streaming<SyncRequest>>,
     ) -> Result<Response<BoxStream<SyncReply>>, Status> {
-        let Some(hub) = &self.inner.hub else {
-            return Err(Status::unimplemented("Sync is served by the control plane"));
-        };
         let peer = peer_of(&request);
-        let replies = crate::sync::serve(hub.clone(), peer, request.into_inner());
+        let replies = crate::sync::serve(self.inner.hub.clone(), peer, request.into_inner());
         Ok(Response::new(Box::pin(ReceiverStream::new(replies))))
     }
 }

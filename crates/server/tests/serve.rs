@@ -10,17 +10,18 @@ use statesync_server::proto::statesync_client::StatesyncClient;
 use statesync_server::proto::statesync_server::{Statesync, StatesyncServer};
 use statesync_server::proto::{
     self, CommandReply, CommandRequest, DeleteOp, GetRequest, Op, PutOp, RangeRequest, SnapshotRequest,
-    StatusReply, StatusRequest, SyncReply, SyncRequest, compare, op,
+    StatusReply, StatusRequest, compare, op,
 };
 use statesync_server::{
-    Code, CommitCounters, Config, ERROR_METADATA_KEY, ErrorReporter, NativeError, Reported, RunningServer,
+    Code, CommitCounters, Config, ERROR_METADATA_KEY, ErrorReporter, HubSettings, NativeError, Reported,
+    RunningServer,
 };
 use statesync_store::{SqliteStore, StoreSettings};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 /// Names each failure after its variant (the binding asks Python instead).
 struct Plain;
@@ -52,8 +53,8 @@ impl ErrorReporter for Plain {
     }
 }
 
-/// A stand-in control plane: Status answers a fixed head; Sync echoes each
-/// request's heartbeat as a progress reply, one by one.
+/// A stand-in control plane: Status answers a fixed head and the caller's
+/// address it was given.
 struct ControlPlane;
 
 #[tonic::async_trait]
@@ -70,14 +71,6 @@ impl Statesync for ControlPlane {
             data: peer,
             ..Default::default()
         }))
-    }
-
-    async fn sync(
-        &self,
-        request: Request<Streaming<SyncRequest>>,
-    ) -> Result<Response<tonic::codegen::BoxStream<SyncReply>>, Status> {
-        let replies = request.into_inner().map(|r| r.map(|_| SyncReply::default()));
-        Ok(Response::new(Box::pin(replies)))
     }
 }
 
@@ -102,7 +95,7 @@ async fn start() -> Running {
         listen: "127.0.0.1:0".into(),
         upstream: upstream_addr.to_string(),
         latency_bounds: vec![0.001, 0.01, 1.0],
-        native_sync: None,
+        sync: HubSettings::default(),
     };
     let server = RunningServer::start(config, Arc::new(store), Arc::new(Plain))
         .await
@@ -330,7 +323,7 @@ async fn errors_carry_status_and_metadata() {
 }
 
 #[tokio::test]
-async fn other_calls_are_proxied_both_ways() {
+async fn other_calls_are_proxied() {
     let mut r = start().await;
     let status = r.client.status(StatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.head_rev, 42);
@@ -338,19 +331,6 @@ async fn other_calls_are_proxied_both_ways() {
         status.data.starts_with("ipv4:127.0.0.1:"),
         "the caller's address is passed on: {status:?}"
     );
-
-    // Each reply arrives before the next request is sent: nothing is held back.
-    let (tx, rx) = mpsc::channel(1);
-    let mut replies = r.client.sync(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    for _ in 0..3 {
-        tx.send(SyncRequest::default()).await.unwrap();
-        let reply = tokio::time::timeout(Duration::from_secs(5), replies.next())
-            .await
-            .unwrap();
-        assert!(reply.unwrap().is_ok());
-    }
-    drop(tx);
-    assert!(replies.next().await.is_none());
     r.server.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
@@ -367,7 +347,7 @@ async fn an_unreachable_control_plane_is_unavailable() {
         listen: "127.0.0.1:0".into(),
         upstream: upstream.to_string(),
         latency_bounds: vec![],
-        native_sync: None,
+        sync: HubSettings::default(),
     };
     let server = RunningServer::start(config, Arc::new(store), Arc::new(Plain))
         .await

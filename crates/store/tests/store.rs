@@ -1,19 +1,27 @@
-//! The SQLite store from Rust: group commit, idempotency, conflicts, reads at
-//! revisions, snapshots in chunks, compaction and the chain, across a reopen.
+//! The SQLite store from Rust: group commit (what each group commit takes, seen
+//! by a listener), idempotency, conflicts, reads at revisions, snapshots in
+//! chunks, compaction and the chain, across a reopen.
 //! (The Python suite `statesync.testing.store_suite` runs the same behaviour
 //! through the binding; these tests hold the crate to it on its own.)
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use statesync_core::command::{Command, CommandSource, Limits, OpKind, prepare};
+use statesync_core::digest::{Hash, position, value_hash};
 use statesync_core::error::CommandError;
+use statesync_core::sequencer::{Committed, Outcome};
 use statesync_core::value::{Value, ValueError};
+use statesync_store::sqlite::Reply;
 use statesync_store::{SqliteStore, StoreError, StoreSettings};
 
 /// A command written in Rust: (kind, namespace, key, value as JSON text).
 struct Cmd {
     id: String,
-    ops: Vec<(OpKind, &'static str, String, &'static str)>,
+    ops: Vec<(OpKind, &'static str, String, String)>,
     compares: Vec<(&'static str, String, &'static str, i64)>,
 }
 
@@ -55,10 +63,10 @@ impl CommandSource for Cmd {
     }
 }
 
-fn put(id: &str, key: &str, json: &'static str) -> Command {
+fn put(id: &str, key: &str, json: &str) -> Command {
     let source = Cmd {
         id: id.into(),
-        ops: vec![(OpKind::Put, "apps", key.into(), json)],
+        ops: vec![(OpKind::Put, "apps", key.into(), json.into())],
         compares: vec![],
     };
     prepare(&source, &Limits::default()).expect("a valid command")
@@ -127,7 +135,7 @@ fn failed_compares_write_nothing_and_name_the_key() {
     committed(&store, put("c1", "a", "1"));
     let guarded = Cmd {
         id: "c2".into(),
-        ops: vec![(OpKind::Put, "apps", "b".into(), "2")],
+        ops: vec![(OpKind::Put, "apps", "b".into(), "2".into())],
         compares: vec![("apps", "a", "mod_rev", 7), ("apps", "zz", "exists", 0)]
             .into_iter()
             .map(|(ns, k, kind, rev)| (ns, k.to_string(), kind, rev))
@@ -164,6 +172,208 @@ fn concurrent_writers_share_group_commits_and_get_consecutive_revisions() {
     revs.sort_unstable();
     assert_eq!(revs, (1..=400).collect::<Vec<_>>());
     assert_eq!(store.verify_chain().unwrap().changes, 400);
+}
+
+/// A store listener: records each group commit's size (commands), and can hold
+/// the committer inside the first one until the test releases it, so that
+/// commands submitted meanwhile queue up for the next group commit.
+struct WriteGate {
+    sizes: Mutex<Vec<usize>>,
+    hold: Mutex<Hold>,
+    changed: Condvar,
+}
+
+struct Hold {
+    /// The committer is inside its first group commit.
+    entered: bool,
+    /// The test let it go on.
+    released: bool,
+}
+
+impl WriteGate {
+    fn on(store: &SqliteStore, hold_first: bool) -> Arc<Self> {
+        let gate = Arc::new(WriteGate {
+            sizes: Mutex::new(Vec::new()),
+            hold: Mutex::new(Hold {
+                entered: false,
+                released: !hold_first,
+            }),
+            changed: Condvar::new(),
+        });
+        let listening = gate.clone();
+        store.add_listener(Arc::new(move |batch| {
+            listening.sizes.lock().unwrap().push(batch.commands.len());
+            let mut hold = listening.hold.lock().unwrap();
+            hold.entered = true;
+            listening.changed.notify_all();
+            let (hold, timeout) = listening
+                .changed
+                .wait_timeout_while(hold, Duration::from_secs(60), |h| !h.released)
+                .unwrap();
+            assert!(
+                hold.released && !timeout.timed_out(),
+                "the test never released the committer"
+            );
+        }));
+        gate
+    }
+
+    /// Waits until the committer is inside its first group commit.
+    fn entered(&self) {
+        let hold = self.hold.lock().unwrap();
+        let (_hold, timeout) = self
+            .changed
+            .wait_timeout_while(hold, Duration::from_secs(60), |h| !h.entered)
+            .unwrap();
+        assert!(!timeout.timed_out(), "no group commit started");
+    }
+
+    fn release(&self) {
+        self.hold.lock().unwrap().released = true;
+        self.changed.notify_all();
+    }
+
+    fn sizes(&self) -> Vec<usize> {
+        self.sizes.lock().unwrap().clone()
+    }
+}
+
+/// A reply that sends the outcome to the returned receiver.
+fn reply() -> (Reply, Receiver<Outcome>) {
+    let (tx, rx) = sync_channel(1);
+    (Box::new(move |outcome| tx.send(outcome).unwrap()), rx)
+}
+
+/// Submits each command alone, as concurrent writers would; their receivers in order.
+fn submit_each(store: &SqliteStore, commands: impl IntoIterator<Item = Command>) -> Vec<Receiver<Outcome>> {
+    commands
+        .into_iter()
+        .map(|command| {
+            let (reply, rx) = reply();
+            store.submit(vec![(command, reply)]);
+            rx
+        })
+        .collect()
+}
+
+fn outcome(rx: &Receiver<Outcome>) -> Committed {
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("answered")
+        .expect("committed")
+}
+
+/// Retention never runs by itself during a test.
+fn no_maintenance() -> StoreSettings {
+    StoreSettings {
+        maintenance_interval_s: 1e6,
+        ..StoreSettings::default()
+    }
+}
+
+#[test]
+fn commands_queued_during_a_group_commit_are_written_in_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    // A clock the test moves: one timestamp per transaction shows the grouping.
+    let seconds = Arc::new(AtomicU64::new(1_700_000_000));
+    let now = seconds.clone();
+    let clock = Arc::new(move || now.load(Ordering::SeqCst) as f64);
+    let store = SqliteStore::open(dir.path().join("s.db"), no_maintenance(), Some(clock)).unwrap();
+    let gate = WriteGate::on(&store, true);
+    let first = submit_each(&store, [put("first", "first", "0")]);
+    gate.entered();
+    seconds.fetch_add(1, Ordering::SeqCst);
+    let queued = submit_each(
+        &store,
+        (0..50).map(|i| put(&format!("c{i}"), &format!("k{i}"), "1")),
+    );
+    gate.release();
+    let results: Vec<_> = first.iter().chain(&queued).map(outcome).collect();
+    assert_eq!(gate.sizes(), [1, 50]);
+    assert_eq!(
+        results.iter().map(|c| c.rev).collect::<Vec<_>>(),
+        (1..=51).collect::<Vec<_>>()
+    );
+    let timestamps: BTreeSet<i64> = results.iter().map(|c| c.ts_ms).collect();
+    assert_eq!(timestamps.len(), 2, "one timestamp per transaction");
+    assert_eq!(store.verify_chain().unwrap().changes, 51);
+}
+
+#[test]
+fn a_group_commit_takes_at_most_max_batch_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = StoreSettings {
+        max_batch: 16,
+        ..no_maintenance()
+    };
+    let store = SqliteStore::open(dir.path().join("s.db"), settings, None).unwrap();
+    let gate = WriteGate::on(&store, true);
+    let first = submit_each(&store, [put("first", "first", "0")]);
+    gate.entered();
+    let queued = submit_each(
+        &store,
+        (0..50).map(|i| put(&format!("c{i}"), &format!("k{i}"), "1")),
+    );
+    gate.release();
+    for rx in first.iter().chain(&queued) {
+        outcome(rx);
+    }
+    assert_eq!(gate.sizes(), [1, 16, 16, 16, 2]);
+    assert_eq!(store.head_rev(), 51);
+}
+
+#[test]
+fn commands_submitted_together_are_one_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), no_maintenance(), None).unwrap();
+    let gate = WriteGate::on(&store, false);
+    let (commands, receivers): (Vec<_>, Vec<_>) = ["a", "b", "c"]
+        .into_iter()
+        .map(|key| {
+            let (reply, rx) = reply();
+            ((put(key, key, "1"), reply), rx)
+        })
+        .unzip();
+    store.submit(commands);
+    for rx in &receivers {
+        outcome(rx);
+    }
+    assert_eq!(gate.sizes(), [3]);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn leaves_are_the_value_hashes_of_the_keys_under_a_digest_position_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), no_maintenance(), None).unwrap();
+    let values: Vec<String> = (0..40).map(|i| i.to_string()).collect();
+    let hashes: BTreeMap<String, Hash> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| (format!("key-{i}"), value_hash(value.as_bytes())))
+        .collect();
+    for (i, value) in values.iter().enumerate() {
+        committed(&store, put(&format!("c{i}"), &format!("key-{i}"), value));
+    }
+    let leaves = |prefix: &str| -> BTreeMap<String, Hash> {
+        store.leaves("apps", prefix).unwrap().into_iter().collect()
+    };
+    assert_eq!(leaves(""), hashes);
+    let three = hex(&position("key-3"))[..3].to_owned();
+    let deep = hex(&position("key-7"))[..18].to_owned();
+    for prefix in ["0", "a", "F3", &three, &deep] {
+        let expected: BTreeMap<String, Hash> = hashes
+            .iter()
+            .filter(|(key, _)| hex(&position(key)).starts_with(&prefix.to_ascii_lowercase()))
+            .map(|(key, hash)| (key.clone(), *hash))
+            .collect();
+        assert_eq!(leaves(prefix), expected, "{prefix}");
+    }
+    assert_eq!(leaves(&deep).len(), 1, "18 nibbles single out key-7");
+    assert!(store.leaves("nothing-here", "").unwrap().is_empty());
+    assert!(matches!(store.leaves("apps", "xyz"), Err(StoreError::Invalid(_))));
 }
 
 #[test]

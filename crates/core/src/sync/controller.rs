@@ -10,8 +10,7 @@
 //! [`ProtocolError`] and changes nothing. Time is given by the caller (a
 //! [`Duration`] since any fixed origin): this module reads no clock.
 //!
-//! The worker-facing rules are in `docs/wire.md`; where it is silent, the
-//! behaviour is that of the Python hub this replaces.
+//! The worker-facing rules are in `docs/wire.md`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -78,10 +77,6 @@ pub struct SyncSettings {
     pub silence: Duration,
     /// Most changes sent to one worker and not yet acknowledged.
     pub window: u64,
-    /// Resync a replica that can be kept (one that fell behind, or whose
-    /// revision is compacted) by reconciliation; false: every resync is a
-    /// snapshot (for a controller that cannot repair by digest descent).
-    pub reconcile: bool,
 }
 
 impl Default for SyncSettings {
@@ -90,7 +85,6 @@ impl Default for SyncSettings {
             heartbeat: Duration::from_secs(1),
             silence: Duration::from_secs(10),
             window: 4096,
-            reconcile: true,
         }
     }
 }
@@ -484,11 +478,7 @@ impl ControllerStream {
         // keep, a replica in another schema version cannot be patched into the
         // served one, and a replica from after the head (the controller was
         // restored from an older copy) cannot move back by reconciliation.
-        let full = !self.settings.reconcile
-            || !hello.stale_versions.is_empty()
-            || from_rev == 0
-            || hello.observer
-            || from_rev > head_rev;
+        let full = !hello.stale_versions.is_empty() || from_rev == 0 || hello.observer || from_rev > head_rev;
         // A stale schema version alone resyncs from the worker's own revision:
         // its position is good, only its values are in the wrong version.
         let tails_first = position_reason.is_none();
@@ -591,17 +581,11 @@ impl ControllerStream {
     }
 
     /// The worker's position left what the controller can tail from (the
-    /// shared buffer, or compacted history): it resyncs by reconciliation
-    /// (by snapshot when the settings say the controller cannot reconcile).
+    /// shared buffer, or compacted history): it resyncs by reconciliation.
     pub fn fell_behind(&mut self, reason: &str) -> Result<(), ProtocolError> {
         self.allowed(Event::FellBehind)?;
-        let kind = if self.settings.reconcile {
-            ResyncKind::Reconcile
-        } else {
-            ResyncKind::Snapshot
-        };
         self.resync = Some(Resync {
-            kind,
+            kind: ResyncKind::Reconcile,
             reason: reason.to_owned(),
         });
         self.descent = None;
@@ -1272,21 +1256,6 @@ mod tests {
             (StreamState::Tailing, 20, 0)
         );
         assert_eq!(stream.resyncs(), 0, "no snapshot was sent");
-    }
-
-    #[test]
-    fn without_reconciliation_every_resync_is_a_snapshot() {
-        let settings = SyncSettings {
-            reconcile: false,
-            ..SyncSettings::default()
-        };
-        let mut stream = ControllerStream::new(settings, at(0));
-        stream.hello(hello("w1", 3), bounds(9, 4), at(0)).unwrap();
-        assert_eq!(stream.resync().unwrap().kind, ResyncKind::Snapshot, "compacted");
-        let mut stream = ControllerStream::new(settings, at(0));
-        stream.hello(hello("w1", 4), bounds(9, 0), at(0)).unwrap();
-        stream.fell_behind("fell behind the sync buffer").unwrap();
-        assert_eq!(stream.resync().unwrap().kind, ResyncKind::Snapshot, "fell behind");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use statesync_core::command::{CONTRACTS_NAMESPACE, Command, CommandSource, OpKin
 use statesync_core::engine::{KeyRecord, PlannedChange, ReadKey};
 use statesync_core::error::CommandError;
 use statesync_core::log::{Change, ChangeOp};
-use statesync_core::sequencer::{BatchWrite, Gate, Outcome};
+use statesync_core::sequencer::{Gate, Outcome};
 use statesync_core::value::Value;
 use statesync_store::{SqliteStore, StoreError, StoreSettings};
 
@@ -53,57 +53,6 @@ pub use errors::{command_error, store_error};
 use gate::PyGate;
 use records::*;
 use source::{PyCommand, key_arg, namespace_arg};
-
-/// One durable group commit, as listeners see it.
-#[pyclass(module = "statesync._native", name = "CommitBatch", frozen)]
-pub struct PyCommitBatch {
-    #[pyo3(get)]
-    head_rev: i64,
-    /// How many commands the group commit wrote (each at its own revision).
-    #[pyo3(get)]
-    commands: usize,
-    #[pyo3(get)]
-    changes: Py<PyList>,
-    #[pyo3(get)]
-    roots: Py<PyList>,
-}
-
-/// A namespace's digest right after the command at `rev` touched it.
-#[pyclass(module = "statesync._native", name = "NamespaceRoot", frozen, get_all)]
-pub struct PyNamespaceRoot {
-    namespace: String,
-    rev: i64,
-    root: Py<PyBytes>,
-    count: u64,
-}
-
-fn commit_batch(py: Python<'_>, batch: &BatchWrite) -> PyResult<Py<PyCommitBatch>> {
-    let changes = PyList::empty(py);
-    for c in &batch.changes {
-        changes.append(change(py, c)?)?;
-    }
-    let roots = PyList::empty(py);
-    for r in &batch.roots {
-        roots.append(Py::new(
-            py,
-            PyNamespaceRoot {
-                namespace: r.ns.clone(),
-                rev: r.rev,
-                root: PyBytes::new(py, &r.root).unbind(),
-                count: r.count,
-            },
-        )?)?;
-    }
-    Py::new(
-        py,
-        PyCommitBatch {
-            head_rev: batch.head_rev,
-            commands: batch.commands.len(),
-            changes: changes.unbind(),
-            roots: roots.unbind(),
-        },
-    )
-}
 
 /// The embedded store (the Rust `SqliteStore`); `statesync.store.sqlite.SQLiteStore`
 /// is its typed Python face.
@@ -350,24 +299,6 @@ impl PyStore {
         Ok((node.count, hash_bytes(py, &node.sum.to_be_bytes())))
     }
 
-    /// leaves(namespace, prefix) -> dict[key, value hash]
-    fn leaves<'py>(
-        &self,
-        py: Python<'py>,
-        namespace: &Bound<'py, PyAny>,
-        prefix: String,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let namespace = namespace_arg(namespace)?;
-        let found = py
-            .detach(|| self.inner.leaves(&namespace, &prefix))
-            .map_err(|e| store_error(py, e))?;
-        let out = PyDict::new(py);
-        for (k, h) in &found {
-            out.set_item(k, hash_bytes(py, h))?;
-        }
-        Ok(out)
-    }
-
     /// verify_chain() -> (from_rev, to_rev, changes, head_hash)
     fn verify_chain<'py>(&self, py: Python<'py>) -> PyResult<(i64, i64, u64, Bound<'py, PyBytes>)> {
         let report = py
@@ -391,19 +322,6 @@ impl PyStore {
     fn maintain(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| self.inner.maintain())
             .map_err(|e| store_error(py, e))
-    }
-
-    /// add_listener(fn): `fn(batch)` after each durable group commit, on the
-    /// committer thread, before any of its writers is answered.
-    fn add_listener(&self, listener: Py<PyAny>) {
-        self.inner.add_listener(Arc::new(move |batch: &BatchWrite| {
-            Python::attach(|py| {
-                let result = commit_batch(py, batch).and_then(|b| listener.bind(py).call1((b,)));
-                if let Err(e) = result {
-                    e.write_unraisable(py, Some(listener.bind(py)));
-                }
-            })
-        }));
     }
 
     /// Finishes queued commits, then closes. Idempotent.
@@ -492,7 +410,5 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_command, m)?)?;
     m.add_class::<PyStore>()?;
     m.add_class::<PySnapshot>()?;
-    m.add_class::<PyCommitBatch>()?;
-    m.add_class::<PyNamespaceRoot>()?;
     Ok(())
 }

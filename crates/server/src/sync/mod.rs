@@ -17,7 +17,7 @@ mod repair;
 mod stream;
 mod versions;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -37,6 +37,9 @@ use crate::proto::{
 
 pub(crate) use stream::serve;
 pub use versions::NoTranslationPath;
+
+/// Verified repairs whose detection-to-verification time the hub keeps.
+const REPAIR_TIMES: usize = 1000;
 
 /// How the hub serves streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +139,8 @@ pub struct SyncHub {
     /// The last digest query id given out: ids are unique across streams, so
     /// a worker's `Ack.repaired` from an earlier stream never matches a new repair.
     query_ids: AtomicU64,
+    /// Detection to verified repair (seconds) of the last [`REPAIR_TIMES`] repairs.
+    repair_seconds: Mutex<VecDeque<f64>>,
     closing: CancellationToken,
 }
 
@@ -170,6 +175,7 @@ impl SyncHub {
             versions,
             acks: watch::Sender::new(0),
             query_ids: AtomicU64::new(0),
+            repair_seconds: Mutex::new(VecDeque::with_capacity(REPAIR_TIMES)),
             closing: CancellationToken::new(),
             settings,
         })
@@ -208,6 +214,30 @@ impl SyncHub {
             .await
             .unwrap_or(Err(StoreError::Closed))?;
         Ok(targets?)
+    }
+
+    /// Revisions and encoded bytes the shared feed holds.
+    pub fn feed_size(&self) -> (usize, usize) {
+        (self.feed.size_revisions(), self.feed.size_bytes())
+    }
+
+    /// Detection to verified repair, in seconds, of the last 1000 repairs of
+    /// every worker, oldest first.
+    pub fn repair_seconds(&self) -> Vec<f64> {
+        self.repair_seconds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn repair_verified(&self, seconds: f64) {
+        let mut times = self.repair_seconds.lock().unwrap_or_else(PoisonError::into_inner);
+        if times.len() == REPAIR_TIMES {
+            times.pop_front();
+        }
+        times.push_back(seconds);
     }
 
     /// Ends every stream (the server is shutting down).

@@ -1,15 +1,15 @@
-//! Drift repair on the native hub: what an ACK and a digest answer do to a
-//! stream's descent, the records `status` shows, and the store reads a
-//! descent needs (our trie, the keys in flight, the repair's values); the
-//! stream's sender sends the queries and the repair.
+//! Drift repair on the hub: what an ACK and a digest answer do to a stream's
+//! descent, the records `status` shows, and the store reads a descent needs
+//! (our trie, the keys in flight, the repair's values); the stream's sender
+//! sends the queries and the repair.
 //!
-//! As in the Python hub (statesync/server/reconcile.py): an ACK whose digest
-//! of a namespace differs from ours at its revision starts a descent over the
-//! worker's stream (the core's `Descent`; its states are the stream table's);
-//! the keys it finds, less those changed since the worker's revision (the
-//! stream is delivering them), go down as one `Repair` with our values at the
-//! revision the stream has reached; the next ACK of the worker that applied it
-//! verifies it. Each divergence is recorded (worker, keys, why, cost).
+//! An ACK whose digest of a namespace differs from ours at its revision
+//! starts a descent over the worker's stream (the core's `Descent`; its
+//! states are the stream table's); the keys it finds, less those changed
+//! since the worker's revision (the stream is delivering them), go down as
+//! one `Repair` with our values at the revision the stream has reached; the
+//! next ACK of the worker that applied it verifies it. Each divergence is
+//! recorded (worker, keys, why, cost).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -243,6 +243,7 @@ pub(super) fn on_ack(
                 Some(RepairVerdict::Verified) => {
                     state.repairs.finish("verified", now, None);
                     if let Some(record) = state.repairs.history().last() {
+                        hub.repair_verified(record.seconds);
                         log::info!(
                             "worker {worker}: repair of {ns:?} verified ({} key(s), {:.3} s after detection)",
                             record.key_count,

@@ -1,4 +1,4 @@
-//! Sync and WaitApplied served natively, on port 0 with a temporary store,
+//! Sync and WaitApplied served by the hub, on port 0 with a temporary store,
 //! driven by raw tonic streams as a worker would: bootstrap, tail, ACKs and
 //! digest agreement, progress, catch-up, queued snapshots, protocol errors,
 //! drift localized by digest descent and repaired, and schema versions.
@@ -70,7 +70,7 @@ async fn start_with(settings: HubSettings, before: impl FnOnce(&SqliteStore)) ->
         // Nothing else is called: no control plane is needed.
         upstream: "127.0.0.1:9".into(),
         latency_bounds: vec![],
-        native_sync: Some(settings),
+        sync: settings,
     };
     let server = RunningServer::start(config, store.clone(), Arc::new(Plain))
         .await
@@ -255,7 +255,7 @@ async fn an_empty_worker_bootstraps_then_tails_and_its_acks_are_checked() {
         .into_inner();
     assert!(waited.complete);
     assert_eq!(waited.applied, ["w1"]);
-    let hub = running.server.hub().unwrap();
+    let hub = running.server.hub();
     let status = &hub.worker_statuses()[0];
     assert_eq!(
         (status.applied_rev, status.state.as_str(), status.digest.as_str()),
@@ -311,13 +311,13 @@ async fn a_worker_older_than_the_feed_catches_up_from_the_log() {
         listen: "127.0.0.1:0".into(),
         upstream: "127.0.0.1:9".into(),
         latency_bounds: vec![],
-        native_sync: Some(HubSettings {
+        sync: HubSettings {
             sync: SyncSettings {
                 window: 2,
                 ..settings().sync
             },
             ..settings()
-        }),
+        },
     };
     let server = RunningServer::start(config, store.clone(), Arc::new(Plain))
         .await
@@ -545,7 +545,7 @@ async fn drift_is_localized_by_descent_repaired_and_verified() {
         queries >= 3,
         "a descent, then one more with a name query: {queries}"
     );
-    let hub = running.server.hub().unwrap();
+    let hub = running.server.hub();
     let verified =
         |status: &proto::WorkerStatus| status.repairs.last().is_some_and(|r| r.outcome == "verified");
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -568,6 +568,11 @@ async fn drift_is_localized_by_descent_repaired_and_verified() {
     assert_eq!(record.reason, format!("digest differs at revision {rev}"));
     assert!(record.round_trips >= 3 && record.bytes > 0);
     assert_eq!(status.resyncs, 0, "repaired, not resynced");
+    // The hub's figures for /metrics: its one verified repair, and the one revision fed.
+    assert_eq!(hub.repair_seconds(), [record.seconds]);
+    let (revisions, bytes) = hub.feed_size();
+    assert_eq!(revisions, 1);
+    assert!(bytes > 0);
 }
 
 /// Stores each contract request as the governed namespace's contract record,
@@ -776,7 +781,7 @@ async fn each_worker_is_served_the_version_it_declares_and_re_sent_the_state_whe
     };
     assert_eq!(batch.revisions[0].changes[0].schema_version, 3);
 
-    let hub = running.server.hub().unwrap();
+    let hub = running.server.hub();
     let mut shown: Vec<(String, Vec<i32>, String)> = hub
         .worker_statuses()
         .into_iter()

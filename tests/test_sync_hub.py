@@ -1,5 +1,5 @@
-"""Sync and WaitApplied served by the native data plane (`native_sync`), with
-real Python workers against a real controller on a free port."""
+"""Sync and WaitApplied served by the data plane's sync hub, with real Python
+workers against a real controller on a free port."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from statesync.worker import Worker
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RunningController]:
     # One snapshot slot: empty workers connecting together queue for it.
-    running = RunningController(tmp_path / "controller", native_sync=True, bootstrap_slots=1)
+    running = RunningController(tmp_path / "controller", bootstrap_slots=1)
     yield running
     running.stop()
 
@@ -33,7 +33,7 @@ def state_of(client: Client, ns: str) -> dict[str, object]:
     return {r.key: orjson.loads(r.value) for r in client.range(ns)}
 
 
-def test_workers_bootstrap_follow_and_resume_from_the_native_hub(
+def test_workers_bootstrap_follow_and_resume_from_the_hub(
     server: RunningController, client: Client, tmp_path: Path
 ) -> None:
     big = "x" * 2000

@@ -220,8 +220,9 @@ class Store:
         path: object,
         settings: object,
         clock: Callable[[], float] | None = None,
-        gate: object | None = None,
+        registrar: Callable[[str, bytes | None, bytes, int, int], bytes] | None = None,
     ) -> None: ...
+    def shadow_stats(self) -> list[tuple[str, str, str, int, int]]: ...
     @property
     def head_rev(self) -> int: ...
     @property

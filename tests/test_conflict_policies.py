@@ -147,7 +147,7 @@ def test_shadow_mode_counts_and_logs_where_the_candidate_would_differ(
     with pytest.raises(ConflictError):
         put(store, ns, "k", {"a": 3, "b": 1}, base_rev=base)  # merge would refuse too
     put(store, ns, "k", {"a": 2, "b": 1}, base_rev=store.head_rev)  # not stale: not compared
-    stats = store.contract_gate.shadow_stats[ns]
+    stats = store.shadow_stats()[ns]
     assert (stats.compared, stats.disagreed) == (2, 1)
     assert (stats.active.value, stats.candidate.value) == ("reject", "merge")
     assert any("shadow policy merge would write" in r.message for r in caplog.records)

@@ -1,4 +1,4 @@
-"""Each namespace's contract, and the gate that enforces contracts at commit time.
+"""Each namespace's contract, and how a contract request changes it.
 
 A contract is one record in the reserved `_contracts` namespace, keyed by the
 namespace it governs, so every change to it is a command with a revision, in
@@ -21,15 +21,16 @@ Writers change a contract with a `SetContract` op whose request is
      "force"?: bool, "reason"?: str, "by"?: str}
     {"action": "configure", "mode"?, "owner"?, "by"?: str}
 
-and the gate turns the request into the new record inside the group commit, so
-the compatibility check runs against exactly the versions it will follow.
+and the write gate (crates/core/src/gate, which enforces contracts and conflict
+policies on every write) calls `registered_record` to turn the request into the
+new record inside the group commit, so the compatibility check runs against
+exactly the versions it will follow.
 """
 
 from __future__ import annotations
 
 import bisect
-import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -51,25 +52,19 @@ from statesync.core.errors import (
     SchemaViolation,
     SchemaViolationError,
 )
-from statesync.core.model import CONTRACTS_NAMESPACE, ChangeOp, KeyRecord
-from statesync.core.policy import ConflictPolicy, Decision, decide, is_stale
+from statesync.core.model import KeyRecord
+from statesync.core.policy import ConflictPolicy
 
 __all__ = [
     "DEFAULT_MODE",
     "Contract",
-    "ContractGate",
-    "GateOp",
-    "PlannedChange",
-    "ReadAt",
-    "ReadKey",
     "SchemaValidator",
     "SchemaVersion",
     "ShadowStats",
     "configure_request",
     "register_request",
+    "registered_record",
 ]
-
-log = logging.getLogger("statesync.policy")
 
 DEFAULT_MODE = Mode.BACKWARD
 """As in Confluent Schema Registry: new readers can read what old writers wrote."""
@@ -380,209 +375,34 @@ def _owner(request: Mapping[str, Any], namespace: str) -> dict[str, str]:
     return dict(owner)
 
 
-ReadAt = Callable[[str, str, int], KeyRecord | None]
-"""A key's record at a retained revision (None: absent then)."""
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ShadowStats:
+    """A namespace's shadow mode so far: stale writes the candidate policy was
+    evaluated on beside the active one, and on how many it disagreed (counted
+    by the write gate in the Rust core)."""
+
     active: ConflictPolicy
     candidate: ConflictPolicy
-    compared: int = 0
-    disagreed: int = 0
+    compared: int
+    disagreed: int
 
 
-ReadKey = Callable[[str, str], KeyRecord | None]
-"""A key's record at the head, as the group commit sees it."""
+def registered_record(
+    namespace: str, current: bytes | None, request: bytes, rev: int, now_ms: int
+) -> bytes:
+    """The contract record of `namespace` after the contract op `request`
+    commits at `rev` (`current`: its record now, None: none yet).
 
-
-@dataclass(frozen=True, slots=True)
-class GateOp:
-    """What the gate needs of one op of the command being committed."""
-
-    kind: str  # "put", "patch", "delete", "contract" (key: the namespace it governs)
-    namespace: str
-    key: str
-    schema_version: int = 0
-    base_rev: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedChange:
-    """A change the core planned, before it is stamped and chained: the key's
-    state before and after (None: absent)."""
-
-    namespace: str
-    key: str
-    op: ChangeOp
-    before: KeyRecord | None
-    record: KeyRecord | None
-
-
-class ContractGate:
-    """The store's `CommandGate`: applies contract requests and validates writes.
-
-    Parsed contracts are cached by (namespace, mod_rev), so a steady stream of
-    writes compiles each schema version once.
+    The write gate (crates/core/src/gate) calls this for a command that carries
+    a contract op: registration is control-plane policy (compatibility rules,
+    owners, policy names) and stays here; everything per key is the gate's.
     """
-
-    def __init__(self, history: ReadAt | None = None) -> None:
-        self._cache: dict[str, tuple[int, Contract]] = {}
-        self._history = history
-        self.shadow_stats: dict[str, ShadowStats] = {}
-        """Per namespace: stale writes the shadow policy was compared on, and disagreed."""
-
-    def contract(self, read: ReadKey, namespace: str) -> Contract | None:
-        record = read(CONTRACTS_NAMESPACE, namespace)
-        if record is None:
-            return None
-        cached = self._cache.get(namespace)
-        if cached is not None and cached[0] == record.mod_rev:
-            return cached[1]
-        contract = Contract.from_record(record)
-        self._cache[namespace] = (record.mod_rev, contract)
-        return contract
-
-    def rebase(self, read: ReadKey, record: KeyRecord) -> bytes:
-        contract = self.contract(read, record.namespace)
-        if contract is None or contract.current == 0:
-            return record.value
-        stored = contract.version_of(record.mod_rev)
-        if stored == contract.current:
-            return record.value
-        return contract.translate_json(record.value, stored, contract.current, key=record.key)
-
-    def admit(
-        self,
-        ops: Sequence[GateOp],
-        planned: list[PlannedChange],
-        read: ReadKey,
-        *,
-        rev: int,
-        now_ms: int,
-    ) -> list[PlannedChange]:
-        by_key = {(op.namespace, op.key): op for op in ops}
-        admitted = []
-        for change in planned:
-            if change.record is None:
-                admitted.append(change)
-                continue
-            if change.namespace == CONTRACTS_NAMESPACE:
-                admitted.append(self._contract_change(change, read, rev=rev, now_ms=now_ms))
-                continue
-            op = by_key[(change.namespace, change.key)]
-            contract = self.contract(read, change.namespace)
-            change = self._translated(change, contract, op.schema_version)
-            if op.base_rev:
-                resolved = self._resolved(change, contract, read, op.base_rev)
-                if resolved is None:
-                    continue  # merged into "deleted", which the key already is
-                change = resolved
-            if change.record is not None and contract is not None and contract.current:
-                doc = orjson.loads(change.record.value)
-                contract.validator(contract.current).check(change.key, doc)
-            admitted.append(change)
-        return admitted
-
-    def _contract_change(
-        self, change: PlannedChange, read: ReadKey, *, rev: int, now_ms: int
-    ) -> PlannedChange:
-        assert change.record is not None
-        namespace = change.key
-        current = self.contract(read, namespace) or Contract(namespace, DEFAULT_MODE, {}, [])
-        request = orjson.loads(change.record.value)
-        if not isinstance(request, dict):
-            raise InvalidCommandError("a contract request is a JSON object", namespace=namespace)
-        updated = current.registered(request, rev=rev, now_ms=now_ms)
-        return _with_value(change, canonical_bytes(updated.to_json()))
-
-    def _translated(
-        self, change: PlannedChange, contract: Contract | None, declared: int
-    ) -> PlannedChange:
-        """A value written in an older version (`declared`), checked against it and
-        translated to the current version."""
-        assert change.record is not None
-        current = 0 if contract is None else contract.current
-        if declared > current:
-            have = f"the newest registered is v{current}" if current else "it has no schema"
-            raise InvalidCommandError(
-                f"schema_version {declared} declared, but {have}",
-                namespace=change.namespace,
-                key=change.key,
-            )
-        if not declared or declared == current:
-            return change
-        assert contract is not None
-        doc = orjson.loads(change.record.value)
-        contract.validator(declared).check(change.key, doc)
-        value = contract.translate_json(change.record.value, declared, current, key=change.key)
-        return _with_value(change, value)
-
-    def _resolved(
-        self, change: PlannedChange, contract: Contract | None, read: ReadKey, base_rev: int
-    ) -> PlannedChange | None:
-        """Apply the conflict policy to a write based on `base_rev` (None: no change)."""
-        assert change.record is not None
-        current = change.before
-        if current is not None and current.mod_rev <= base_rev:
-            return change  # unchanged since the writer read it
-        if self._history is None:
-            raise InvalidCommandError("base_rev needs a store that keeps history")
-        base = self._history(change.namespace, change.key, base_rev)
-        if not is_stale(base_rev, base, current):
-            return change
-        if base is not None:
-            base = replace(base, value=self.rebase(read, base))
-        policy = ConflictPolicy.REJECT if contract is None else contract.conflict_policy
-        inputs = {
-            "namespace": change.namespace,
-            "key": change.key,
-            "base_rev": base_rev,
-            "base": base,
-            "current": current,
-            "writer": change.record.value,
-        }
-        # `inputs` holds exactly decide()'s keyword arguments, with their types.
-        decision = decide(policy, **inputs)  # type: ignore[arg-type]
-        shadow = None if contract is None else contract.shadow_policy
-        if shadow is not None and shadow is not policy:
-            # As above: `inputs` holds decide()'s keyword arguments.
-            self._compare(change, base_rev, policy, decision, shadow, decide(shadow, **inputs))  # type: ignore[arg-type]
-        if decision.error is not None:
-            raise decision.error
-        if decision.value is None:
-            if current is None:
-                return None
-            return PlannedChange(change.namespace, change.key, ChangeOp.DELETE, current, None)
-        return _with_value(change, decision.value)
-
-    def _compare(
-        self,
-        change: PlannedChange,
-        base_rev: int,
-        active: ConflictPolicy,
-        decision: Decision,
-        candidate: ConflictPolicy,
-        shadow: Decision,
-    ) -> None:
-        """Shadow mode: count (and log) where the candidate policy would differ."""
-        stats = self.shadow_stats.setdefault(change.namespace, ShadowStats(active, candidate))
-        stats.active, stats.candidate = active, candidate
-        stats.compared += 1
-        if decision.summary != shadow.summary:
-            stats.disagreed += 1
-            log.info(
-                "shadow policy %s would %s where %s does %s (namespace %r, key %r, base rev %d)",
-                candidate.value,
-                shadow.summary,
-                active.value,
-                decision.summary,
-                change.namespace,
-                change.key,
-                base_rev,
-            )
-
-
-def _with_value(change: PlannedChange, value: bytes) -> PlannedChange:
-    assert change.record is not None
-    return replace(change, record=replace(change.record, value=value))
+    contract = (
+        Contract(namespace, DEFAULT_MODE, {}, [])
+        if current is None
+        else Contract.from_json(orjson.loads(current))
+    )
+    parsed = orjson.loads(request)
+    if not isinstance(parsed, dict):
+        raise InvalidCommandError("a contract request is a JSON object", namespace=namespace)
+    return canonical_bytes(contract.registered(parsed, rev=rev, now_ms=now_ms).to_json())

@@ -320,8 +320,7 @@ class Controller:
             "Of those, the writes the shadow policy would have decided differently.",
             labels=labels,
         )
-        gate = getattr(self.store, "contract_gate", None)
-        for ns, stats in [] if gate is None else list(gate.shadow_stats.items()):
+        for ns, stats in self.store.shadow_stats().items():
             names = [ns, stats.active.value, stats.candidate.value]
             compared.add_metric(names, stats.compared)
             disagreed.add_metric(names, stats.disagreed)

@@ -9,9 +9,10 @@ stops the store from acknowledging anything until it is restarted
 rolled back and reported, and the store serves again once space is freed.
 
 This module is its typed Python face: it keeps the `Store` Protocol, turns
-reads into `KeyRecord`/`Change` records, and plugs in the contract gate, which
-the committer consults only for commands that need it (a namespace with a
-contract, a declared schema version, a base revision, a contract change).
+reads into `KeyRecord`/`Change` records, and gives the native write gate (which
+the committer consults only for commands that need it: a namespace with a
+contract, a declared schema version, a base revision, a contract change) the
+function that registers contracts.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import statesync._native as _native
-from statesync.contracts.registry import ContractGate, GateOp, PlannedChange
+from statesync.contracts.registry import ShadowStats, registered_record
 from statesync.core.commands import Command, Committed
 from statesync.core.digest import Node
 from statesync.core.errors import InvalidInputError, StatesyncError, StoreClosedError
-from statesync.core.model import CONTRACTS_NAMESPACE, Change, ChangeOp, KeyRecord
+from statesync.core.model import Change, KeyRecord
+from statesync.core.policy import ConflictPolicy
 from statesync.store.base import ChainReport, Outcome, StoreSettings
 
 __all__ = ["SQLiteStore"]
@@ -45,44 +47,6 @@ def _check_revision(rev: object) -> None:
 def _check_limit(limit: object) -> None:
     if type(limit) is not int or limit < 1:
         raise InvalidInputError(f"limit is an integer >= 1, got {limit!r}")
-
-
-class _GateAdapter:
-    """What the native committer calls for a command that needs the contract
-    gate: plain tuples in and out, `ContractGate` in between. `contracts` maps
-    each namespace the command writes to its contract record (or None)."""
-
-    def __init__(self, gate: ContractGate) -> None:
-        self._gate = gate
-
-    @staticmethod
-    def _reader(contracts: dict[str, KeyRecord | None]) -> Callable[[str, str], KeyRecord | None]:
-        def read(ns: str, key: str) -> KeyRecord | None:
-            if ns != CONTRACTS_NAMESPACE:
-                raise AssertionError(f"the contract gate reads only contracts, not {ns}/{key}")
-            return contracts.get(key)
-
-        return read
-
-    def rebase(self, contracts: dict[str, KeyRecord | None], record: KeyRecord) -> bytes:
-        return self._gate.rebase(self._reader(contracts), record)
-
-    def admit(
-        self,
-        ops: list[tuple[str, str, str, int, int]],
-        planned: list[tuple[str, str, str, KeyRecord | None, KeyRecord | None]],
-        contracts: dict[str, KeyRecord | None],
-        rev: int,
-        now_ms: int,
-    ) -> list[tuple[str, str, str, KeyRecord | None, KeyRecord | None]]:
-        admitted = self._gate.admit(
-            [GateOp(*op) for op in ops],
-            [PlannedChange(ns, key, ChangeOp(op), old, new) for ns, key, op, old, new in planned],
-            self._reader(contracts),
-            rev=rev,
-            now_ms=now_ms,
-        )
-        return [(p.namespace, p.key, p.op.value, p.before, p.record) for p in admitted]
 
 
 class SQLiteStore:
@@ -101,13 +65,13 @@ class SQLiteStore:
         self.path = Path(path)
         self.settings = settings
         self._is_closed = False
-        self.contract_gate = ContractGate(history=lambda ns, key, rev: self.get(ns, key, rev=rev))
-        """Contracts and conflict policies, enforced in every group commit that needs them."""
+        # The write gate (contracts and conflict policies) runs in the committer;
+        # it calls back here only to register a contract.
         self._native = _native.Store(
             self.path,
             settings,
             clock=None if clock is time.time else clock,
-            gate=_GateAdapter(self.contract_gate),
+            registrar=registered_record,
         )
         log.info(
             "opened %s at revision %d (compacted at %d)",
@@ -166,6 +130,14 @@ class SQLiteStore:
             except StatesyncError as exc:
                 outcomes.append(exc)
         return outcomes
+
+    def shadow_stats(self) -> dict[str, ShadowStats]:
+        """Per namespace with a shadow policy: the stale writes it was evaluated
+        on, and on how many it disagreed with the active policy."""
+        return {
+            ns: ShadowStats(ConflictPolicy(active), ConflictPolicy(candidate), compared, disagreed)
+            for ns, active, candidate, compared, disagreed in self._native.shadow_stats()
+        }
 
     # -- maintenance ------------------------------------------------------
 

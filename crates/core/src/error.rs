@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+use crate::gate::merge::MergeConflict;
+use crate::translate::TranslationError;
+use crate::validate::Violation;
+
 /// One compare that did not hold: what was expected and what is there now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FailedCompare {
@@ -97,6 +101,49 @@ pub enum CommandError {
         /// Where it was committed.
         rev: i64,
     },
+    /// A value does not conform to its namespace's schema.
+    SchemaViolation {
+        /// Namespace.
+        ns: String,
+        /// Key.
+        key: String,
+        /// The schema version it was checked against.
+        schema_version: i64,
+        /// Every violation, sorted by path then keyword.
+        violations: Vec<Violation>,
+    },
+    /// A `merge` policy found paths both sides changed differently.
+    MergeConflict {
+        /// Namespace.
+        ns: String,
+        /// Key.
+        key: String,
+        /// The revision the writer read the key at.
+        base_rev: i64,
+        /// The key's mod_rev now (0: absent).
+        current_mod_rev: i64,
+        /// Every conflicting path, sorted.
+        conflicts: Vec<MergeConflict>,
+    },
+    /// A value cannot be translated between two schema versions: a step is
+    /// not registered.
+    NoTranslationPath {
+        /// Namespace.
+        ns: String,
+        /// The version the value is in.
+        from_version: i64,
+        /// The version it was to be translated to.
+        to_version: i64,
+        /// Why.
+        reason: String,
+    },
+    /// A registered translation could not apply to a value.
+    Translation {
+        /// Namespace.
+        ns: String,
+        /// The failure, with the op and field.
+        error: Box<TranslationError>,
+    },
     /// Refused by a gate above the core (contracts, policies); the gate's own error.
     Gate(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -140,6 +187,40 @@ impl fmt::Display for CommandError {
                     "command_id {command_id:?} was already committed at revision {rev} with different content"
                 )
             }
+            CommandError::SchemaViolation {
+                ns,
+                key,
+                schema_version,
+                violations,
+            } => {
+                write!(
+                    f,
+                    "value does not conform to schema v{schema_version} ({ns}/{key}): {} violation(s)",
+                    violations.len()
+                )
+            }
+            CommandError::MergeConflict {
+                ns,
+                key,
+                base_rev,
+                current_mod_rev,
+                conflicts,
+            } => write!(
+                f,
+                "merge conflict ({ns}/{key}): written from revision {base_rev}, changed since at \
+                 revision {current_mod_rev}; {} path(s) conflict",
+                conflicts.len()
+            ),
+            CommandError::NoTranslationPath {
+                ns,
+                from_version,
+                to_version,
+                reason,
+            } => write!(
+                f,
+                "no translation path in namespace {ns:?} from schema v{from_version} to v{to_version}: {reason}"
+            ),
+            CommandError::Translation { ns, error } => write!(f, "namespace {ns:?}: {error}"),
             CommandError::Gate(e) => write!(f, "{e}"),
         }
     }

@@ -5,7 +5,8 @@
 //! ([`canonical`]), the per-namespace digests ([`digest`]) and the descent
 //! that localizes their differences ([`descent`]), JSON Patch application
 //! ([`patch`]), translations between schema versions ([`translate`]), JSON
-//! Schema validation ([`validate`]), the deltas sent to workers ([`delta`])
+//! Schema validation ([`validate`]), the write gate that enforces contracts and
+//! conflict policies ([`gate`]), the deltas sent to workers ([`delta`])
 //! and the sync protocol's state machines ([`sync`]). It opens no files or sockets, starts no threads and reads no clock; the store, the
 //! server, the worker and the Python binding are built on it. The vectors in
 //! `conformance/` hold it to the same bytes as every other implementation.
@@ -19,6 +20,7 @@ pub mod descent;
 pub mod digest;
 pub mod engine;
 pub mod error;
+pub mod gate;
 pub mod log;
 pub mod patch;
 pub mod sequencer;

@@ -1,5 +1,7 @@
 //! The one table from core and store refusals to the Python error tree.
 
+use statesync_core::gate::policy::conflict_value;
+
 use super::*;
 
 pub(super) fn errors_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -60,6 +62,70 @@ pub fn command_error(py: Python<'_>, error: CommandError) -> PyErr {
         CommandError::NotFound { ns, key } => raise(py, "NotFoundError", (ns, key)),
         CommandError::CommandIdReused { command_id, rev } => {
             raise(py, "CommandIdReusedError", (command_id, rev))
+        }
+        CommandError::SchemaViolation {
+            ns,
+            key,
+            schema_version,
+            violations,
+        } => {
+            let found: PyResult<Vec<Bound<'_, PyAny>>> = violations
+                .into_iter()
+                .map(|v| errors_class(py, "SchemaViolation")?.call1((v.path, v.keyword, v.message)))
+                .collect();
+            match found {
+                Ok(found) => raise(py, "SchemaViolationError", (ns, key, schema_version, found)),
+                Err(e) => e,
+            }
+        }
+        CommandError::MergeConflict {
+            ns,
+            key,
+            base_rev,
+            current_mod_rev,
+            conflicts,
+        } => {
+            let described: PyResult<Vec<Py<PyAny>>> = conflicts
+                .iter()
+                .map(|c| crate::values::to_python(py, &conflict_value(c)))
+                .collect();
+            match described {
+                Ok(described) => raise(
+                    py,
+                    "MergeConflictError",
+                    (ns, key, base_rev, current_mod_rev, described),
+                ),
+                Err(e) => e,
+            }
+        }
+        CommandError::NoTranslationPath {
+            ns,
+            from_version,
+            to_version,
+            reason,
+        } => raise(
+            py,
+            "NoTranslationPathError",
+            (ns, from_version, vec![to_version], reason),
+        ),
+        CommandError::Translation { ns, error } => {
+            let kwargs = PyDict::new(py);
+            let set = [
+                kwargs.set_item("namespace", ns),
+                kwargs.set_item("from_version", error.from_version),
+                kwargs.set_item("to_version", error.to_version),
+                kwargs.set_item("op_index", error.op_index),
+                kwargs.set_item("field", &error.field),
+            ];
+            match set
+                .into_iter()
+                .collect::<PyResult<()>>()
+                .and_then(|()| errors_class(py, "InvalidTranslationError"))
+                .and_then(|cls| cls.call((&error.reason,), Some(&kwargs)))
+            {
+                Ok(instance) => PyErr::from_value(instance),
+                Err(e) => e,
+            }
         }
         CommandError::Gate(inner) => match inner.downcast::<PyErr>() {
             Ok(e) => *e,

@@ -8,8 +8,8 @@
 //!
 //! Its parts: `errors` (the one table from core and store refusals to the
 //! Python error tree), `source` (a Python `Command` read in the order the core
-//! checks it), `gate` (the contract gate, in Python) and `records` (Rust
-//! records as Python ones).
+//! checks it), `gate` (what the Rust write gate asks of the Python product)
+//! and `records` (Rust records as Python ones).
 
 use std::sync::Arc;
 
@@ -17,11 +17,12 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
-use statesync_core::command::{CONTRACTS_NAMESPACE, Command, CommandSource, OpKind, prepare};
-use statesync_core::engine::{KeyRecord, PlannedChange, ReadKey};
+use statesync_core::command::{CommandSource, OpKind, prepare};
+use statesync_core::engine::KeyRecord;
 use statesync_core::error::CommandError;
-use statesync_core::log::{Change, ChangeOp};
-use statesync_core::sequencer::{Gate, Outcome};
+use statesync_core::gate::{ContractGate, SharedShadowStats};
+use statesync_core::log::Change;
+use statesync_core::sequencer::Outcome;
 use statesync_core::value::Value;
 use statesync_store::{SqliteStore, StoreError, StoreSettings};
 
@@ -50,7 +51,7 @@ mod source;
 
 pub(crate) use errors::raise;
 pub use errors::{command_error, store_error};
-use gate::PyGate;
+use gate::PyContractHost;
 use records::*;
 use source::{PyCommand, key_arg, namespace_arg};
 
@@ -59,6 +60,8 @@ use source::{PyCommand, key_arg, namespace_arg};
 #[pyclass(module = "statesync._native", name = "Store", frozen)]
 pub struct PyStore {
     inner: Arc<SqliteStore>,
+    /// The write gate's shadow-policy counts (None: the store has no gate).
+    shadow: Option<SharedShadowStats>,
 }
 
 fn settings_from(obj: &Bound<'_, PyAny>) -> PyResult<StoreSettings> {
@@ -90,16 +93,18 @@ impl PyStore {
 
 #[pymethods]
 impl PyStore {
-    /// Store(path, settings, clock=None, gate=None): opens the store. `clock()`
-    /// returns seconds since the epoch; `gate` is the contract gate adapter.
+    /// Store(path, settings, clock=None, registrar=None): opens the store.
+    /// `clock()` returns seconds since the epoch; with `registrar` (the
+    /// function that turns a contract request into the namespace's new
+    /// contract record) every group commit runs the write gate.
     #[new]
-    #[pyo3(signature = (path, settings, clock = None, gate = None))]
+    #[pyo3(signature = (path, settings, clock = None, registrar = None))]
     fn new(
         py: Python<'_>,
         path: std::path::PathBuf,
         settings: &Bound<'_, PyAny>,
         clock: Option<Py<PyAny>>,
-        gate: Option<Py<PyAny>>,
+        registrar: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let settings = settings_from(settings)?;
         let clock: Option<statesync_store::sqlite::Clock> = clock.map(|clock| {
@@ -111,12 +116,39 @@ impl PyStore {
             .detach(|| SqliteStore::open(&path, settings, clock))
             .map_err(|e| store_error(py, e))?;
         store.set_scope(Arc::new(|f: &mut dyn FnMut()| Python::attach(|_| f())));
-        if let Some(adapter) = gate {
-            store.set_gate(Box::new(PyGate { adapter }));
-        }
-        Ok(PyStore {
-            inner: Arc::new(store),
-        })
+        let store = Arc::new(store);
+        let shadow = registrar.map(|registrar| {
+            let gate = ContractGate::new(Box::new(PyContractHost {
+                registrar,
+                store: Arc::downgrade(&store),
+            }));
+            let shadow = gate.shadow_stats();
+            store.set_gate(Box::new(gate));
+            shadow
+        });
+        Ok(PyStore { inner: store, shadow })
+    }
+
+    /// shadow_stats() -> [(namespace, active, candidate, compared, disagreed)]:
+    /// per namespace, the stale writes a shadow policy was evaluated on and on
+    /// how many it disagreed with the active policy.
+    fn shadow_stats(&self) -> Vec<(String, &'static str, &'static str, u64, u64)> {
+        let Some(shadow) = &self.shadow else {
+            return Vec::new();
+        };
+        let stats = shadow.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        stats
+            .iter()
+            .map(|(ns, s)| {
+                (
+                    ns.clone(),
+                    s.active.name(),
+                    s.candidate.name(),
+                    s.compared,
+                    s.disagreed,
+                )
+            })
+            .collect()
     }
 
     /// The last durable revision.

@@ -109,24 +109,20 @@ impl Committer {
         let now_ms = ((shared.clock)() * 1000.0) as i64;
         let mut sequencer = lock_unpoisoned(&shared.sequencer);
         let mut gate = lock_unpoisoned(&shared.gate);
-        let mut result = None;
-        {
+        let (mut outcomes, batch) = {
             let mut read = |ns: &str, key: &str| head.get(&(ns.to_owned(), key.to_owned())).cloned();
             let mut lookup = |id: &str| known.get(id).cloned();
-            let mut gate: Option<&mut (dyn Gate + Send)> = gate.as_deref_mut();
-            let mut build = || {
-                result = Some(sequencer.build(
-                    commands,
-                    &mut read,
-                    &mut lookup,
-                    now_ms,
-                    gate.take().map(|g| g as &mut dyn Gate),
-                ));
-            };
-            // The gate may call into a host language: give it the batch's scope.
-            self.scoped(&mut build);
-        }
-        let (mut outcomes, batch) = result.expect("the build ran");
+            let gate: Option<&mut (dyn Gate + Send)> = gate.as_deref_mut();
+            // No scope: the gate is Rust, and enters a host language itself
+            // only for what it hands over (a contract registration).
+            sequencer.build(
+                commands,
+                &mut read,
+                &mut lookup,
+                now_ms,
+                gate.map(|g| g as &mut dyn Gate),
+            )
+        };
         if batch.is_empty() {
             return outcomes;
         }

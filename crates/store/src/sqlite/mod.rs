@@ -54,7 +54,7 @@ use schema::{SCHEMA, load_head, meta_int};
 pub type Reply = Box<dyn FnOnce(Outcome) + Send>;
 /// Called after each durable group commit, before any of its writers is answered.
 pub type Listener = Arc<dyn Fn(&BatchWrite) + Send + Sync>;
-/// Runs the committer's callbacks (replies, listeners, the gate) inside one
+/// Runs the committer's callbacks (replies, listeners) inside one
 /// scope per batch, e.g. one interpreter lock acquisition.
 pub type Scope = Arc<dyn Fn(&mut dyn FnMut()) + Send + Sync>;
 /// Seconds since the epoch.

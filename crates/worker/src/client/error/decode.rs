@@ -136,9 +136,15 @@ impl From<CommandError> for Error {
                 command_id,
                 committed_rev: rev,
             },
-            CommandError::Gate(e) => Error::InvalidInput {
+            // The write gate's refusals come from the controller, decoded
+            // from the wire; the client's own checks never make them.
+            gate @ (CommandError::SchemaViolation { .. }
+            | CommandError::MergeConflict { .. }
+            | CommandError::NoTranslationPath { .. }
+            | CommandError::Translation { .. }
+            | CommandError::Gate(_)) => Error::InvalidInput {
                 code: "InvalidInputError".into(),
-                message: e.to_string(),
+                message: gate.to_string(),
                 detail: Json::Null,
             },
         }

@@ -4,7 +4,7 @@ Each vector starts a worker from a replica state and options, and feeds it contr
 messages (`SyncReply`) one at a time; each step lists the worker's replies (`SyncRequest`s),
 whether it ends the stream (and the `Hello` it reconnects with), and its replica afterwards.
 `docs/wire.md` ("The sync stream" and below) is the normative text; where it is silent the
-expectations follow the Python worker (`statesync/worker/worker.py`).
+expectations follow the reference worker (`crates/worker/src/session.rs`).
 
 Every expected result is written here by hand from those rules: the replica after each step
 is spelled out, and the ACKs, hellos and descent answers are computed from that replica by the

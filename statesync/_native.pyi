@@ -189,6 +189,56 @@ class Replica:
 def read_replica(
     state_dir: str | PathLike[str],
 ) -> tuple[str, int, dict[str, dict[str, bytes]], list[tuple[str, str, int, str]]]: ...
+def open_worker_replica(
+    state_dir: str | PathLike[str], worker_id: str
+) -> tuple[Replica, tuple[str, str] | None]: ...
+
+@final
+class Worker:
+    def __init__(
+        self,
+        address: str,
+        worker_id: str,
+        namespaces: list[str],
+        replica: Replica,
+        *,
+        deltas: bool,
+        heartbeat_s: float,
+        stale_after_s: float,
+        backoff_base_s: float,
+        backoff_cap_s: float,
+        versions: Mapping[str, Sequence[int]],
+        schemas: list[tuple[str, int, bytes]],
+        chaos: tuple[float, float, int | None],
+        decide: Callable[[list[tuple[Any, ...]]], Sequence[str | None]] | None,
+        applied: Callable[[], None] | None,
+    ) -> None: ...
+    @property
+    def applied_rev(self) -> int: ...
+    def status(self) -> tuple[int, bool, int, int, int, int, int, int, str | None]: ...
+    def last_error(self) -> tuple[int, str, bytes | None] | None: ...
+    def wait_for(self, rev: int, timeout_s: float | None = None) -> bool: ...
+    def wait_for_error(self, timeout_s: float | None = None) -> bool: ...
+    def stop(self) -> None: ...
+
+@final
+class WorkerSession:
+    def __init__(
+        self,
+        replica: Replica,
+        worker_id: str,
+        namespaces: list[str],
+        *,
+        deltas: bool,
+        heartbeat_s: float,
+    ) -> None: ...
+    def hello(self) -> bytes: ...
+    def receive(
+        self,
+        reply: bytes,
+        decide: Callable[[list[tuple[Any, ...]]], Sequence[str | None]] | None,
+    ) -> tuple[list[bytes], tuple[str, bool] | None]: ...
+
 def change_canonical_bytes(
     *,
     rev: int,

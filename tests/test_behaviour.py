@@ -1,16 +1,17 @@
 """The Python worker against the behaviour vectors (conformance/behaviour).
 
-Each vector is a scripted Sync exchange: the worker's message handling
-(`Worker._handle`) is driven directly, without a network, with a queue as the
-outgoing stream and a replica in a temporary directory. Its replies, the
-stream ends (and the hello of the next stream) and its replica after each
-step must be exactly the vector's (conformance/README.md says how to run them;
-crates/worker/tests/behaviour.rs runs the same file against the Rust worker).
+Each vector is a scripted Sync exchange, driven without a network through the
+binding the Python `Worker` runs on: the native worker session
+(`statesync._native.WorkerSession`) over a replica in a temporary directory,
+with the Python worker's own decision hook (`Worker._decide`, which runs the
+validator and handler) as its handler. Its replies, the stream ends (and the
+hello of the next stream) and its replica after each step must be exactly the
+vector's (conformance/README.md says how to run them;
+crates/worker/tests/behaviour.rs runs the same file against the Rust crate).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -19,12 +20,10 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 
+import statesync._native as _native
 from statesync.core.canonical import canonical_bytes
-from statesync.core.errors import ProtocolError
-from statesync.core.sync import HeldKey, ReplicaCursor
 from statesync.wire import pb
-from statesync.worker import worker as worker_module
-from statesync.worker.replica import Entry, Replica
+from statesync.worker.replica import Entry, HeldKey, Replica
 from statesync.worker.worker import ChangeEvent, Reject, Worker, WorkerSettings
 
 VECTORS = Path(__file__).resolve().parent.parent / "conformance" / "behaviour" / "vectors.json"
@@ -95,7 +94,7 @@ def _state(replica: Replica, namespaces: list[str]) -> dict[str, Any]:
 def _handler(rules: list[dict[str, Any]]) -> Any:
     """The vector's handler: refuse the listed puts (of exactly that value) and deletes."""
 
-    async def handle(event: ChangeEvent) -> None:
+    def handle(event: ChangeEvent) -> None:
         for rule in rules:
             if (rule["ns"], rule["key"], rule["op"]) != (event.ns, event.key, event.op):
                 continue
@@ -110,18 +109,11 @@ def _request(message: dict[str, Any]) -> pb.SyncRequest:
     return json_format.ParseDict(message, pb.SyncRequest())
 
 
-def _drain(outgoing: asyncio.Queue[pb.SyncRequest | None]) -> list[pb.SyncRequest | None]:
-    sent = []
-    while not outgoing.empty():
-        sent.append(outgoing.get_nowait())
-    return sent
+def _show(messages: list[pb.SyncRequest]) -> list[Any]:
+    return [json_format.MessageToDict(m) for m in messages]
 
 
-def _show(messages: list[pb.SyncRequest | None]) -> list[Any]:
-    return [None if m is None else json_format.MessageToDict(m) for m in messages]
-
-
-async def _run(vector: dict[str, Any], tmp_path: Path) -> None:
+def _run(vector: dict[str, Any], tmp_path: Path) -> None:
     name = vector["name"]
     options = vector["options"]
     namespaces: list[str] = options["namespaces"]
@@ -131,42 +123,43 @@ async def _run(vector: dict[str, Any], tmp_path: Path) -> None:
         "unused:0",
         worker_id=options["worker_id"],
         namespaces=namespaces,
-        state_dir=state_dir,
         handler=_handler(options["reject"]),
         settings=WorkerSettings(heartbeat_s=options["heartbeat_s"]),
         deltas=options["deltas"],
     )
+    replica = Replica(state_dir, worker_id=options["worker_id"])
+    session = _native.WorkerSession(
+        replica.native,
+        options["worker_id"],
+        namespaces,
+        deltas=options["deltas"],
+        heartbeat_s=options["heartbeat_s"],
+    )
+
+    def hello() -> pb.SyncRequest:
+        return pb.SyncRequest.FromString(session.hello())
+
     try:
-        assert worker._hello() == _request(vector["hello"]), f"{name}: hello"
-        outgoing: asyncio.Queue[pb.SyncRequest | None] = asyncio.Queue()
-        snapshot = None
+        assert hello() == _request(vector["hello"]), f"{name}: hello"
         for i, step in enumerate(vector["steps"]):
             reply = json_format.ParseDict(step["receive"], pb.SyncReply())
-            ended: BaseException | None = None
-            try:
-                snapshot = await worker._handle(reply, snapshot, outgoing)
-            except (worker_module._Resync, ProtocolError) as exc:
-                ended = exc
-            sent = _drain(outgoing)
+            encoded, ended = session.receive(reply.SerializeToString(), worker._decide)
+            sent = [pb.SyncRequest.FromString(m) for m in encoded]
             expected = [_request(m) for m in step["send"]]
             assert sent == expected, f"{name} step {i}: replies {_show(sent)}"
             if "reconnect" in step:
                 assert ended is not None, f"{name} step {i}: the stream must end"
-                assert worker._hello() == _request(step["reconnect"]), (
-                    f"{name} step {i}: reconnect hello {json_format.MessageToDict(worker._hello())}"
+                again = hello()
+                assert again == _request(step["reconnect"]), (
+                    f"{name} step {i}: reconnect hello {json_format.MessageToDict(again)}"
                 )
-                # A new stream starts as `Worker._session` starts one.
-                worker.cursor = ReplicaCursor(worker.applied_rev)
-                snapshot = None
             else:
                 assert ended is None, f"{name} step {i}: the stream must go on, ended: {ended}"
-            assert _state(worker.replica, namespaces) == step["replica"], (
-                f"{name} step {i}: replica"
-            )
+            assert _state(replica, namespaces) == step["replica"], f"{name} step {i}: replica"
     finally:
-        worker.replica.close()
+        replica.close()
 
 
 @pytest.mark.parametrize("vector", ALL, ids=[v["name"] for v in ALL])
 def test_behaviour_vector(vector: dict[str, Any], tmp_path: Path) -> None:
-    asyncio.run(_run(vector, tmp_path))
+    _run(vector, tmp_path)

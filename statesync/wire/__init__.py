@@ -35,7 +35,6 @@ from statesync.core.errors import (
     UnavailableError,
 )
 from statesync.core.model import KeyRecord
-from statesync.core.sync import HeldKey
 from statesync.v1 import statesync_pb2 as pb
 
 __all__ = [
@@ -45,8 +44,8 @@ __all__ = [
     "entry_from_pb",
     "error_from_pb",
     "error_from_rpc",
+    "error_from_status",
     "error_to_pb",
-    "held_to_pb",
     "pb",
     "status_code",
 ]
@@ -126,12 +125,6 @@ def entry_from_pb(entry: pb.Entry) -> KeyRecord:
     )
 
 
-def held_to_pb(held: HeldKey) -> pb.HeldKey:
-    return pb.HeldKey(
-        ns=held.namespace, key=held.key, rev=held.rev, reason=held.reason, held_hash=held.held_hash
-    )
-
-
 # ---------------------------------------------------------------- errors
 
 
@@ -181,11 +174,19 @@ def error_from_pb(error: pb.Error) -> StatesyncError:
 
 def error_from_rpc(exc: grpc.RpcError, address: str) -> StatesyncError:
     """The statesync error behind a failed call, or UnavailableError for transport failures."""
-    for key, value in _trailing(exc):
-        if key == ERROR_METADATA_KEY:
-            return error_from_pb(pb.Error.FromString(value))
+    error = next((value for key, value in _trailing(exc) if key == ERROR_METADATA_KEY), None)
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    return error_from_status(code, details or "", error, address)
+
+
+def error_from_status(
+    code: grpc.StatusCode | None, details: str, error: bytes | None, address: str
+) -> StatesyncError:
+    """The statesync error of a failed call from its status: the encoded
+    `statesync.v1.Error` the controller attached, else by the status code."""
+    if error is not None:
+        return error_from_pb(pb.Error.FromString(error))
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, None):
         return UnavailableError(address, details or "no response")
     if code == grpc.StatusCode.CANCELLED:

@@ -7,7 +7,8 @@ snapshot) is applied in one transaction together with the new applied
 revision, so a crash never applies a change twice nor skips one. The file is
 checked at open (SQLite integrity, format, and each namespace's digest against
 the one stored with the last commit); a bad file raises `ReplicaCorruptError`,
-and the worker moves it aside and resyncs.
+and a worker moves it aside and resyncs. A running worker shares it: reads
+here see what the worker applied.
 
 This module owns what is Python about it: the errors in statesync's tree,
 `HeldKey` records, and the dump's shape. It holds no replica logic.
@@ -17,16 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import statesync._native as _native
 from statesync.core.digest import NamespaceDigest
 from statesync.core.errors import StatesyncError
-from statesync.core.sync import HeldKey
 
 __all__ = [
     "REPLICA_FILE",
     "Entry",
+    "HeldKey",
     "Replica",
     "ReplicaCorruptError",
     "ReplicaInUseError",
@@ -38,6 +40,17 @@ Entry = _native.Entry
 """One key's value: canonical JSON bytes, create_rev, mod_rev, version, vhash,
 schema_version (0: no schema) and source_hash (the controller's value hash
 when the value is a translation); `leaf` is the hash the digest counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldKey:
+    """A key a worker kept at its last good value after rejecting a change."""
+
+    namespace: str
+    key: str
+    rev: int
+    reason: str
+    held_hash: bytes = b""  # hash of the value kept; empty: the worker has no value
 
 
 class ReplicaCorruptError(StatesyncError):
@@ -85,6 +98,23 @@ class Replica:
     def __init__(self, state_dir: Path | None, *, worker_id: str = "") -> None:
         with _translated():
             self._native = _native.Replica(state_dir, worker_id)
+
+    @classmethod
+    def open_for_worker(
+        cls, state_dir: Path, *, worker_id: str
+    ) -> tuple[Replica, tuple[str, str] | None]:
+        """A worker's replica; a corrupt one is moved aside (the second item:
+        where, and why) and an empty one opened in its place, to be bootstrapped."""
+        with _translated():
+            native, set_aside = _native.open_worker_replica(state_dir, worker_id)
+        replica = cls.__new__(cls)
+        replica._native = native
+        return replica, set_aside
+
+    @property
+    def native(self) -> _native.Replica:
+        """The native replica (the native worker syncs this one)."""
+        return self._native
 
     @property
     def applied_rev(self) -> int:

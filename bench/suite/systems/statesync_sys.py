@@ -7,11 +7,12 @@ each acknowledged after its group commit is fsynced). A watch is the SDK's
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -203,25 +204,32 @@ class StatesyncConn(Conn):
         """A Worker with an in-memory replica; it starts from a snapshot of the
         namespace (what a new worker does), so `from_revision` only tells the
         caller which changes it cares about. Returns once it is at the head."""
-        worker, task = await self._start_worker(None)
+        loop = asyncio.get_running_loop()
 
         def changed(event: Any) -> None:
+            # On the worker's sync thread: timed here, recorded on the agent's loop.
             if event.rev > from_revision:  # a snapshot's entries count: they are applied
                 value = None if event.op == "delete" else orjson.dumps(event.value)
-                on_event(event.key, value, event.rev)
+                loop.call_soon_threadsafe(
+                    functools.partial(on_event, event.key, value, event.rev, at=time.time())
+                )
 
-        worker.on_change(changed)
+        worker, task = await self._start_worker(None, on_change=changed)
         await self._until_applied(worker, await self.head())
         return WorkerWatch(worker, task)
 
-    async def _start_worker(self, state_dir: Path | None) -> tuple[Worker, asyncio.Task[None]]:
-        """The SDK's default settings (reconnect backoff 0.2 s base, full jitter)."""
-        worker = CountingWorker(
+    async def _start_worker(
+        self, state_dir: Path | None, on_change: Callable[[Any], None] | None = None
+    ) -> tuple[Worker, asyncio.Task[None]]:
+        """The SDK's default settings (reconnect backoff 0.1 s base, full jitter)."""
+        worker = Worker(
             self.address,
             worker_id=f"bench-{uuid.uuid4().hex[:12]}",
             namespaces=[NAMESPACE],
             state_dir=state_dir,
         )
+        if on_change is not None:
+            worker.on_change(on_change)
         return worker, asyncio.create_task(worker.run())
 
     @staticmethod
@@ -255,13 +263,3 @@ class StatesyncConn(Conn):
 
     async def close(self) -> None:
         await self.channel.close()
-
-
-class CountingWorker(Worker):
-    """Counts the protobuf bytes of what the controller sends it."""
-
-    bytes_received = 0
-
-    async def _handle(self, reply: Any, snapshot: Any, outgoing: Any) -> Any:
-        self.bytes_received += reply.ByteSize()
-        return await super()._handle(reply, snapshot, outgoing)

@@ -20,6 +20,7 @@ mod server;
 mod store;
 mod translate;
 mod values;
+mod worker;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -32,5 +33,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     store::register(m)?;
     server::register(m)?;
     translate::register(m)?;
+    worker::register(m)?;
     Ok(())
 }

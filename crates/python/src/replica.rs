@@ -2,22 +2,25 @@
 //!
 //! SQLite work (open, apply, replace, close) and anything that walks a whole
 //! namespace run with the GIL released, so the worker's asyncio loop and other
-//! threads keep running. The replica sits behind a mutex: a short read takes
-//! it without releasing the GIL when it is free, and no thread ever waits for
-//! it while holding the GIL, so the two locks cannot deadlock. Refusals are
+//! threads keep running. The replica is a [`SharedReplica`] (the native
+//! worker syncs the same one): a short read takes its lock without releasing
+//! the GIL when it is free, and no thread ever waits for it while holding the
+//! GIL (the worker never calls Python while it holds it), so the two locks
+//! cannot deadlock. Refusals are
 //! raised as `ReplicaCorrupt(path, reason)` and `ReplicaInUse(path)`; the
 //! Python package turns them into its typed errors.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Mutex, TryLockError};
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use statesync_core::digest::{Hash, NamespaceDigest};
-use statesync_worker::{Changes, Entry, HeldKey, REPLICA_FILE, Replica, ReplicaError, Snapshot};
+use statesync_worker::{
+    Changes, Entry, HeldKey, REPLICA_FILE, Replica, ReplicaError, SharedReplica, Snapshot,
+};
 
 use crate::digest::{PyNamespaceDigest, hash_arg};
 
@@ -34,7 +37,7 @@ create_exception!(
     "Another process holds the state directory: args are (path,)."
 );
 
-fn to_pyerr(err: ReplicaError) -> PyErr {
+pub(crate) fn to_pyerr(err: ReplicaError) -> PyErr {
     match err {
         ReplicaError::Corrupt { path, reason } => {
             ReplicaCorrupt::new_err((path.display().to_string(), reason))
@@ -176,32 +179,28 @@ fn entries_of(items: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String, Entry)>
 /// persisted in a state directory (or in memory only, without one).
 #[pyclass(module = "statesync._native", name = "Replica", frozen)]
 pub struct PyReplica {
-    inner: Mutex<Replica>,
+    inner: SharedReplica,
 }
 
 impl PyReplica {
+    /// Another handle to the replica (for the native worker).
+    pub(crate) fn shared(&self) -> SharedReplica {
+        self.inner.clone()
+    }
+
     /// A short read: under the GIL when the replica is free (releasing the GIL
     /// costs more than the read), else waiting for it with the GIL released.
     fn read<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Replica) -> R + Send) -> PyResult<R> {
         match self.inner.try_lock() {
-            Ok(mut replica) => Ok(f(&mut replica)),
-            Err(TryLockError::WouldBlock) => self.detached(py, f),
-            Err(TryLockError::Poisoned(_)) => Err(poisoned()),
+            Some(mut replica) => Ok(f(&mut replica)),
+            None => self.detached(py, f),
         }
     }
 
     /// Writes and long reads, with the GIL released.
     fn detached<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Replica) -> R + Send) -> PyResult<R> {
-        py.detach(|| {
-            let mut replica = self.inner.lock().map_err(drop)?;
-            Ok(f(&mut replica))
-        })
-        .map_err(|()| poisoned())
+        Ok(py.detach(|| f(&mut self.inner.lock())))
     }
-}
-
-fn poisoned() -> PyErr {
-    PyRuntimeError::new_err("the replica is unusable: a write panicked")
 }
 
 #[pymethods]
@@ -216,7 +215,7 @@ impl PyReplica {
             Some(dir) => py.detach(|| Replica::open(dir, worker_id)).map_err(to_pyerr)?,
         };
         Ok(PyReplica {
-            inner: Mutex::new(replica),
+            inner: SharedReplica::new(replica),
         })
     }
 
@@ -376,6 +375,27 @@ impl PyReplica {
 
 /// read_replica(state_dir) -> (worker_id, applied_rev, {ns: {key: value}},
 /// [(ns, key, rev, reason)]): the replica file read without a lock or checks.
+/// open_worker_replica(state_dir, worker_id) -> (Replica, (aside, reason) | None):
+/// a worker's replica; a corrupt one is moved aside (to `aside`, because of
+/// `reason`) and an empty one opened in its place, to be bootstrapped.
+#[pyfunction]
+fn open_worker_replica(
+    py: Python<'_>,
+    state_dir: PathBuf,
+    worker_id: &str,
+) -> PyResult<(PyReplica, Option<(String, String)>)> {
+    let (replica, aside) = py
+        .detach(|| statesync_worker::open_or_set_aside(&state_dir, worker_id))
+        .map_err(to_pyerr)?;
+    let replica = PyReplica {
+        inner: SharedReplica::new(replica),
+    };
+    Ok((
+        replica,
+        aside.map(|(path, reason)| (path.display().to_string(), reason)),
+    ))
+}
+
 #[pyfunction]
 fn read_replica<'py>(py: Python<'py>, state_dir: PathBuf) -> PyResult<Bound<'py, PyAny>> {
     let dump = py
@@ -406,5 +426,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEntry>()?;
     m.add_class::<PyReplica>()?;
     m.add_function(wrap_pyfunction!(read_replica, m)?)?;
+    m.add_function(wrap_pyfunction!(open_worker_replica, m)?)?;
     Ok(())
 }

@@ -95,7 +95,7 @@ struct PyLogBridge;
 
 impl ::log::Log for PyLogBridge {
     fn enabled(&self, metadata: &::log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("statesync_server")
+        metadata.target().starts_with("statesync_server") || metadata.target().starts_with("statesync_worker")
     }
 
     fn log(&self, record: &::log::Record<'_>) {
@@ -104,6 +104,8 @@ impl ::log::Log for PyLogBridge {
         }
         let name = if record.target().starts_with("statesync_server::sync") {
             "statesync.sync"
+        } else if record.target().starts_with("statesync_worker") {
+            "statesync.worker"
         } else {
             "statesync.server"
         };
@@ -129,7 +131,7 @@ impl ::log::Log for PyLogBridge {
 }
 
 /// Installs [`PyLogBridge`] once per process (later calls keep it).
-fn forward_logs() {
+pub(crate) fn forward_logs() {
     if ::log::set_logger(&PyLogBridge).is_ok() {
         ::log::set_max_level(::log::LevelFilter::Info);
     }

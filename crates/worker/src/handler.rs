@@ -47,6 +47,9 @@ pub struct ChangeEvent<'a> {
     pub create_rev: i64,
     /// How many times the key was written (0 for a delete).
     pub version: i64,
+    /// The schema version the value is served in (0: the namespace has none,
+    /// or a delete).
+    pub schema_version: i32,
     /// Where the change comes from.
     pub origin: Origin,
 }
@@ -82,11 +85,35 @@ impl fmt::Display for Reject {
 
 impl std::error::Error for Reject {}
 
-/// Sees each change before it is applied. It runs on the worker's sync task:
-/// keep it short, or hand the work to a task of your own.
+/// A handler could not decide because the worker is stopping: nothing of the
+/// revision (or snapshot) it was asked about is applied, and the stream ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    /// Why, for the log.
+    pub reason: String,
+}
+
+/// Sees each change before it is applied. It runs on the worker's sync task
+/// (on a multi-threaded tokio runtime, in `block_in_place`, so a handler that
+/// blocks holds up only its own worker); keep it short, or hand the work to a
+/// task of your own.
 pub trait Handler: Send {
     /// Accept (`Ok`) or refuse (`Err(Reject)`) the change.
     fn on_change(&mut self, change: &ChangeEvent<'_>) -> Result<(), Reject>;
+
+    /// Decides on every change of one revision, snapshot or repair at once,
+    /// in order: one verdict per change (a repair's verdicts are not
+    /// honoured: it is applied as sent). The default asks
+    /// [`Handler::on_change`] for each; a handler that pays per call (one
+    /// that crosses into another language) decides them together.
+    fn on_changes(&mut self, changes: &[ChangeEvent<'_>]) -> Result<Vec<Result<(), Reject>>, Interrupted> {
+        Ok(changes.iter().map(|change| self.on_change(change)).collect())
+    }
+
+    /// The changes accepted in the last [`Handler::on_changes`] call are now
+    /// in the replica (called after each revision, snapshot or repair that
+    /// offered changes is applied).
+    fn applied(&mut self) {}
 }
 
 impl<F> Handler for F

@@ -100,7 +100,10 @@ pub mod session;
 mod worker;
 
 pub use error::ReplicaError;
-pub use handler::{AcceptAll, ChangeEvent, Handler, Op, Origin, Reject};
-pub use replica::{Changes, Dump, Entry, FORMAT, HeldKey, REPLICA_FILE, Replica, Snapshot, read_offline};
-pub use session::{Options, Session, Step, StreamEnd};
-pub use worker::{Status, Worker, WorkerBuilder, WorkerError};
+pub use handler::{AcceptAll, ChangeEvent, Handler, Interrupted, Op, Origin, Reject};
+pub use replica::{
+    Changes, Dump, Entry, FORMAT, HeldKey, REPLICA_FILE, Replica, SharedReplica, Snapshot, open_or_set_aside,
+    read_offline,
+};
+pub use session::{Chaos, Counters, Options, Session, Step, StreamEnd};
+pub use worker::{Status, StreamError, Worker, WorkerBuilder, WorkerError};

@@ -21,7 +21,9 @@ mod namespace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Transaction;
 use statesync_core::digest::{Hash, NamespaceDigest, sha256};
@@ -142,6 +144,68 @@ enum Undo {
     Store(String, String, Option<Entry>),
     Hold(String, String, Option<Held>),
     Replace(BTreeMap<String, Namespace>),
+}
+
+/// A replica shared between the worker's sync task and its readers (a
+/// handler, another thread): a cheap handle to one replica behind a mutex.
+/// The sync task holds the lock only while it reads or writes, never while a
+/// handler runs, so a handler may read the replica.
+#[derive(Clone)]
+pub struct SharedReplica(Arc<Mutex<Replica>>);
+
+impl SharedReplica {
+    /// Shares `replica`.
+    pub fn new(replica: Replica) -> SharedReplica {
+        SharedReplica(Arc::new(Mutex::new(replica)))
+    }
+
+    /// The replica, waiting for the lock. A write that panicked leaves the
+    /// replica as the failed write found it (writes change memory only after
+    /// the file), so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, Replica> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The replica if no one holds the lock now.
+    pub fn try_lock(&self) -> Option<MutexGuard<'_, Replica>> {
+        match self.0.try_lock() {
+            Ok(replica) => Some(replica),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedReplica")
+    }
+}
+
+/// Opens the replica in `dir` for a worker; a corrupt one is moved aside
+/// (to `<dir>.corrupt-<unix seconds>`, returned with why) and the worker
+/// starts empty, to be bootstrapped by a snapshot.
+pub fn open_or_set_aside(
+    dir: &Path,
+    worker_id: &str,
+) -> Result<(Replica, Option<(PathBuf, String)>), ReplicaError> {
+    match Replica::open(dir, worker_id) {
+        Err(ReplicaError::Corrupt { reason, .. }) => {
+            let stamp = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let name = dir
+                .file_name()
+                .map_or_else(|| "replica".into(), |n| n.to_string_lossy().into_owned());
+            let aside = dir.with_file_name(format!("{name}.corrupt-{stamp}"));
+            std::fs::rename(dir, &aside).map_err(|source| ReplicaError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+            Ok((Replica::open(dir, worker_id)?, Some((aside, reason))))
+        }
+        other => Ok((other?, None)),
+    }
 }
 
 /// Entries by namespace and key, the held-back keys, and the applied revision.

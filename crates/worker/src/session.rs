@@ -25,6 +25,7 @@
 //! applied as sent, unvalidated (docs/wire.md, "Held keys").
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, MutexGuard};
 
 use statesync_core::NamespaceDigest;
 use statesync_core::digest::{Hash, sha256};
@@ -38,8 +39,8 @@ use statesync_proto::{
 
 use crate::ReplicaError;
 use crate::answer::answer;
-use crate::handler::{ChangeEvent, Handler, Op, Origin};
-use crate::replica::{Changes, Entry, HeldKey, Replica, Snapshot};
+use crate::handler::{ChangeEvent, Handler, Interrupted, Op, Origin, Reject};
+use crate::replica::{Changes, Entry, HeldKey, Replica, SharedReplica, Snapshot};
 
 /// The reason a worker refuses a value whose SHA-256 is not its `value_hash`.
 pub const HASH_MISMATCH: &str = "the value does not match its hash";
@@ -59,6 +60,37 @@ pub struct Options {
     /// without duplicates): the controller serves each change in the newest
     /// of them, translated. A namespace not listed is served as stored.
     pub versions: BTreeMap<String, Vec<i32>>,
+    /// Fault injection for tests of drift repair (default: none).
+    pub chaos: Chaos,
+}
+
+/// Fault injection: a worker that loses or garbles some of what it applies,
+/// as a buggy one would, so the controller's digest checks find drift. Drawn
+/// for each change the worker accepts, after its handler: the handler sees
+/// it, the replica does not get it (`drop`) or gets a wrong value, stored
+/// with that value's hash so only the digest can tell (`corrupt`). Never in
+/// production.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chaos {
+    /// The fraction of accepted changes not applied.
+    pub drop: f64,
+    /// The fraction of accepted puts stored with a wrong value.
+    pub corrupt: f64,
+    /// The seed of the draws (None: random).
+    pub seed: Option<u64>,
+}
+
+/// What a session counts over its life (across streams).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Snapshots installed (the bootstrap included).
+    pub resyncs: u64,
+    /// Keys the controller repaired after a digest descent.
+    pub keys_repaired: u64,
+    /// Changes [`Chaos`] dropped.
+    pub chaos_dropped: u64,
+    /// Puts [`Chaos`] corrupted.
+    pub chaos_corrupted: u64,
 }
 
 /// Why a stream ends, and so how the next one starts.
@@ -89,7 +121,7 @@ struct Pending {
 /// The worker side of the protocol around a [`Replica`].
 pub struct Session {
     options: Options,
-    replica: Replica,
+    replica: SharedReplica,
     stream: WorkerStream,
     snapshot: Option<Pending>,
     /// The last refused value of each held key: a delta sent before the
@@ -101,17 +133,45 @@ pub struct Session {
     schemas: HashMap<String, Schema>,
     /// The controller's registered schemas of each declared namespace, by
     /// version (an empty map: the namespace has no contract).
-    registered: HashMap<String, BTreeMap<i32, Schema>>,
+    registered: HashMap<String, BTreeMap<i32, Arc<Schema>>>,
+    /// Schemas the worker brings for declared versions: they stand in for
+    /// the registered ones of those versions.
+    pinned: HashMap<String, BTreeMap<i32, Arc<Schema>>>,
     /// The replica drifted: the next hello asks for a snapshot.
     resync_requested: bool,
+    counters: Counters,
+    /// The chaos draws (None: no fault injection).
+    chaos: Option<fastrand::Rng>,
 }
 
-/// A revision that could not be applied because the replica drifted.
-struct Drift(String);
+/// Why a revision was not applied, and so how the stream ends.
+enum Halt {
+    /// The replica drifted: the next stream asks for a snapshot.
+    Drift(String),
+    /// The handler could not decide (the worker is stopping).
+    Interrupted(String),
+}
+
+impl From<Interrupted> for Halt {
+    fn from(interrupted: Interrupted) -> Halt {
+        Halt::Interrupted(interrupted.reason)
+    }
+}
+
+/// A fault [`Chaos`] drew for one accepted change.
+enum Fault {
+    Drop,
+    Corrupt,
+}
 
 impl Session {
     /// A session on `replica`; `options.namespaces` is sorted and deduplicated.
-    pub fn new(replica: Replica, mut options: Options) -> Session {
+    pub fn new(replica: Replica, options: Options) -> Session {
+        Session::shared(SharedReplica::new(replica), options)
+    }
+
+    /// A session on a replica others read too (see [`SharedReplica`]).
+    pub fn shared(replica: SharedReplica, mut options: Options) -> Session {
         options.namespaces.sort();
         options.namespaces.dedup();
         for versions in options.versions.values_mut() {
@@ -119,7 +179,6 @@ impl Session {
             versions.dedup();
         }
         Session {
-            options,
             replica,
             stream: WorkerStream::new(),
             snapshot: None,
@@ -127,7 +186,11 @@ impl Session {
             repaired: 0,
             schemas: HashMap::new(),
             registered: HashMap::new(),
+            pinned: HashMap::new(),
             resync_requested: false,
+            counters: Counters::default(),
+            chaos: chaos_draws(&options.chaos),
+            options,
         }
     }
 
@@ -142,7 +205,26 @@ impl Session {
     /// `schemas` holds those of the declared versions the contract has
     /// (replacing what was set before; empty: `ns` has no contract).
     pub fn set_registered_schemas(&mut self, ns: impl Into<String>, schemas: BTreeMap<i32, Schema>) {
-        self.registered.insert(ns.into(), schemas);
+        let ns = ns.into();
+        let mut schemas: BTreeMap<i32, Arc<Schema>> =
+            schemas.into_iter().map(|(v, s)| (v, Arc::new(s))).collect();
+        if let Some(pinned) = self.pinned.get(&ns) {
+            schemas.extend(pinned.iter().map(|(v, s)| (*v, Arc::clone(s))));
+        }
+        self.registered.insert(ns, schemas);
+    }
+
+    /// Validates values of `ns` served in `version` against `schema` instead
+    /// of the schema registered for that version (a worker that brings its
+    /// own schema of a version it declares).
+    pub fn set_version_schema(&mut self, ns: impl Into<String>, version: i32, schema: Schema) {
+        let ns = ns.into();
+        let schema = Arc::new(schema);
+        self.pinned
+            .entry(ns.clone())
+            .or_default()
+            .insert(version, Arc::clone(&schema));
+        self.registered.entry(ns).or_default().insert(version, schema);
     }
 
     /// The declared namespaces whose contract must be read again before
@@ -179,14 +261,19 @@ impl Session {
             .collect()
     }
 
-    /// The replica (for reads).
-    pub fn replica(&self) -> &Replica {
-        &self.replica
+    /// The replica, locked (keep the guard short: the session waits for it).
+    pub fn replica(&self) -> MutexGuard<'_, Replica> {
+        self.replica.lock()
     }
 
-    /// The replica, to close it when the worker stops.
-    pub fn replica_mut(&mut self) -> &mut Replica {
-        &mut self.replica
+    /// Another handle to the replica, for readers.
+    pub fn shared_replica(&self) -> SharedReplica {
+        self.replica.clone()
+    }
+
+    /// What the session counted so far.
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 
     /// The options the session was made with.
@@ -211,7 +298,7 @@ impl Session {
         let from_rev = if self.resync_requested {
             0
         } else {
-            self.replica.applied_rev()
+            self.replica.lock().applied_rev()
         };
         request(sync_request::Msg::Hello(Hello {
             worker_id: self.options.worker_id.clone(),
@@ -235,7 +322,7 @@ impl Session {
             .map(|(ns, versions)| SchemaVersions {
                 ns: ns.clone(),
                 versions: versions.clone(),
-                replica_version: self.replica.schema_version(ns).unwrap_or(-1),
+                replica_version: self.replica.lock().schema_version(ns).unwrap_or(-1),
             })
             .collect()
     }
@@ -276,15 +363,28 @@ impl Session {
                 if before == StreamState::Snapshotting {
                     Step::default()
                 } else {
-                    self.replica.advance(progress.rev)?;
+                    self.replica.lock().advance(progress.rev)?;
                     self.acked()
                 }
             }
             sync_reply::Msg::Resync(resync) if resync.reconcile => {
-                self.replica.advance(resync.rev)?;
+                let from = self.replica.lock().applied_rev();
+                log::info!(
+                    "worker {}: moving from revision {from} to {}, keeping the replica: {} (digest descent repairs what differs)",
+                    self.options.worker_id,
+                    resync.rev,
+                    resync.reason
+                );
+                self.replica.lock().advance(resync.rev)?;
                 self.acked()
             }
             sync_reply::Msg::Resync(resync) => {
+                log::info!(
+                    "worker {}: resync at revision {}: {}",
+                    self.options.worker_id,
+                    resync.rev,
+                    resync.reason
+                );
                 self.snapshot = Some(Pending {
                     resync,
                     entries: BTreeMap::new(),
@@ -302,7 +402,7 @@ impl Session {
     // ------------------------------------------------------------ batches
 
     fn batch(&mut self, batch: ChangeBatch, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
-        let applied = self.replica.applied_rev();
+        let applied = self.replica.lock().applied_rev();
         match batch_verdict(applied, batch.prev_rev, batch.rev) {
             Err(backward) => Ok(self.ending(format!("protocol error: {backward}"), false)),
             Ok(BatchVerdict::Replay) => Ok(self.acked()),
@@ -316,120 +416,159 @@ impl Session {
             Ok(BatchVerdict::Apply) => {
                 let mut send = Vec::new();
                 for revision in batch.revisions.iter().filter(|r| r.rev > applied) {
-                    if let Err(Drift(reason)) = self.revision(revision, handler, &mut send)? {
-                        let mut step = self.ending(reason, true);
+                    if let Err(halt) = self.revision(revision, handler, &mut send)? {
+                        let mut step = match halt {
+                            Halt::Drift(reason) => self.ending(reason, true),
+                            Halt::Interrupted(reason) => self.ending(reason, false),
+                        };
                         send.append(&mut step.send);
                         step.send = send;
                         return Ok(step);
                     }
                 }
-                self.replica.advance(batch.rev)?;
+                self.replica.lock().advance(batch.rev)?;
                 send.push(self.ack());
                 Ok(Step { send, end: None })
             }
         }
     }
 
-    /// Applies one revision: each change checked and offered to the handler,
-    /// refused ones NACKed and held, the rest applied atomically.
+    /// Applies one revision: each change checked, the ones that pass offered
+    /// to the handler together, refused ones NACKed and held, the rest
+    /// applied atomically.
     fn revision(
         &mut self,
         revision: &statesync_proto::Revision,
         handler: &mut dyn Handler,
         send: &mut Vec<SyncRequest>,
-    ) -> Result<Result<(), Drift>, ReplicaError> {
+    ) -> Result<Result<(), Halt>, ReplicaError> {
+        // What each change would apply (None: a delete), and its checks' verdict.
+        let mut candidates: Vec<(Option<Entry>, Result<(), String>)> =
+            Vec::with_capacity(revision.changes.len());
+        for c in &revision.changes {
+            if c.kind == change::Kind::Delete as i32 {
+                candidates.push((None, Ok(())));
+                continue;
+            }
+            let value = if c.patch.is_empty() {
+                c.value.clone()
+            } else {
+                match self.resolve_delta(c) {
+                    Ok(value) => value,
+                    Err(drift) => return Ok(Err(drift)),
+                }
+            };
+            let entry = Entry {
+                vhash: sha256(&value),
+                value,
+                create_rev: c.create_rev,
+                mod_rev: revision.rev,
+                version: c.version,
+                schema_version: c.schema_version,
+                source_hash: hash_of(&c.source_hash),
+            };
+            let verdict = checked(&entry, &c.value_hash)
+                .and_then(|value| self.conforms(&c.ns, &c.key, c.schema_version, &value));
+            candidates.push((Some(entry), verdict));
+        }
+        let events: Vec<ChangeEvent<'_>> = revision
+            .changes
+            .iter()
+            .zip(&candidates)
+            .filter(|(_, (_, verdict))| verdict.is_ok())
+            .map(|(c, (entry, _))| match entry {
+                Some(entry) => event(revision, c, Op::Put, Some(&entry.value)),
+                None => event(revision, c, Op::Delete, None),
+            })
+            .collect();
+        let offered = events.len();
+        let decided = match decide(handler, &events) {
+            Ok(decided) => decided,
+            Err(halt) => return Ok(Err(halt)),
+        };
+        let mut decided = decided.into_iter();
         let mut changes = Changes::default();
         let mut nacks = Vec::new();
-        for c in &revision.changes {
+        for (c, (entry, checked)) in revision.changes.iter().zip(candidates) {
+            let verdict = checked.and_then(|()| decided.next().expect("one verdict per offered change"));
             let slot = (c.ns.clone(), c.key.clone());
-            let delete = c.kind == change::Kind::Delete as i32;
-            let (entry, verdict) = if delete {
-                let event = event(revision, c, Op::Delete, None);
-                (None, handler.on_change(&event).map_err(|r| r.reason))
-            } else {
-                let value = if c.patch.is_empty() {
-                    c.value.clone()
-                } else {
-                    match self.resolve_delta(c) {
-                        Ok(value) => value,
-                        Err(drift) => return Ok(Err(drift)),
-                    }
-                };
-                let entry = Entry {
-                    vhash: sha256(&value),
-                    value,
-                    create_rev: c.create_rev,
-                    mod_rev: revision.rev,
-                    version: c.version,
-                    schema_version: c.schema_version,
-                    source_hash: hash_of(&c.source_hash),
-                };
-                let verdict = checked(&entry, &c.value_hash)
-                    .and_then(|value| self.conforms(&c.ns, &c.key, c.schema_version, &value))
-                    .and_then(|()| {
-                        let event = event(revision, c, Op::Put, Some(&entry.value));
-                        handler.on_change(&event).map_err(|r| r.reason)
-                    });
-                (Some(entry), verdict)
-            };
             match verdict {
                 Ok(()) => {
                     self.refused.remove(&slot);
-                    match entry {
-                        Some(entry) => changes.puts.push((slot.0, slot.1, entry)),
-                        None => changes.deletes.push(slot),
+                    match (self.fault(), entry) {
+                        (Some(Fault::Drop), _) => {}
+                        (Some(Fault::Corrupt), Some(entry)) => {
+                            changes.puts.push((slot.0, slot.1, corrupted(&entry)))
+                        }
+                        (_, Some(entry)) => changes.puts.push((slot.0, slot.1, entry)),
+                        (_, None) => changes.deletes.push(slot),
                     }
                 }
                 Err(reason) => {
-                    nacks.push(request(sync_request::Msg::Nack(Nack {
-                        rev: revision.rev,
-                        ns: c.ns.clone(),
-                        key: c.key.clone(),
-                        reason: reason.clone(),
-                    })));
-                    let counted = if delete {
-                        None
-                    } else {
-                        hash_of(&c.source_hash).or_else(|| hash_of(&c.value_hash))
-                    };
-                    changes.rejected.push(HeldKey {
-                        namespace: c.ns.clone(),
-                        key: c.key.clone(),
-                        rev: revision.rev,
-                        reason,
-                        refused: counted,
-                    });
+                    log::warn!(
+                        "worker {}: NACK revision {} {}/{}: {reason}",
+                        self.options.worker_id,
+                        revision.rev,
+                        c.ns,
+                        c.key
+                    );
+                    nacks.push(nack(revision.rev, &c.ns, &c.key, &reason));
+                    let counted = entry
+                        .as_ref()
+                        .and_then(|_| hash_of(&c.source_hash).or_else(|| hash_of(&c.value_hash)));
+                    changes
+                        .rejected
+                        .push(held(&c.ns, &c.key, revision.rev, reason, counted));
                     if let Some(entry) = entry {
                         self.refused.insert(slot, entry);
                     }
                 }
             }
         }
-        self.replica.apply(revision.rev, changes)?;
+        self.replica.lock().apply(revision.rev, changes)?;
+        if offered > 0 {
+            handler.applied();
+        }
         send.append(&mut nacks);
         Ok(Ok(()))
     }
 
+    /// The fault [`Chaos`] draws for one accepted change (None: apply it).
+    fn fault(&mut self) -> Option<Fault> {
+        let draw = self.chaos.as_mut()?.f64();
+        let chaos = &self.options.chaos;
+        if draw < chaos.drop {
+            self.counters.chaos_dropped += 1;
+            Some(Fault::Drop)
+        } else if draw < chaos.drop + chaos.corrupt {
+            self.counters.chaos_corrupted += 1;
+            Some(Fault::Corrupt)
+        } else {
+            None
+        }
+    }
+
     /// The full value of a delta, from the value at `prev_mod_rev` (the
     /// refused one when a NACK crossed the delta on the wire).
-    fn resolve_delta(&self, c: &statesync_proto::Change) -> Result<Vec<u8>, Drift> {
+    fn resolve_delta(&self, c: &statesync_proto::Change) -> Result<Vec<u8>, Halt> {
+        let replica = self.replica.lock();
         let refused = self
             .refused
             .get(&(c.ns.clone(), c.key.clone()))
             .filter(|e| e.mod_rev == c.prev_mod_rev);
-        let base = refused.or_else(|| self.replica.get(&c.ns, &c.key));
+        let base = refused.or_else(|| replica.get(&c.ns, &c.key));
         let Some(base) = base.filter(|b| b.mod_rev == c.prev_mod_rev) else {
-            let have = match self.replica.get(&c.ns, &c.key) {
+            let have = match replica.get(&c.ns, &c.key) {
                 None => "no value".to_owned(),
                 Some(e) => format!("mod_rev {}", e.mod_rev),
             };
-            return Err(Drift(format!(
+            return Err(Halt::Drift(format!(
                 "delta for {}/{} is based on mod_rev {}, the replica has {have}",
                 c.ns, c.key, c.prev_mod_rev
             )));
         };
         statesync_core::delta::apply(&base.value, &c.patch, &c.value_hash)
-            .map_err(|e| Drift(format!("delta for {}/{}: {e}", c.ns, c.key)))
+            .map_err(|e| Halt::Drift(format!("delta for {}/{}: {e}", c.ns, c.key)))
     }
 
     // ------------------------------------------------------------ snapshots
@@ -457,7 +596,7 @@ impl Session {
     }
 
     /// Verifies a whole snapshot against its digests, offers what it changes to
-    /// the handler, and replaces the replica with it.
+    /// the handler (all at once), and replaces the replica with it.
     fn install(&mut self, pending: Pending, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
         let Pending { resync, mut entries } = pending;
         let mut digests = HashMap::new();
@@ -475,66 +614,113 @@ impl Session {
             digests.insert(expected.ns.clone(), digest);
         }
         let rev = resync.rev;
+        // What the snapshot changes, in namespace and key order (puts, then
+        // each namespace's deletes), with the verdict of the schema checks.
+        let mut offers: Vec<Offer> = Vec::new();
+        let mut kept: BTreeMap<String, BTreeMap<String, Entry>> = BTreeMap::new();
+        let mut old: HashMap<String, BTreeMap<String, Entry>> = HashMap::new();
+        for ns in self.options.namespaces.clone() {
+            let before: BTreeMap<String, Entry> = self
+                .replica
+                .lock()
+                .range(&ns, "")
+                .map(|(k, e)| (k.to_owned(), e.clone()))
+                .collect();
+            let new = entries.remove(&ns).unwrap_or_default();
+            let unchanged = kept.entry(ns.clone()).or_default();
+            let mut deletes: Vec<Offer> = before
+                .keys()
+                .filter(|k| !new.contains_key(*k))
+                .map(|key| Offer {
+                    ns: ns.clone(),
+                    key: key.clone(),
+                    entry: None,
+                    checked: Ok(()),
+                })
+                .collect();
+            for (key, entry) in new {
+                if before.get(&key).is_some_and(|o| o.vhash == entry.vhash) {
+                    unchanged.insert(key, entry);
+                    continue;
+                }
+                let checked = self.entry_conforms(&ns, &key, &entry);
+                offers.push(Offer {
+                    ns: ns.clone(),
+                    key,
+                    entry: Some(entry),
+                    checked,
+                });
+            }
+            offers.append(&mut deletes);
+            old.insert(ns, before);
+        }
+        let events: Vec<ChangeEvent<'_>> = offers
+            .iter()
+            .filter(|o| o.checked.is_ok())
+            .map(|o| state_event(rev, &o.ns, &o.key, o.entry.as_ref(), Origin::Snapshot))
+            .collect();
+        let offered = events.len();
+        let decided = match decide(handler, &events) {
+            Ok(decided) => decided,
+            Err(Halt::Interrupted(reason) | Halt::Drift(reason)) => return Ok(self.ending(reason, false)),
+        };
+        let mut decided = decided.into_iter();
         let mut send = Vec::new();
         let mut rejected = Vec::new();
         // The snapshot releases every earlier hold; its own refused entries are
         // the bases of deltas sent before the controller hears their NACKs.
         let mut refused = HashMap::new();
-        for ns in self.options.namespaces.clone() {
-            let old: BTreeMap<String, Entry> = self
-                .replica
-                .range(&ns, "")
-                .map(|(k, e)| (k.to_owned(), e.clone()))
-                .collect();
-            let new = entries.remove(&ns).unwrap_or_default();
-            let mut kept = BTreeMap::new();
-            for (key, entry) in new {
-                let unchanged = old.get(&key).is_some_and(|o| o.vhash == entry.vhash);
-                let verdict = if unchanged {
-                    Ok(())
-                } else {
-                    self.entry_conforms(&ns, &key, &entry).and_then(|()| {
-                        let event = state_event(rev, &ns, &key, Some(&entry), Origin::Snapshot);
-                        handler.on_change(&event).map_err(|r| r.reason)
-                    })
-                };
-                match verdict {
-                    Ok(()) => {
-                        kept.insert(key, entry);
+        for offer in offers {
+            let verdict = offer
+                .checked
+                .and_then(|()| decided.next().expect("one verdict per offered change"));
+            let Offer { ns, key, entry, .. } = offer;
+            let reason = match verdict {
+                Ok(()) => {
+                    if let Some(entry) = entry {
+                        kept.entry(ns).or_default().insert(key, entry);
                     }
-                    Err(reason) => {
-                        if let Some(last_good) = old.get(&key) {
-                            kept.insert(key.clone(), last_good.clone());
-                        }
-                        send.push(nack(rev, &ns, &key, &reason));
-                        rejected.push(held(&ns, &key, rev, reason, Some(*entry.leaf())));
-                        refused.insert((ns.clone(), key), entry);
-                    }
+                    continue;
                 }
+                Err(reason) => reason,
+            };
+            // Refused: the key keeps its last good value, and is held.
+            if let Some(last_good) = old.get(&ns).and_then(|o| o.get(&key)) {
+                kept.entry(ns.clone())
+                    .or_default()
+                    .insert(key.clone(), last_good.clone());
             }
-            // A key refused above kept its last good value, so it is in `kept`.
-            let gone: Vec<(String, Entry)> = old.into_iter().filter(|(k, _)| !kept.contains_key(k)).collect();
-            for (key, last_good) in gone {
-                if let Err(reject) = handler.on_change(&state_event(rev, &ns, &key, None, Origin::Snapshot)) {
-                    send.push(nack(rev, &ns, &key, &reject.reason));
-                    rejected.push(held(&ns, &key, rev, reject.reason, None));
-                    kept.insert(key, last_good);
-                }
-            }
-            if !kept.is_empty() {
-                entries.insert(ns, kept);
+            log::warn!(
+                "worker {}: NACK revision {rev} {ns}/{key}: {reason}",
+                self.options.worker_id
+            );
+            send.push(nack(rev, &ns, &key, &reason));
+            let counted = entry.as_ref().map(|e| *e.leaf());
+            rejected.push(held(&ns, &key, rev, reason, counted));
+            if let Some(entry) = entry {
+                refused.insert((ns, key), entry);
             }
         }
-        self.replica.replace(
+        kept.retain(|_, keyed| !keyed.is_empty());
+        let keys: usize = kept.values().map(BTreeMap::len).sum();
+        self.replica.lock().replace(
             rev,
             Snapshot {
-                entries,
+                entries: kept,
                 rejected,
                 digests: Some(digests),
             },
         )?;
+        if offered > 0 {
+            handler.applied();
+        }
+        log::info!(
+            "worker {}: replica replaced by the snapshot at revision {rev} ({keys} keys)",
+            self.options.worker_id
+        );
         self.refused = refused;
         self.resync_requested = false;
+        self.counters.resyncs += 1;
         send.push(self.ack());
         Ok(Step { send, end: None })
     }
@@ -581,7 +767,8 @@ impl Session {
     // ------------------------------------------------------------ reconciliation
 
     fn query(&mut self, query: &DigestQuery) -> Step {
-        match answer(&mut self.replica, query) {
+        let answered = answer(&mut self.replica.lock(), query);
+        match answered {
             Ok(answer) => Step {
                 send: vec![request(sync_request::Msg::Answer(answer))],
                 end: None,
@@ -592,24 +779,51 @@ impl Session {
 
     fn repair(&mut self, repair: Repair, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
         self.repaired = repair.id;
-        if repair.rev != self.replica.applied_rev() {
+        if repair.rev != self.replica.lock().applied_rev() {
             // Another revision: skipped; the next digest check decides again.
             return Ok(self.acked());
         }
-        let mut changes = Changes::default();
-        for e in repair.entries {
-            let (ns, key, entry) = entry_of(e);
-            // Applied as sent: the handler is told, its refusal does not apply.
-            let _ = handler.on_change(&state_event(repair.rev, &ns, &key, Some(&entry), Origin::Repair));
+        let puts: Vec<(String, String, Entry)> = repair.entries.into_iter().map(entry_of).collect();
+        let deletes: Vec<(String, String)> = repair.deletes.into_iter().map(|d| (d.ns, d.key)).collect();
+        let events: Vec<ChangeEvent<'_>> = puts
+            .iter()
+            .map(|(ns, key, entry)| state_event(repair.rev, ns, key, Some(entry), Origin::Repair))
+            .chain(
+                deletes
+                    .iter()
+                    .map(|(ns, key)| state_event(repair.rev, ns, key, None, Origin::Repair)),
+            )
+            .collect();
+        // Applied as sent: the handler is told, its refusals do not apply.
+        if let Err(interrupted) = handler.on_changes(&events) {
+            return Ok(self.ending(interrupted.reason, false));
+        }
+        let repaired = events.len() as u64;
+        for (ns, key) in puts
+            .iter()
+            .map(|(ns, key, _)| (ns, key))
+            .chain(deletes.iter().map(|(ns, key)| (ns, key)))
+        {
             self.refused.remove(&(ns.clone(), key.clone()));
-            changes.puts.push((ns, key, entry));
         }
-        for d in repair.deletes {
-            let _ = handler.on_change(&state_event(repair.rev, &d.ns, &d.key, None, Origin::Repair));
-            self.refused.remove(&(d.ns.clone(), d.key.clone()));
-            changes.deletes.push((d.ns, d.key));
+        self.replica.lock().apply(
+            repair.rev,
+            Changes {
+                puts,
+                deletes,
+                rejected: Vec::new(),
+            },
+        )?;
+        if repaired > 0 {
+            handler.applied();
         }
-        self.replica.apply(repair.rev, changes)?;
+        log::warn!(
+            "worker {}: repaired {repaired} drifted key(s) at revision {}: {}",
+            self.options.worker_id,
+            repair.rev,
+            repair.reason
+        );
+        self.counters.keys_repaired += repaired;
         Ok(self.acked())
     }
 
@@ -623,7 +837,7 @@ impl Session {
             .namespaces
             .iter()
             .map(|ns| {
-                let (root, count) = match self.replica.digest(ns) {
+                let (root, count) = match self.replica.lock().digest(ns) {
                     Some(d) => (d.root(), d.count()),
                     None => (NamespaceDigest::new().root(), 0),
                 };
@@ -634,8 +848,11 @@ impl Session {
                 }
             })
             .collect();
+        // Not inside the message's expression: its temporaries (a lock guard)
+        // would live until `held` locks the replica again.
+        let rev = self.replica.lock().applied_rev();
         request(sync_request::Msg::Ack(Ack {
-            rev: self.replica.applied_rev(),
+            rev,
             digests,
             held: self.held(),
             repaired: self.repaired,
@@ -659,11 +876,11 @@ impl Session {
     }
 
     fn held(&self) -> Vec<statesync_proto::HeldKey> {
-        self.replica
+        let replica = self.replica.lock();
+        replica
             .held()
             .map(|h| statesync_proto::HeldKey {
-                held_hash: self
-                    .replica
+                held_hash: replica
                     .get(&h.namespace, &h.key)
                     .map(|e| e.vhash.to_vec())
                     .unwrap_or_default(),
@@ -673,6 +890,58 @@ impl Session {
                 reason: h.reason,
             })
             .collect()
+    }
+}
+
+/// One change a snapshot offers the handler: a put (`entry`) or a delete,
+/// with the verdict of the checks before the handler.
+struct Offer {
+    ns: String,
+    key: String,
+    entry: Option<Entry>,
+    checked: Result<(), String>,
+}
+
+/// The handler's verdicts on `events`, one per event; a handler that cannot
+/// decide (or miscounts) halts the stream without applying anything.
+fn decide(handler: &mut dyn Handler, events: &[ChangeEvent<'_>]) -> Result<Vec<Result<(), String>>, Halt> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let verdicts = handler.on_changes(events)?;
+    if verdicts.len() != events.len() {
+        return Err(Halt::Interrupted(format!(
+            "the handler gave {} verdicts for {} changes",
+            verdicts.len(),
+            events.len()
+        )));
+    }
+    Ok(verdicts
+        .into_iter()
+        .map(|v| v.map_err(|Reject { reason }| reason))
+        .collect())
+}
+
+fn chaos_draws(chaos: &Chaos) -> Option<fastrand::Rng> {
+    if chaos.drop <= 0.0 && chaos.corrupt <= 0.0 {
+        return None;
+    }
+    Some(
+        chaos
+            .seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+    )
+}
+
+/// A wrong value stored with its own hash, so only the digest can tell.
+fn corrupted(entry: &Entry) -> Entry {
+    let hex: String = entry.vhash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let value = format!(r#"{{"statesync_chaos":"corrupted","was":"{hex}"}}"#).into_bytes();
+    Entry {
+        vhash: sha256(&value),
+        value,
+        source_hash: None,
+        ..entry.clone()
     }
 }
 
@@ -765,6 +1034,7 @@ fn event<'a>(
         trace: &revision.trace,
         create_rev: c.create_rev,
         version: c.version,
+        schema_version: c.schema_version,
         origin: Origin::Command,
     }
 }
@@ -787,6 +1057,7 @@ fn state_event<'a>(
         trace: "",
         create_rev: entry.map_or(0, |e| e.create_rev),
         version: entry.map_or(0, |e| e.version),
+        schema_version: entry.map_or(0, |e| e.schema_version),
         origin,
     }
 }

@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prost::Message;
 use statesync_core::command::CONTRACTS_NAMESPACE;
 use statesync_core::sync::worker::Backoff;
 use statesync_core::validate::Schema;
 use statesync_proto::statesync_client::StatesyncClient;
-use statesync_proto::{Heartbeat, SyncRequest, sync_request};
+use statesync_proto::{ERROR_METADATA_KEY, Heartbeat, SyncRequest, sync_request};
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -21,7 +23,8 @@ use crate::client::{Client, endpoint};
 use crate::contract::registered_schemas;
 
 use crate::handler::{AcceptAll, Handler};
-use crate::session::{Options, Session};
+use crate::replica::{SharedReplica, open_or_set_aside};
+use crate::session::{Chaos, Counters, Options, Session};
 use crate::{Replica, ReplicaError};
 
 /// The largest controller message accepted (a snapshot chunk).
@@ -50,8 +53,42 @@ pub struct Status {
     pub connected: bool,
     /// Why the last stream ended (None: none ended yet).
     pub last_end: Option<String>,
+    /// The error of the last stream the controller (or the transport) ended
+    /// with a gRPC status (None: none did yet).
+    pub last_error: Option<StreamError>,
     /// How many times the worker reconnected.
     pub reconnects: u64,
+    /// Snapshots installed, keys repaired, chaos faults.
+    pub counters: Counters,
+    /// The encoded size of every controller message received.
+    pub bytes_received: u64,
+}
+
+/// A stream that ended with a gRPC status: its code and message, and the
+/// statesync error the controller attached (an encoded `statesync.v1.Error`,
+/// docs/errors.md), if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamError {
+    /// The gRPC status code.
+    pub code: i32,
+    /// The status message.
+    pub message: String,
+    /// The `statesync-error-bin` trailer: an encoded `statesync.v1.Error`.
+    pub error: Option<Vec<u8>>,
+}
+
+impl StreamError {
+    fn of(status: &tonic::Status) -> StreamError {
+        StreamError {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+            error: status
+                .metadata()
+                .get_bin(ERROR_METADATA_KEY)
+                .and_then(|v| v.to_bytes().ok())
+                .map(|b| b.to_vec()),
+        }
+    }
 }
 
 /// Configures and starts a [`Worker`].
@@ -67,6 +104,9 @@ pub struct WorkerBuilder {
     backoff: Backoff,
     versions: BTreeMap<String, Vec<i32>>,
     schemas: BTreeMap<String, Schema>,
+    version_schemas: Vec<(String, i32, Schema)>,
+    replica: Option<SharedReplica>,
+    chaos: Chaos,
 }
 
 impl WorkerBuilder {
@@ -137,6 +177,40 @@ impl WorkerBuilder {
         self
     }
 
+    /// Validate values of `ns` served in schema version `version` against
+    /// `schema` instead of the schema the controller registered for it (the
+    /// version counts as declared, as with [`WorkerBuilder::versions`]).
+    pub fn version_schema(mut self, ns: impl Into<String>, version: i32, schema: Schema) -> Self {
+        let ns = ns.into();
+        self.versions.entry(ns.clone()).or_default().push(version);
+        self.version_schemas.push((ns, version, schema));
+        self
+    }
+
+    /// Sync this replica (opened by the caller, who may keep reading it)
+    /// instead of one the builder opens; `data_dir` is then not used.
+    pub fn replica(mut self, replica: SharedReplica) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// Reconnect delays: uniform in [0, min(cap, base × 2^attempt)] (full
+    /// jitter; attempt 0 right after an established stream ended). Default
+    /// 0.1 s base, 1 s cap.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.backoff = Backoff {
+            base_s: base.as_secs_f64(),
+            cap_s: cap.as_secs_f64(),
+        };
+        self
+    }
+
+    /// Inject faults (tests of drift repair only; see [`Chaos`]).
+    pub fn chaos(mut self, chaos: Chaos) -> Self {
+        self.chaos = chaos;
+        self
+    }
+
     /// Opens the replica and starts syncing on the current tokio runtime.
     pub fn start(self) -> Result<Worker, WorkerError> {
         if self.worker_id.is_empty() {
@@ -174,13 +248,22 @@ impl WorkerBuilder {
                 "schema version {bad} of namespace {ns:?}: versions start at 1"
             )));
         }
+        if self.chaos.drop > 0.0 || self.chaos.corrupt > 0.0 {
+            log::warn!(
+                "worker {}: CHAOS ON: silently dropping {:.1}% of changes and corrupting {:.1}% of values (fault injection; never in production)",
+                self.worker_id,
+                100.0 * self.chaos.drop,
+                100.0 * self.chaos.corrupt
+            );
+        }
         let address = self.address.clone();
         let endpoint = endpoint(&self.address)
             .map_err(WorkerError::Config)?
             .connect_timeout(self.stale_after);
-        let replica = match &self.data_dir {
-            Some(dir) => open_replica(dir, &self.worker_id)?,
-            None => Replica::in_memory(&self.worker_id),
+        let replica = match (self.replica, &self.data_dir) {
+            (Some(shared), _) => shared,
+            (None, Some(dir)) => SharedReplica::new(open_or_set_aside(dir, &self.worker_id)?.0),
+            (None, None) => SharedReplica::new(Replica::in_memory(&self.worker_id)),
         };
         let options = Options {
             worker_id: self.worker_id,
@@ -188,10 +271,14 @@ impl WorkerBuilder {
             deltas: self.deltas,
             heartbeat_s: self.heartbeat.as_secs_f64(),
             versions: self.versions,
+            chaos: self.chaos,
         };
-        let mut session = Session::new(replica, options);
+        let mut session = Session::shared(replica, options);
         for (ns, schema) in self.schemas {
             session.set_schema(ns, schema);
+        }
+        for (ns, version, schema) in self.version_schemas {
+            session.set_version_schema(ns, version, schema);
         }
         let (status_tx, status) = watch::channel(Status {
             applied_rev: session.replica().applied_rev(),
@@ -211,28 +298,6 @@ impl WorkerBuilder {
         };
         let task = tokio::spawn(run.run());
         Ok(Worker { status, stop, task })
-    }
-}
-
-/// Opens the replica in `dir`; a corrupt one is moved aside and the worker
-/// starts empty (a full resync), as the Python worker does.
-fn open_replica(dir: &Path, worker_id: &str) -> Result<Replica, WorkerError> {
-    match Replica::open(dir, worker_id) {
-        Err(ReplicaError::Corrupt { .. }) => {
-            let stamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let name = dir
-                .file_name()
-                .map_or_else(|| "replica".into(), |n| n.to_string_lossy().into_owned());
-            let aside = dir.with_file_name(format!("{name}.corrupt-{stamp}"));
-            std::fs::rename(dir, &aside).map_err(|source| ReplicaError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
-            Ok(Replica::open(dir, worker_id)?)
-        }
-        other => Ok(other?),
     }
 }
 
@@ -259,6 +324,9 @@ impl Worker {
             backoff: Backoff::default(),
             versions: BTreeMap::new(),
             schemas: BTreeMap::new(),
+            version_schemas: Vec::new(),
+            replica: None,
+            chaos: Chaos::default(),
         }
     }
 
@@ -320,6 +388,13 @@ async fn read_contracts(
 enum Ended {
     Stopped,
     Because(String),
+    Failed(String, StreamError),
+}
+
+impl From<String> for Ended {
+    fn from(reason: String) -> Ended {
+        Ended::Because(reason)
+    }
 }
 
 struct Run {
@@ -340,22 +415,31 @@ impl Run {
         let result = loop {
             let ended = self.stream().await;
             self.session.end();
-            let reason = match ended {
+            let established = self.session.established();
+            let (reason, error) = match ended {
                 Ok(Ended::Stopped) => break Ok(()),
-                Ok(Ended::Because(reason)) => reason,
+                Ok(Ended::Because(reason)) => (reason, None),
+                Ok(Ended::Failed(reason, error)) => (reason, Some(error)),
                 // A replica that cannot be written: retrying may help (a full
                 // disk freed); nothing of the failed write was applied.
-                Err(err) => err.to_string(),
+                Err(err) => (err.to_string(), None),
             };
-            attempt = if self.session.established() {
-                0
+            let worker_id = &self.session.options().worker_id;
+            if established {
+                log::warn!("worker {worker_id}: {reason}; reconnecting");
             } else {
-                attempt.saturating_add(1)
-            };
+                log::info!("worker {worker_id}: no stream: {reason}; reconnecting");
+            }
+            attempt = if established { 0 } else { attempt.saturating_add(1) };
+            let counters = self.session.counters();
             self.status.send_modify(|s| {
                 s.connected = false;
                 s.last_end = Some(reason);
+                if error.is_some() {
+                    s.last_error = error;
+                }
                 s.reconnects += 1;
+                s.counters = counters;
             });
             let delay = Duration::from_secs_f64(self.backoff.delay_s(attempt, fastrand::f64()));
             tokio::select! {
@@ -363,7 +447,15 @@ impl Run {
                 _ = self.stop.wait_for(|stop| *stop) => break Ok(()),
             }
         };
-        self.session.replica_mut().close();
+        let applied_rev = {
+            let mut replica = self.session.replica();
+            replica.close();
+            replica.applied_rev()
+        };
+        log::info!(
+            "worker {} stopped at revision {applied_rev}",
+            self.session.options().worker_id
+        );
         self.status.send_modify(|s| s.connected = false);
         result
     }
@@ -376,11 +468,10 @@ impl Run {
         let (outgoing, requests) = mpsc::unbounded_channel::<SyncRequest>();
         let _ = outgoing.send(self.session.hello());
         let opened = async {
-            let channel = self
-                .endpoint
-                .connect()
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
+            let channel = self.endpoint.connect().await.map_err(|e| {
+                let unavailable = tonic::Status::unavailable(format!("connect: {e}"));
+                Ended::Failed(format!("connect: {e}"), StreamError::of(&unavailable))
+            })?;
             let contracts = Client::on_channel(channel.clone(), &self.address, self.stale_after);
             let declared: BTreeSet<String> = self.session.options().versions.keys().cloned().collect();
             read_contracts(&mut self.session, &contracts, declared).await?;
@@ -388,42 +479,38 @@ impl Run {
             let response = client
                 .sync(UnboundedReceiverStream::new(requests))
                 .await
-                .map_err(|status| format!("sync: {status}"))?;
-            Ok::<_, String>((response.into_inner(), contracts))
+                .map_err(|status| Ended::Failed(format!("sync: {status}"), StreamError::of(&status)))?;
+            Ok::<_, Ended>((response.into_inner(), contracts))
         };
         let (mut inbound, contracts) = tokio::select! {
             opened = tokio::time::timeout(self.stale_after, opened) => match opened {
                 Ok(Ok(opened)) => opened,
-                Ok(Err(reason)) => return Ok(Ended::Because(reason)),
+                Ok(Err(ended)) => return Ok(ended),
                 Err(_) => return Ok(Ended::Because("the controller did not answer the hello".into())),
             },
             _ = self.stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
         };
-        let mut beat = tokio::time::interval_at(Instant::now() + self.heartbeat, self.heartbeat);
-        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Heartbeats go out from their own task, so they keep going while a
+        // handler decides (the controller would call a silent worker stale).
+        let heartbeats = tokio::spawn(heartbeats(outgoing.clone(), self.heartbeat));
+        let _stop_heartbeats = AbortOnDrop(heartbeats);
         let mut last_heard = Instant::now();
+        let mut announced = false;
         loop {
             let reply = tokio::select! {
                 _ = self.stop.wait_for(|stop| *stop) => return Ok(Ended::Stopped),
-                _ = beat.tick() => {
-                    let sent_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-                    let heartbeat = sync_request::Msg::Heartbeat(Heartbeat {
-                        sent_unix,
-                        snapshot_queued: false,
-                    });
-                    let _ = outgoing.send(SyncRequest { msg: Some(heartbeat) });
-                    continue;
-                }
                 () = tokio::time::sleep_until(last_heard + self.stale_after) => {
-                    return Ok(Ended::Because(format!("stale: nothing from the controller for {:?}", self.stale_after)));
+                    return Ok(Ended::Because(format!(
+                        "stream is stale (nothing from the controller for {:.1} s)",
+                        self.stale_after.as_secs_f64()
+                    )));
                 }
                 message = inbound.message() => match message {
                     Ok(Some(reply)) => reply,
                     Ok(None) => return Ok(Ended::Because("the controller closed the stream".into())),
-                    Err(status) => return Ok(Ended::Because(format!("the stream failed: {status}"))),
+                    Err(status) => return Ok(Ended::Failed(format!("the stream failed: {status}"), StreamError::of(&status))),
                 },
             };
-            last_heard = Instant::now();
             // Awaited outside the select: its branches hold a non-Send guard.
             let stale = self.session.stale_contracts(&reply);
             if !stale.is_empty()
@@ -431,20 +518,79 @@ impl Run {
             {
                 return Ok(Ended::Because(reason));
             }
-            let step = self.session.receive(reply, self.handler.as_mut())?;
+            if !announced {
+                announced = true;
+                // The revision it resumes from, before the first reply moves it.
+                log::info!(
+                    "worker {}: connected to {} at revision {}",
+                    self.session.options().worker_id,
+                    self.address,
+                    self.session.replica().applied_rev()
+                );
+            }
+            let size = reply.encoded_len() as u64;
+            let step = receive(&mut self.session, self.handler.as_mut(), reply)?;
+            // Silence is measured while waiting, not while the handler ran.
+            last_heard = Instant::now();
             for message in step.send {
                 let _ = outgoing.send(message);
             }
             let applied_rev = self.session.replica().applied_rev();
+            let counters = self.session.counters();
             self.status.send_if_modified(|s| {
-                let changed = s.applied_rev != applied_rev || !s.connected;
+                let changed = s.applied_rev != applied_rev || !s.connected || s.counters != counters;
                 s.applied_rev = applied_rev;
                 s.connected = true;
+                s.counters = counters;
+                s.bytes_received += size;
                 changed
             });
             if let Some(end) = step.end {
                 return Ok(Ended::Because(end.reason));
             }
         }
+    }
+}
+
+/// Hands one reply to the session. On a multi-threaded runtime the handler
+/// may block (it may be another language's code): `block_in_place` moves the
+/// runtime's other tasks (heartbeats, other workers) off this thread first.
+fn receive(
+    session: &mut Session,
+    handler: &mut dyn Handler,
+    reply: statesync_proto::SyncReply,
+) -> Result<crate::Step, ReplicaError> {
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| session.receive(reply, handler))
+    } else {
+        session.receive(reply, handler)
+    }
+}
+
+/// Sends a heartbeat every `every` until the stream's requests are dropped.
+async fn heartbeats(outgoing: mpsc::UnboundedSender<SyncRequest>, every: Duration) {
+    let mut beat = tokio::time::interval_at(Instant::now() + every, every);
+    beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        let sent_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let heartbeat = sync_request::Msg::Heartbeat(Heartbeat {
+            sent_unix,
+            snapshot_queued: false,
+        });
+        if outgoing.send(SyncRequest { msg: Some(heartbeat) }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Aborts a task when the stream that started it ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -146,7 +146,7 @@ fn run(vector: &Json) {
             None => assert_eq!(out.end, None, "{name} step {i}: the stream goes on"),
         }
         assert_eq!(
-            state_of(session.replica(), &namespaces),
+            state_of(&session.replica(), &namespaces),
             step["replica"],
             "{name} step {i}: replica"
         );

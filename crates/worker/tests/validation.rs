@@ -23,6 +23,7 @@ fn session(deltas: bool) -> Session {
         deltas,
         heartbeat_s: 1.0,
         versions: BTreeMap::from([("orders".into(), vec![2, 1, 2])]),
+        ..Options::default()
     };
     let mut session = Session::new(Replica::in_memory("w1"), options);
     let schema = Schema::compile(&parse(SCHEMA.as_bytes()).unwrap()).unwrap();
@@ -74,9 +75,10 @@ fn last_ack(send: &[SyncRequest]) -> &Ack {
     }
 }
 
-fn value<'a>(session: &'a Session, ns: &str, key: &str) -> Option<&'a str> {
-    let entry = session.replica().get(ns, key)?;
-    Some(std::str::from_utf8(&entry.value).unwrap())
+fn value(session: &Session, ns: &str, key: &str) -> Option<&'static str> {
+    // Leaked: a test's handful of short values, compared as &str.
+    let entry = session.replica().get(ns, key)?.clone();
+    Some(String::from_utf8(entry.value).unwrap().leak())
 }
 
 #[test]
@@ -288,6 +290,7 @@ fn declaring_session() -> Session {
         deltas: false,
         heartbeat_s: 1.0,
         versions: BTreeMap::from([("orders".into(), vec![1, 2])]),
+        ..Options::default()
     };
     Session::new(Replica::in_memory("w1"), options)
 }

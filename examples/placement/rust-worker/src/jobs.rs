@@ -131,6 +131,7 @@ mod tests {
             trace: "",
             create_rev: rev,
             version: 1,
+            schema_version: 0,
             origin: Origin::Command,
         }
     }

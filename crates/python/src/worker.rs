@@ -1,0 +1,362 @@
+//! The native worker (`statesync-worker`) under the Python `Worker`.
+//!
+//! The sync stream, the replica, the checks and the ACKs are the Rust
+//! worker's; Python is entered only to run the user's code: once per
+//! revision, snapshot or repair, with all its changes (`decide`), and once
+//! after they are applied (`applied`). Workers share one tokio runtime per
+//! process; a handler that blocks (or waits for the user's asyncio loop)
+//! holds up only its own worker (`block_in_place`).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use prost::Message;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+use statesync_core::validate::Schema;
+use statesync_core::value::parse;
+use statesync_proto::SyncReply;
+use statesync_worker::{
+    ChangeEvent, Chaos, Handler, Interrupted, Options, Origin, Reject, Session, Status, Worker, WorkerError,
+};
+use tokio::runtime::Runtime;
+use tokio::sync::watch;
+
+use crate::replica::{PyReplica, to_pyerr};
+
+/// Threads of the workers' runtime: the streams are I/O-bound, and a
+/// handler that blocks moves the others off its thread.
+const RUNTIME_THREADS: usize = 2;
+
+fn runtime() -> PyResult<&'static Runtime> {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let built = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_THREADS)
+        .thread_name("statesync-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the worker runtime: {e}")))?;
+    Ok(RUNTIME.get_or_init(|| built))
+}
+
+/// The user's code, in Python: `decide(events) -> [None | reason]` and
+/// `applied()`. An exception from `decide` interrupts the stream (the Python
+/// side raises one only when the worker stops during a handler's retries).
+struct PyHandler {
+    decide: Option<Py<PyAny>>,
+    applied: Option<Py<PyAny>>,
+}
+
+/// One change as the Python worker's `decide` receives it: (rev, ns, key,
+/// value bytes or None for a delete, command_id, trace, create_rev, version,
+/// schema_version, origin: 0 command, 1 snapshot, 2 repair).
+fn event_tuple<'py>(py: Python<'py>, e: &ChangeEvent<'_>) -> PyResult<Bound<'py, PyTuple>> {
+    let origin = match e.origin {
+        Origin::Command => 0,
+        Origin::Snapshot => 1,
+        Origin::Repair => 2,
+    };
+    let value = e.value.map(|v| PyBytes::new(py, v));
+    (
+        e.rev,
+        e.ns,
+        e.key,
+        value,
+        e.command_id,
+        e.trace,
+        e.create_rev,
+        e.version,
+        e.schema_version,
+        origin,
+    )
+        .into_pyobject(py)
+}
+
+impl Handler for PyHandler {
+    fn on_change(&mut self, change: &ChangeEvent<'_>) -> Result<(), Reject> {
+        match self.on_changes(std::slice::from_ref(change)) {
+            Ok(mut verdicts) => verdicts.pop().unwrap_or(Ok(())),
+            Err(Interrupted { reason }) => Err(Reject::new(reason)),
+        }
+    }
+
+    fn on_changes(&mut self, changes: &[ChangeEvent<'_>]) -> Result<Vec<Result<(), Reject>>, Interrupted> {
+        let Some(decide) = &self.decide else {
+            return Ok(vec![Ok(()); changes.len()]);
+        };
+        Python::attach(|py| {
+            let events = changes
+                .iter()
+                .map(|e| event_tuple(py, e))
+                .collect::<PyResult<Vec<_>>>()?;
+            let verdicts = decide.call1(py, (PyList::new(py, events)?,))?;
+            verdicts
+                .bind(py)
+                .try_iter()?
+                .map(|verdict| {
+                    let reason: Option<String> = verdict?.extract()?;
+                    Ok(reason.map_or(Ok(()), |r| Err(Reject::new(r))))
+                })
+                .collect::<PyResult<Vec<_>>>()
+        })
+        .map_err(|err: PyErr| Interrupted {
+            reason: Python::attach(|py| format!("the handler stopped: {}", err.value(py))),
+        })
+    }
+
+    fn applied(&mut self) {
+        if let Some(applied) = &self.applied {
+            Python::attach(|py| {
+                if let Err(err) = applied.call0(py) {
+                    err.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+fn compile(ns: &str, version: i32, schema: &[u8]) -> PyResult<Schema> {
+    let value =
+        parse(schema).map_err(|e| PyValueError::new_err(format!("schema v{version} of {ns}: {e}")))?;
+    Schema::compile(&value).map_err(|e| PyValueError::new_err(format!("schema v{version} of {ns}: {e}")))
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be seconds >= 0, got {value}")))
+}
+
+/// A running native worker. `decide` and `applied` are the Python worker's
+/// hooks (None: accept every change without entering Python).
+#[pyclass(module = "statesync._native", name = "Worker", frozen)]
+pub struct PyWorker {
+    running: Mutex<Option<Worker>>,
+    status: watch::Receiver<Status>,
+}
+
+#[pymethods]
+impl PyWorker {
+    #[new]
+    #[pyo3(signature = (
+        address, worker_id, namespaces, replica, *, deltas, heartbeat_s, stale_after_s,
+        backoff_base_s, backoff_cap_s, versions, schemas, chaos, decide, applied,
+    ))]
+    #[allow(clippy::too_many_arguments)] // the worker's settings, by keyword
+    fn new(
+        address: String,
+        worker_id: String,
+        namespaces: Vec<String>,
+        replica: &PyReplica,
+        deltas: bool,
+        heartbeat_s: f64,
+        stale_after_s: f64,
+        backoff_base_s: f64,
+        backoff_cap_s: f64,
+        versions: BTreeMap<String, Vec<i32>>,
+        schemas: Vec<(String, i32, Vec<u8>)>,
+        chaos: (f64, f64, Option<u64>),
+        decide: Option<Py<PyAny>>,
+        applied: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        crate::server::forward_logs();
+        let mut builder = Worker::builder(address)
+            .worker_id(worker_id)
+            .replica(replica.shared())
+            .deltas(deltas)
+            .heartbeat(seconds("heartbeat_s", heartbeat_s)?)
+            .stale_after(seconds("stale_after_s", stale_after_s)?)
+            .backoff(
+                seconds("backoff_base_s", backoff_base_s)?,
+                seconds("backoff_cap_s", backoff_cap_s)?,
+            )
+            .chaos(Chaos {
+                drop: chaos.0,
+                corrupt: chaos.1,
+                seed: chaos.2,
+            })
+            .handler(PyHandler { decide, applied });
+        for ns in namespaces {
+            builder = builder.namespace(ns);
+        }
+        for (ns, declared) in versions {
+            builder = builder.versions(ns, declared);
+        }
+        for (ns, version, schema) in schemas {
+            let compiled = compile(&ns, version, &schema)?;
+            builder = builder.version_schema(ns, version, compiled);
+        }
+        let _entered = runtime()?.enter();
+        let worker = builder.start().map_err(|e| match e {
+            WorkerError::Replica(err) => to_pyerr(err),
+            other => PyValueError::new_err(other.to_string()),
+        })?;
+        Ok(PyWorker {
+            status: worker.watch(),
+            running: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// The last revision applied.
+    #[getter]
+    fn applied_rev(&self) -> i64 {
+        self.status.borrow().applied_rev
+    }
+
+    /// (applied_rev, connected, reconnects, resyncs, keys_repaired,
+    /// chaos_dropped, chaos_corrupted, bytes_received, last_end or None)
+    #[allow(clippy::type_complexity)] // a plain record for Python
+    fn status(&self) -> (i64, bool, u64, u64, u64, u64, u64, u64, Option<String>) {
+        let s = self.status.borrow();
+        let c = s.counters;
+        (
+            s.applied_rev,
+            s.connected,
+            s.reconnects,
+            c.resyncs,
+            c.keys_repaired,
+            c.chaos_dropped,
+            c.chaos_corrupted,
+            s.bytes_received,
+            s.last_end.clone(),
+        )
+    }
+
+    /// The last stream's gRPC failure: (code, message, encoded
+    /// statesync.v1.Error or None), or None.
+    fn last_error<'py>(&self, py: Python<'py>) -> Option<(i32, String, Option<Bound<'py, PyBytes>>)> {
+        let s = self.status.borrow();
+        s.last_error.as_ref().map(|e| {
+            (
+                e.code,
+                e.message.clone(),
+                e.error.as_deref().map(|b| PyBytes::new(py, b)),
+            )
+        })
+    }
+
+    /// wait_for(rev, timeout_s=None) -> bool: blocks (without the GIL) until
+    /// `rev` is applied; False on timeout or when the worker stopped first.
+    #[pyo3(signature = (rev, timeout_s = None))]
+    fn wait_for(&self, py: Python<'_>, rev: i64, timeout_s: Option<f64>) -> PyResult<bool> {
+        self.wait_until(py, timeout_s, move |s| s.applied_rev >= rev)
+    }
+
+    /// wait_for_error(timeout_s=None) -> bool: blocks until a stream failed
+    /// with a gRPC status (see `last_error`).
+    #[pyo3(signature = (timeout_s = None))]
+    fn wait_for_error(&self, py: Python<'_>, timeout_s: Option<f64>) -> PyResult<bool> {
+        self.wait_until(py, timeout_s, |s| s.last_error.is_some())
+    }
+
+    /// Ends the stream, closes the replica and waits for the worker (without
+    /// the GIL: the handler may need it to finish). Idempotent.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let worker = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(worker) = worker else {
+            return Ok(());
+        };
+        let runtime = runtime()?;
+        py.detach(|| runtime.block_on(worker.stop()))
+            .map_err(|e| PyRuntimeError::new_err(e.to_string()))
+    }
+}
+
+impl PyWorker {
+    fn wait_until(
+        &self,
+        py: Python<'_>,
+        timeout_s: Option<f64>,
+        done: impl Fn(&Status) -> bool + Send + Sync,
+    ) -> PyResult<bool> {
+        let timeout = timeout_s.map(|t| seconds("timeout", t)).transpose()?;
+        let mut status = self.status.clone();
+        let runtime = runtime()?;
+        Ok(py.detach(|| {
+            runtime.block_on(async {
+                let reached = status.wait_for(|s| done(s));
+                match timeout {
+                    Some(t) => matches!(tokio::time::timeout(t, reached).await, Ok(Ok(_))),
+                    None => reached.await.is_ok(),
+                }
+            })
+        }) || done(&self.status.borrow()))
+    }
+}
+
+/// The worker's end of the protocol without a network, for the behaviour
+/// vectors: `hello() -> bytes` and `receive(reply, decide) -> (requests,
+/// (reason, resync) or None)`, messages as encoded protobuf.
+#[pyclass(module = "statesync._native", name = "WorkerSession")]
+pub struct PyWorkerSession {
+    session: Session,
+}
+
+#[pymethods]
+impl PyWorkerSession {
+    #[new]
+    #[pyo3(signature = (replica, worker_id, namespaces, *, deltas, heartbeat_s))]
+    fn new(
+        replica: &PyReplica,
+        worker_id: String,
+        namespaces: Vec<String>,
+        deltas: bool,
+        heartbeat_s: f64,
+    ) -> Self {
+        let options = Options {
+            worker_id,
+            namespaces,
+            deltas,
+            heartbeat_s,
+            ..Options::default()
+        };
+        PyWorkerSession {
+            session: Session::shared(replica.shared(), options),
+        }
+    }
+
+    /// A new stream's hello.
+    fn hello<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.session.hello().encode_to_vec())
+    }
+
+    /// Handles one encoded SyncReply; `decide` is the Python worker's hook.
+    #[allow(clippy::type_complexity)] // a plain record for Python
+    fn receive<'py>(
+        &mut self,
+        py: Python<'py>,
+        reply: &[u8],
+        decide: Option<Py<PyAny>>,
+    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Option<(String, bool)>)> {
+        let reply =
+            SyncReply::decode(reply).map_err(|e| PyValueError::new_err(format!("not a SyncReply: {e}")))?;
+        let mut handler = PyHandler {
+            decide,
+            applied: None,
+        };
+        let session = &mut self.session;
+        let step = py
+            .detach(|| session.receive(reply, &mut handler))
+            .map_err(to_pyerr)?;
+        let sent = step
+            .send
+            .iter()
+            .map(|m| PyBytes::new(py, &m.encode_to_vec()))
+            .collect();
+        Ok((sent, step.end.map(|end| (end.reason, end.resync))))
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyWorker>()?;
+    m.add_class::<PyWorkerSession>()?;
+    Ok(())
+}

@@ -122,5 +122,14 @@ def test_a_hostile_nack_reason_is_bounded_and_status_keeps_working(
         held_pb = pb.HeldKey(ns="app", key="k", rev=1, reason=huge)
         outbox.put(pb.SyncRequest(ack=pb.Ack(rev=0, held=[held_pb])))
         assert until(lambda: len(_status(client, "hostile").held[0].reason) < 600, 10)
+        # So is their number: an ACK holding 5,000 keys keeps the first 1,000,
+        # and a marker says how many are not shown.
+        many = [pb.HeldKey(ns="app", key=f"k{i:04d}", rev=1, reason="no") for i in range(5000)]
+        outbox.put(pb.SyncRequest(ack=pb.Ack(rev=0, held=many)))
+        assert until(lambda: len(_status(client, "hostile").held) > 1, 10)
+        shown = _status(client, "hostile").held
+        assert [h.key for h in shown[:1000]] == [f"k{i:04d}" for i in range(1000)]
+        assert len(shown) == 1001 and shown[-1].key == ""
+        assert shown[-1].reason.startswith("… 4000 more held key(s) not shown")
         outbox.put(None)
         replies.cancel()

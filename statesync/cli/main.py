@@ -485,7 +485,14 @@ def _print_status(status: dict[str, Any]) -> None:
     )
     colors = {"agree": "green", "differ": "red"}
     for w in status["workers"]:
-        held = "\n".join(f"{h['ns']}/{h['key']}: {h['reason']}" for h in w["held"]) or "-"
+        held = (
+            "\n".join(
+                # The controller ends a long list with a marker without a key.
+                f"{h['ns']}/{h['key']}: {h['reason']}" if h["key"] else h["reason"]
+                for h in w["held"]
+            )
+            or "-"
+        )
         digest = w["digest"]
         table.add_row(
             w["worker_id"],

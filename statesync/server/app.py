@@ -281,7 +281,8 @@ class Controller:
             buffered.add_metric(worker, status.buffered)
             nacks.add_metric(worker, status.nacks)
             resyncs.add_metric(worker, status.resyncs)
-            held.add_metric(worker, len(status.held))
+            # Keys shown (at most 1,000; a keyless marker says how many more).
+            held.add_metric(worker, sum(1 for h in status.held if h.key))
             divergences.add_metric(worker, status.divergences)
             repaired.add_metric(worker, status.keys_repaired)
             for versions in status.served:

@@ -29,6 +29,11 @@ const MAX_PEER_KEY: usize = 1024;
 /// Most bytes kept of a held value's hash (a SHA-256).
 const HASH_LEN: usize = 32;
 
+/// Most held keys kept per worker (the first in key order): each is kept in
+/// the worker's record and repeated in every status; the rest are counted
+/// ([`ControllerStream::held_omitted`]).
+pub const MAX_HELD_KEYS: usize = 1000;
+
 /// `text` cut to `limit` characters (Unicode scalar values), with a marker
 /// saying how much was cut.
 pub fn bounded(text: &str, limit: usize) -> String {
@@ -378,6 +383,8 @@ pub struct ControllerStream {
     /// A contract change that arrived during a snapshot: due right after it.
     resync_after_snapshot: Option<String>,
     held: BTreeMap<(String, String), HeldKey>,
+    /// Held keys the worker reported beyond [`MAX_HELD_KEYS`].
+    held_omitted: u64,
     acked_digests: BTreeMap<String, ReportedDigest>,
     /// (revision, changes) of each batch sent and not yet ACKed, ascending.
     unacked: VecDeque<(i64, u64)>,
@@ -407,6 +414,7 @@ impl ControllerStream {
             resync: None,
             resync_after_snapshot: None,
             held: BTreeMap::new(),
+            held_omitted: 0,
             acked_digests: BTreeMap::new(),
             unacked: VecDeque::new(),
             buffered: 0,
@@ -490,7 +498,7 @@ impl ControllerStream {
         self.namespaces = hello.namespaces;
         self.observer = hello.observer;
         self.deltas = hello.deltas;
-        self.held = keyed(hello.held);
+        (self.held, self.held_omitted) = keyed(hello.held);
         self.last_heard = now;
         if tails_first {
             self.sent_rev = from_rev;
@@ -698,7 +706,7 @@ impl ControllerStream {
             self.unacked.pop_front();
             self.buffered -= changes;
         }
-        self.held = keyed(held);
+        (self.held, self.held_omitted) = keyed(held);
         self.enter(Event::Heard, self.state);
         Ok(())
     }
@@ -708,7 +716,12 @@ impl ControllerStream {
         self.allowed(Event::Heard)?;
         self.last_heard = now;
         self.nacks += 1;
-        self.held.insert((held.namespace.clone(), held.key.clone()), held);
+        let slot = (held.namespace.clone(), held.key.clone());
+        if self.held.len() < MAX_HELD_KEYS || self.held.contains_key(&slot) {
+            self.held.insert(slot, held);
+        } else {
+            self.held_omitted += 1;
+        }
         self.enter(Event::Heard, self.state);
         Ok(())
     }
@@ -975,6 +988,12 @@ impl ControllerStream {
         &self.held
     }
 
+    /// Held keys the worker reported beyond the [`MAX_HELD_KEYS`] kept (in
+    /// its last ACK or hello, and NACKs since).
+    pub fn held_omitted(&self) -> u64 {
+        self.held_omitted
+    }
+
     /// The worker holds at least one key back.
     pub fn nacked(&self) -> bool {
         !self.held.is_empty()
@@ -996,10 +1015,23 @@ impl ControllerStream {
     }
 }
 
-fn keyed(held: Vec<HeldKey>) -> BTreeMap<(String, String), HeldKey> {
-    held.into_iter()
+/// The held keys a worker reported, by (namespace, key): the first
+/// [`MAX_HELD_KEYS`] in key order, and how many more there were.
+fn keyed(held: Vec<HeldKey>) -> (BTreeMap<(String, String), HeldKey>, u64) {
+    let mut keyed: BTreeMap<(String, String), HeldKey> = held
+        .into_iter()
         .map(|h| ((h.namespace.clone(), h.key.clone()), h))
-        .collect()
+        .collect();
+    let omitted = keyed.len().saturating_sub(MAX_HELD_KEYS);
+    if omitted > 0 {
+        let first_omitted = keyed
+            .keys()
+            .nth(MAX_HELD_KEYS)
+            .cloned()
+            .expect("more than the bound");
+        keyed.split_off(&first_omitted);
+    }
+    (keyed, omitted as u64)
 }
 
 #[cfg(test)]
@@ -1282,6 +1314,35 @@ mod tests {
         assert_eq!(stream.nacks(), 1);
         stream.ack(2, BTreeMap::new(), vec![], at(3)).unwrap();
         assert!(!stream.nacked(), "an ACK without held keys means none");
+    }
+
+    #[test]
+    fn held_keys_are_bounded_per_worker() {
+        let mut stream = tailing_at(1);
+        stream.batch_sent(1, 2, 1, at(1)).unwrap();
+        let many: Vec<HeldKey> = (0..MAX_HELD_KEYS + 500)
+            .map(|i| HeldKey::from_peer("routes", &format!("k{i:05}"), 2, "bad", b""))
+            .collect();
+        stream.ack(2, BTreeMap::new(), many, at(2)).unwrap();
+        assert_eq!(stream.held().len(), MAX_HELD_KEYS);
+        assert_eq!(stream.held_omitted(), 500);
+        let last = stream.held().keys().next_back().unwrap();
+        assert_eq!(
+            last.1,
+            format!("k{:05}", MAX_HELD_KEYS - 1),
+            "the first in key order are kept"
+        );
+        // A NACK of a kept key replaces it; of another key, it is counted.
+        stream
+            .nack(HeldKey::from_peer("routes", "k00000", 2, "worse", b""), at(3))
+            .unwrap();
+        stream
+            .nack(HeldKey::from_peer("routes", "zzz", 2, "bad", b""), at(3))
+            .unwrap();
+        assert_eq!(stream.held()[&("routes".into(), "k00000".into())].reason, "worse");
+        assert_eq!((stream.held().len(), stream.held_omitted()), (MAX_HELD_KEYS, 501));
+        stream.ack(2, BTreeMap::new(), vec![], at(4)).unwrap();
+        assert_eq!((stream.held().len(), stream.held_omitted()), (0, 0));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use statesync_core::command::CONTRACTS_NAMESPACE;
-use statesync_core::sync::controller::{ControllerStream, StreamState, SyncSettings};
+use statesync_core::sync::controller::{ControllerStream, MAX_HELD_KEYS, StreamState, SyncSettings};
 use statesync_store::{SqliteStore, StoreError};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -346,6 +346,7 @@ impl SyncHub {
                     reason: h.reason.clone(),
                     held_hash: h.held_hash.clone(),
                 })
+                .chain(omitted_marker(stream.held_omitted()))
                 .collect(),
             peer: record.peer.clone(),
             buffered: stream.buffered() as i64,
@@ -556,4 +557,15 @@ fn settled_as(worker_id: &str, ns: &str, outcome: &str) -> ReconcileResult {
             ..RepairRecord::default()
         }),
     }
+}
+
+/// The marker that ends a worker's held keys in its status when it holds more
+/// than the controller keeps: no namespace, no key, and how many are not shown.
+fn omitted_marker(omitted: u64) -> Option<proto::HeldKey> {
+    (omitted > 0).then(|| proto::HeldKey {
+        reason: format!(
+            "… {omitted} more held key(s) not shown: the controller keeps the first {MAX_HELD_KEYS} per worker"
+        ),
+        ..proto::HeldKey::default()
+    })
 }

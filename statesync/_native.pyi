@@ -211,7 +211,7 @@ class Worker:
         schemas: list[tuple[str, int, bytes]],
         chaos: tuple[float, float, int | None],
         decide: Callable[[list[tuple[Any, ...]]], Sequence[str | None]] | None,
-        applied: Callable[[], None] | None,
+        applied: Callable[[list[tuple[Any, ...]]], None] | None,
     ) -> None: ...
     @property
     def applied_rev(self) -> int: ...

@@ -8,7 +8,8 @@ last good value, ACKs with its digests, answers digest descents, sends
 heartbeats, and reconnects with jittered backoff, resuming from its applied
 revision. Python is entered only to run the user's code: once per revision
 (or snapshot, or repair) with all of its changes, for the validator and the
-handler, and once after they are applied, for `on_change` callbacks.
+handler, and once after they are applied, with the accepted ones, for
+`on_change` callbacks (none of them: Python is not entered at all).
 
 `Worker.run()` is the asyncio entry point; `Worker.start()` / `stop()` run the
 same on a background thread for plain scripts.
@@ -184,9 +185,6 @@ class Worker:
                 self._schemas.append((ns, version, orjson.dumps(schema)))
         self.replica = self._open_replica()
         self._callbacks: list[Callable[[ChangeEvent], None]] = []
-        self._accepted: list[ChangeEvent] = []
-        """The changes of the last decision the handler accepted: the callbacks'
-        events once they are applied."""
         self._native: _native.Worker | None = None
         self._started = threading.Event()
         self._halt = threading.Event()
@@ -329,7 +327,7 @@ class Worker:
         self._stopping = asyncio.Event()
         if self._halt.is_set():
             self._stopping.set()  # stop() came before the loop existed
-        hooks = self.handler is not None or self.validator is not None or bool(self._callbacks)
+        decides = self.handler is not None or self.validator is not None
         try:
             self._native = _native.Worker(
                 self.server,
@@ -348,7 +346,7 @@ class Worker:
                     self.settings.chaos_corrupt,
                     self.settings.chaos_seed,
                 ),
-                decide=self._decide if hooks else None,
+                decide=self._decide if decides else None,
                 applied=self._applied if self._callbacks else None,
             )
         finally:
@@ -366,16 +364,7 @@ class Worker:
     def _decide(self, rows: Sequence[tuple[Any, ...]]) -> Sequence[str | None]:
         """The native worker's hook: each change's verdict (None: accept; else
         the NACK reason), from the validator and the handler."""
-        verdicts: list[str | None] = []
-        accepted: list[ChangeEvent] = []
-        for row in rows:
-            event = _event(row)
-            verdict = self._verdict(event, repair=row[9] == _ORIGIN_REPAIR)
-            verdicts.append(verdict)
-            if verdict is None:
-                accepted.append(event)
-        self._accepted = accepted
-        return verdicts
+        return [self._verdict(_event(row), repair=row[9] == _ORIGIN_REPAIR) for row in rows]
 
     def _verdict(self, event: ChangeEvent, *, repair: bool) -> str | None:
         try:
@@ -396,10 +385,10 @@ class Worker:
             )
         return None
 
-    def _applied(self) -> None:
-        """The native worker's hook: the accepted changes are in the replica."""
-        events, self._accepted = self._accepted, []
-        for event in events:
+    def _applied(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """The native worker's hook: these accepted changes are in the replica."""
+        for row in rows:
+            event = _event(row)
             for callback in self._callbacks:
                 callback(event)
 

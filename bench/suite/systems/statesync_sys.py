@@ -7,9 +7,10 @@ each acknowledged after its group commit is fsynced). A watch is the SDK's
 from __future__ import annotations
 
 import asyncio
-import functools
+import collections
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -205,14 +206,24 @@ class StatesyncConn(Conn):
         namespace (what a new worker does), so `from_revision` only tells the
         caller which changes it cares about. Returns once it is at the head."""
         loop = asyncio.get_running_loop()
+        # Callbacks run on the worker's sync thread: each change is timed there
+        # and recorded on the agent's loop, one wake-up for what is pending.
+        pending: collections.deque[tuple[str, bytes | None, int, float]] = collections.deque()
+        scheduled = threading.Event()
+
+        def record() -> None:
+            scheduled.clear()
+            while pending:
+                key, value, rev, at = pending.popleft()
+                on_event(key, value, rev, at=at)
 
         def changed(event: Any) -> None:
-            # On the worker's sync thread: timed here, recorded on the agent's loop.
             if event.rev > from_revision:  # a snapshot's entries count: they are applied
                 value = None if event.op == "delete" else orjson.dumps(event.value)
-                loop.call_soon_threadsafe(
-                    functools.partial(on_event, event.key, value, event.rev, at=time.time())
-                )
+                pending.append((event.key, value, event.rev, time.time()))
+                if not scheduled.is_set():
+                    scheduled.set()
+                    loop.call_soon_threadsafe(record)
 
         worker, task = await self._start_worker(None, on_change=changed)
         await self._until_applied(worker, await self.head())

@@ -2,8 +2,9 @@
 //!
 //! The sync stream, the replica, the checks and the ACKs are the Rust
 //! worker's; Python is entered only to run the user's code: once per
-//! revision, snapshot or repair, with all its changes (`decide`), and once
-//! after they are applied (`applied`). Workers share one tokio runtime per
+//! revision, snapshot or repair, with all its changes, when there is a
+//! validator or handler (`decide`), and once after they are applied, with
+//! the accepted ones, when there are callbacks (`applied`). Workers share one tokio runtime per
 //! process; a handler that blocks (or waits for the user's asyncio loop)
 //! holds up only its own worker (`block_in_place`).
 
@@ -45,56 +46,33 @@ fn runtime() -> PyResult<&'static Runtime> {
 }
 
 /// The user's code, in Python: `decide(events) -> [None | reason]` and
-/// `applied()`. An exception from `decide` interrupts the stream (the Python
-/// side raises one only when the worker stops during a handler's retries).
+/// `applied(events)`. An exception from `decide` interrupts the stream (the
+/// Python side raises one only when the worker stops during a handler's
+/// retries).
 struct PyHandler {
     decide: Option<Py<PyAny>>,
     applied: Option<Py<PyAny>>,
+    /// The accepted changes of the last decision, for `applied`.
+    accepted: Vec<Event>,
 }
 
-/// One change as the Python worker's `decide` receives it: (rev, ns, key,
-/// value bytes or None for a delete, command_id, trace, create_rev, version,
-/// schema_version, origin: 0 command, 1 snapshot, 2 repair).
-fn event_tuple<'py>(py: Python<'py>, e: &ChangeEvent<'_>) -> PyResult<Bound<'py, PyTuple>> {
-    let origin = match e.origin {
-        Origin::Command => 0,
-        Origin::Snapshot => 1,
-        Origin::Repair => 2,
-    };
-    let value = e.value.map(|v| PyBytes::new(py, v));
-    (
-        e.rev,
-        e.ns,
-        e.key,
-        value,
-        e.command_id,
-        e.trace,
-        e.create_rev,
-        e.version,
-        e.schema_version,
-        origin,
-    )
-        .into_pyobject(py)
-}
-
-impl Handler for PyHandler {
-    fn on_change(&mut self, change: &ChangeEvent<'_>) -> Result<(), Reject> {
-        match self.on_changes(std::slice::from_ref(change)) {
-            Ok(mut verdicts) => verdicts.pop().unwrap_or(Ok(())),
-            Err(Interrupted { reason }) => Err(Reject::new(reason)),
+impl PyHandler {
+    fn new(decide: Option<Py<PyAny>>, applied: Option<Py<PyAny>>) -> PyHandler {
+        PyHandler {
+            decide,
+            applied,
+            accepted: Vec::new(),
         }
     }
 
-    fn on_changes(&mut self, changes: &[ChangeEvent<'_>]) -> Result<Vec<Result<(), Reject>>, Interrupted> {
-        let Some(decide) = &self.decide else {
-            return Ok(vec![Ok(()); changes.len()]);
-        };
+    /// The verdicts of `decide` on `events`.
+    fn decided(decide: &Py<PyAny>, events: &[Event]) -> Result<Vec<Result<(), Reject>>, Interrupted> {
         Python::attach(|py| {
-            let events = changes
+            let rows = events
                 .iter()
-                .map(|e| event_tuple(py, e))
+                .map(|e| e.to_tuple(py))
                 .collect::<PyResult<Vec<_>>>()?;
-            let verdicts = decide.call1(py, (PyList::new(py, events)?,))?;
+            let verdicts = decide.call1(py, (PyList::new(py, rows)?,))?;
             verdicts
                 .bind(py)
                 .try_iter()?
@@ -108,15 +86,111 @@ impl Handler for PyHandler {
             reason: Python::attach(|py| format!("the handler stopped: {}", err.value(py))),
         })
     }
+}
+
+/// A change, owned: kept from the decision until it is applied.
+struct Event {
+    rev: i64,
+    ns: String,
+    key: String,
+    value: Option<Vec<u8>>,
+    command_id: String,
+    trace: String,
+    create_rev: i64,
+    version: i64,
+    schema_version: i32,
+    origin: u8,
+}
+
+impl Event {
+    fn of(e: &ChangeEvent<'_>) -> Event {
+        Event {
+            rev: e.rev,
+            ns: e.ns.to_owned(),
+            key: e.key.to_owned(),
+            value: e.value.map(<[u8]>::to_vec),
+            command_id: e.command_id.to_owned(),
+            trace: e.trace.to_owned(),
+            create_rev: e.create_rev,
+            version: e.version,
+            schema_version: e.schema_version,
+            origin: match e.origin {
+                Origin::Command => 0,
+                Origin::Snapshot => 1,
+                Origin::Repair => 2,
+            },
+        }
+    }
+
+    /// The change as the Python worker receives it: (rev, ns, key, value
+    /// bytes or None for a delete, command_id, trace, create_rev, version,
+    /// schema_version, origin: 0 command, 1 snapshot, 2 repair).
+    fn to_tuple<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let value = self.value.as_deref().map(|v| PyBytes::new(py, v));
+        (
+            self.rev,
+            self.ns.as_str(),
+            self.key.as_str(),
+            value,
+            self.command_id.as_str(),
+            self.trace.as_str(),
+            self.create_rev,
+            self.version,
+            self.schema_version,
+            self.origin,
+        )
+            .into_pyobject(py)
+    }
+}
+
+impl Handler for PyHandler {
+    fn on_change(&mut self, change: &ChangeEvent<'_>) -> Result<(), Reject> {
+        match self.on_changes(std::slice::from_ref(change)) {
+            Ok(mut verdicts) => verdicts.pop().unwrap_or(Ok(())),
+            Err(Interrupted { reason }) => Err(Reject::new(reason)),
+        }
+    }
+
+    fn on_changes(&mut self, changes: &[ChangeEvent<'_>]) -> Result<Vec<Result<(), Reject>>, Interrupted> {
+        self.accepted.clear();
+        if self.decide.is_none() && self.applied.is_none() {
+            return Ok(vec![Ok(()); changes.len()]);
+        }
+        let events: Vec<Event> = changes.iter().map(Event::of).collect();
+        let verdicts = match &self.decide {
+            Some(decide) => PyHandler::decided(decide, &events)?,
+            None => vec![Ok(()); events.len()],
+        };
+        if self.applied.is_some() {
+            self.accepted = events
+                .into_iter()
+                .zip(&verdicts)
+                .filter(|(_, verdict)| verdict.is_ok())
+                .map(|(event, _)| event)
+                .collect();
+        }
+        Ok(verdicts)
+    }
 
     fn applied(&mut self) {
-        if let Some(applied) = &self.applied {
-            Python::attach(|py| {
-                if let Err(err) = applied.call0(py) {
-                    err.write_unraisable(py, None);
-                }
-            });
+        let Some(applied) = &self.applied else {
+            return;
+        };
+        let accepted = std::mem::take(&mut self.accepted);
+        if accepted.is_empty() {
+            return;
         }
+        Python::attach(|py| {
+            let called = accepted
+                .iter()
+                .map(|e| e.to_tuple(py))
+                .collect::<PyResult<Vec<_>>>()
+                .and_then(|rows| PyList::new(py, rows))
+                .and_then(|rows| applied.call1(py, (rows,)));
+            if let Err(err) = called {
+                err.write_unraisable(py, None);
+            }
+        });
     }
 }
 
@@ -179,7 +253,7 @@ impl PyWorker {
                 corrupt: chaos.1,
                 seed: chaos.2,
             })
-            .handler(PyHandler { decide, applied });
+            .handler(PyHandler::new(decide, applied));
         for ns in namespaces {
             builder = builder.namespace(ns);
         }
@@ -338,10 +412,7 @@ impl PyWorkerSession {
     ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Option<(String, bool)>)> {
         let reply =
             SyncReply::decode(reply).map_err(|e| PyValueError::new_err(format!("not a SyncReply: {e}")))?;
-        let mut handler = PyHandler {
-            decide,
-            applied: None,
-        };
+        let mut handler = PyHandler::new(decide, None);
         let session = &mut self.session;
         let step = py
             .detach(|| session.receive(reply, &mut handler))

@@ -235,7 +235,7 @@ struct PySyncSettings {
     window: u64,
 }
 
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .map_err(|_| PyValueError::new_err(format!("{name} must be seconds >= 0, got {value}")))
 }

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
 
 use prost::Message;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -26,6 +25,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 use crate::replica::{PyReplica, to_pyerr};
+use crate::server::seconds;
 
 /// Threads of the workers' runtime: the streams are I/O-bound, and a
 /// handler that blocks moves the others off its thread.
@@ -198,11 +198,6 @@ fn compile(ns: &str, version: i32, schema: &[u8]) -> PyResult<Schema> {
     let value =
         parse(schema).map_err(|e| PyValueError::new_err(format!("schema v{version} of {ns}: {e}")))?;
     Schema::compile(&value).map_err(|e| PyValueError::new_err(format!("schema v{version} of {ns}: {e}")))
-}
-
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| PyValueError::new_err(format!("{name} must be seconds >= 0, got {value}")))
 }
 
 /// A running native worker. `decide` and `applied` are the Python worker's

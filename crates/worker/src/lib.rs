@@ -8,8 +8,13 @@
 //!   table it follows is `statesync_core::sync::worker`.
 //! - [`Replica`]: the persisted replica: entries, held keys (refused changes),
 //!   the applied revision and the per-namespace digests reported with every
-//!   ACK. The Python worker runs on it through the binding crate
-//!   (`crates/python`), which converts at the edge: nothing here knows Python.
+//!   ACK; [`SharedReplica`] lets a handler and other threads read it while
+//!   the worker runs.
+//!
+//! The Python `Worker` is this [`Worker`], driven through the binding crate
+//! (`crates/python`) with a [`Handler`] that decides on each revision's
+//! changes in one call ([`Handler::on_changes`]); the binding converts at the
+//! edge: nothing here knows Python.
 //!
 //! The [`client`] module is the writer client: commands, reads and waits
 //! against a controller, with typed errors (its own docs hold an example).

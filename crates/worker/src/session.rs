@@ -19,7 +19,7 @@
 //!   session does no I/O: its owner reads the contracts, at connect and
 //!   whenever [`Session::stale_contracts`] names a namespace for a reply.
 //!
-//! A value that fails is refused like a handler's [`Reject`](crate::Reject):
+//! A value that fails is refused like a handler's [`Reject`]:
 //! a NACK naming namespace, key, the schema (and its version) and the first
 //! violation, the last good value kept, the key held. A `Repair`'s entries are
 //! applied as sent, unvalidated (docs/wire.md, "Held keys").

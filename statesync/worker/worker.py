@@ -28,6 +28,7 @@ import contextlib
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,19 +275,25 @@ class Worker:
         """Block (from another thread) until the replica has applied `rev`."""
         if self.applied_rev >= rev:
             return True
-        native = self._running(timeout)
-        return native is not None and native.wait_for(rev, timeout)
+        native, left = self._running(timeout)
+        return native is not None and native.wait_for(rev, left)
 
     def wait_for_error(self, timeout: float | None = None) -> StatesyncError | None:
         """Block until a stream ends with an error (e.g. NoTranslationPathError)."""
-        native = self._running(timeout)
+        native, left = self._running(timeout)
         if native is not None:
-            native.wait_for_error(timeout)
+            native.wait_for_error(left)
         return self.last_error
 
-    def _running(self, timeout: float | None) -> _native.Worker | None:
+    def _running(self, timeout: float | None) -> tuple[_native.Worker | None, float | None]:
+        """The native worker once it started (None: not within `timeout`), and
+        what is left of `timeout`."""
+        if timeout is None:
+            self._started.wait()
+            return self._native, None
+        deadline = time.monotonic() + timeout
         self._started.wait(timeout)
-        return self._native
+        return self._native, max(0.0, deadline - time.monotonic())
 
     # ------------------------------------------------------------ lifecycle
 

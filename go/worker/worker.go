@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/statesync/statesync/go/canonical"
@@ -42,7 +43,8 @@ type Config struct {
 	// are validated against its registered schema.
 	Versions map[string][]int32
 	Handler  Handler
-	// DialOptions replace the default plaintext transport (TLS...).
+	// DialOptions go after the defaults (a plaintext transport, connection
+	// backoff following the reconnect delays), so they may replace them (TLS...).
 	DialOptions []grpc.DialOption
 	Logger      *slog.Logger
 }
@@ -175,22 +177,32 @@ func (w *Worker) Root(ns string) ([32]byte, uint64) {
 	return d.Root(), d.Count()
 }
 
-// Run syncs until ctx ends, reconnecting with full-jitter exponential
-// backoff (uniform in [0, min(1 s, 0.1 s × 2^attempt)], attempt 0 right after
-// an established stream ends). It returns ctx's error, or a replica write
-// failure (the replica on disk is then the truth: reopen the worker).
+// Run syncs until ctx ends, reconnecting after a delay that grows with the
+// outage (docs/wire.md, "Reconnects"). It returns ctx's error, or a replica
+// write failure (the replica on disk is then the truth: reopen the worker).
 func (w *Worker) Run(ctx context.Context) error {
-	dial := w.cfg.DialOptions
-	if dial == nil {
-		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	// grpc-go's own connection backoff (1 s, growing to 2 min) would hold a
+	// stream back long after the controller is up again: it follows ours.
+	dial := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  backoffBase,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   backoffCap,
+			},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
+	dial = append(dial, w.cfg.DialOptions...)
 	conn, err := grpc.NewClient(w.cfg.Target, dial...)
 	if err != nil {
 		return fmt.Errorf("statesync: dialing %s: %w", w.cfg.Target, err)
 	}
 	defer conn.Close()
 	rpc := pb.NewStatesyncClient(conn)
-	attempt := 0
+	outageSince := time.Now()
 	for {
 		established, err := w.stream(ctx, rpc)
 		var storeErr *storeError
@@ -206,17 +218,28 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.mu.Unlock()
 		}
 		if established {
-			attempt = 0
-		} else {
-			attempt++
+			outageSince = time.Now()
 		}
-		delay := time.Duration(rand.Float64() * float64(min(time.Second, 100*time.Millisecond<<min(attempt, 10))))
+		delay := reconnectDelay(time.Since(outageSince), rand.Float64())
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(delay):
 		}
 	}
+}
+
+const (
+	backoffBase = 50 * time.Millisecond
+	backoffCap  = time.Second
+)
+
+// reconnectDelay is uniform in [½, 1] × min(cap, max(base, outage / 4)),
+// given unit uniform in [0, 1): back within about a quarter of the outage
+// after the controller is, spread at random.
+func reconnectDelay(outage time.Duration, unit float64) time.Duration {
+	bound := min(backoffCap, max(backoffBase, outage/4))
+	return time.Duration((0.5 + unit/2) * float64(bound))
 }
 
 type storeError struct{ err error }

@@ -239,3 +239,22 @@ func testWaitForReportsOnlyStored(t *testing.T, dir string) {
 		t.Fatalf("WaitFor(3) returned %v though revision 3 is not durable", err)
 	}
 }
+
+func TestReconnectDelayGrowsWithTheOutageUpToTheCap(t *testing.T) {
+	cases := []struct {
+		outage time.Duration
+		unit   float64
+		want   time.Duration
+	}{
+		{0, 0, 25 * time.Millisecond},
+		{100 * time.Millisecond, 1, 50 * time.Millisecond},
+		{400 * time.Millisecond, 1, 100 * time.Millisecond},
+		{2 * time.Second, 0, 250 * time.Millisecond},
+		{time.Hour, 1, time.Second},
+	}
+	for _, c := range cases {
+		if got := reconnectDelay(c.outage, c.unit); got != c.want {
+			t.Errorf("reconnectDelay(%v, %v) = %v, want %v", c.outage, c.unit, got, c.want)
+		}
+	}
+}

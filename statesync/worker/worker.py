@@ -101,13 +101,14 @@ class WorkerSettings:
     """How often the worker tells the controller it is alive."""
     stale_after_s: float = 5.0
     """Nothing from the controller for this long: the stream is stale, reconnect."""
-    backoff_base_s: float = 0.1
+    backoff_base_s: float = 0.05
     backoff_cap_s: float = 1.0
-    """Reconnect delay: uniformly random in [0, min(cap, base * 2**attempt)] (full jitter);
-    attempt is 0 right after a stream that was established, and counts failed
-    attempts from there. The 1 s cap keeps a fleet back within about a second of
-    a controller restart: the jitter spreads it, and the controller streams at
-    most 4 snapshots at once, so a herd costs it little."""
+    """Reconnect delay: uniformly random in [1/2, 1] * min(cap, max(base, outage / 4)),
+    the outage counted from when the last established stream ended (or the
+    worker started). A fleet is back within about a quarter of the outage after
+    the controller is (0.1 s after a 0.4 s restart), spread at random over that
+    window; the controller streams at most 4 snapshots at once, so a herd costs
+    it little. Over a long outage a worker tries about once a second."""
     handler_retry_cap_s: float = 30.0
     chaos_drop: float = 0.0
     """Fault injection: the fraction of accepted changes silently not applied (a buggy worker)."""

@@ -126,7 +126,7 @@ impl WorkerStream {
     }
 
     /// Whether the controller answered on this stream: the reconnect backoff
-    /// starts over after an established stream ([`reconnect_delay`]).
+    /// starts over after an established stream ([`Backoff`]).
     pub fn established(&self) -> bool {
         self.established
     }
@@ -194,11 +194,12 @@ pub fn batch_verdict(applied: i64, prev_rev: i64, rev: i64) -> Result<BatchVerdi
     }
 }
 
-/// Reconnect backoff: full jitter over an exponential bound (docs/wire.md,
-/// "Reconnects").
+/// Reconnect delays that grow with the outage (docs/wire.md, "Reconnects"):
+/// a fleet is back soon after a short one (a controller restart) and spreads
+/// out over a long one.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Backoff {
-    /// The bound of the first attempt, in seconds.
+    /// The smallest bound, in seconds.
     pub base_s: f64,
     /// The largest bound, in seconds.
     pub cap_s: f64,
@@ -207,19 +208,25 @@ pub struct Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            base_s: 0.1,
+            base_s: 0.05,
             cap_s: 1.0,
         }
     }
 }
 
+/// The bound is this fraction of the outage so far, so a worker is back
+/// within about a quarter of the outage's length after the controller is.
+const OUTAGE_FRACTION: f64 = 0.25;
+
 impl Backoff {
-    /// The delay before reconnect `attempt` (0 right after an established
-    /// stream ended), given `unit`, a uniform random number in [0, 1):
-    /// uniform in [0, min(cap, base × 2^attempt)].
-    pub fn delay_s(&self, attempt: u32, unit: f64) -> f64 {
-        let bound = self.base_s * 2f64.powi(attempt.min(62) as i32);
-        unit.clamp(0.0, 1.0) * bound.min(self.cap_s)
+    /// The delay before the next attempt, `outage_s` seconds after the last
+    /// established stream ended (or the worker started), given `unit`, a
+    /// uniform random number in [0, 1): uniform in [½, 1] × the bound,
+    /// min(cap, max(base, outage / 4)). Half the bound at least, so attempts
+    /// stay spaced; random, so a fleet's attempts spread out.
+    pub fn delay_s(&self, outage_s: f64, unit: f64) -> f64 {
+        let bound = (outage_s.max(0.0) * OUTAGE_FRACTION).clamp(self.base_s, self.cap_s.max(self.base_s));
+        (0.5 + unit.clamp(0.0, 1.0) / 2.0) * bound
     }
 }
 
@@ -286,12 +293,25 @@ mod tests {
     }
 
     #[test]
-    fn backoff_is_bounded_by_the_cap() {
+    fn backoff_grows_with_the_outage_up_to_the_cap() {
         let backoff = Backoff::default();
-        assert_eq!(backoff.delay_s(0, 0.5), 0.05);
-        assert_eq!(backoff.delay_s(3, 1.0), 0.8);
-        assert_eq!(backoff.delay_s(40, 0.999), 0.999);
-        assert_eq!(backoff.delay_s(u32::MAX, 0.0), 0.0);
+        assert_eq!(backoff.delay_s(0.0, 0.0), 0.025);
+        assert_eq!(backoff.delay_s(0.1, 1.0), 0.05);
+        assert_eq!(backoff.delay_s(0.4, 1.0), 0.1);
+        assert_eq!(backoff.delay_s(2.0, 0.0), 0.25);
+        assert_eq!(backoff.delay_s(3600.0, 1.0), 1.0);
+        assert_eq!(backoff.delay_s(-1.0, 2.0), 0.05);
+    }
+
+    proptest! {
+        #[test]
+        fn backoff_stays_within_its_bounds(outage in 0.0f64..1e6, unit in 0.0f64..1.0) {
+            let backoff = Backoff::default();
+            let delay = backoff.delay_s(outage, unit);
+            prop_assert!(delay >= backoff.base_s / 2.0 && delay <= backoff.cap_s);
+            // Back within a quarter of the outage after the controller is.
+            prop_assert!(delay <= (outage / 4.0).max(backoff.base_s));
+        }
     }
 
     #[test]

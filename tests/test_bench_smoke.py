@@ -61,6 +61,12 @@ def test_smoke_runs_every_scenario_cleanly(smoke) -> None:
         assert fan["writes"] > 0 and fan["p99_ms"] > 0, (name, fan)
         storm = run["storm"]
         assert storm["caught_up"] == storm["workers"] == results["sizes"]["storm_workers"]
+        cold = run["coldstorm"]
+        assert cold["workers"] == results["sizes"]["cold_workers"], (name, cold)
+        assert 0 < cold["first_at_head_s"] <= cold["all_at_head_s"], (name, cold)
+        if name not in WORKER_SDK_SYSTEMS:
+            # One snapshot (statesync) or listing (peers) each, none wasted.
+            assert cold["transfers"] == cold["workers"] and cold["reconnects"] == 0, (name, cold)
         [boot] = run["bootstrap"]["sizes"]
         assert boot["keys"] == results["sizes"]["bootstrap_keys"][0] and boot["seconds"] > 0
         if name in WORKER_SDK_SYSTEMS:
@@ -106,6 +112,7 @@ def test_smoke_report_has_a_table_per_scenario_and_plots(smoke) -> None:
         "## Bootstrap",
         "## Away while history was compacted",
         "## Reconnect storm",
+        "## Cold storm",
         "## Drift",
         "## Memory",
         "## In-process commit",
@@ -113,9 +120,9 @@ def test_smoke_report_has_a_table_per_scenario_and_plots(smoke) -> None:
         assert section in report
     for name in systems():
         assert f"| **{name}** |" in report
-    # The other SDKs' systems have fan-out, storm and bootstrap rows, and say how they were built.
+    # The other SDKs' systems have fan-out, storms and bootstrap rows, and say how they were built.
     for name in WORKER_SDK_SYSTEMS:
-        for section in ("## Fan-out", "## Bootstrap", "## Reconnect storm"):
+        for section in ("## Fan-out", "## Bootstrap", "## Reconnect storm", "## Cold storm"):
             rows = report.split(section, 1)[1].split("\n## ", 1)[0]
             assert f"| **{name}** |" in rows, (name, section)
         for section in ("## Durable writes", "## Drift"):

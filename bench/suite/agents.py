@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from bench._controller import make_value, rss_mb
-from bench.suite.systems.base import Conn, Watch, connect
+from bench.suite.systems.base import Conn, Joined, Watch, connect
 
 _SPAWN = mp.get_context("spawn")
 
@@ -265,6 +265,36 @@ class _Child:
         if conn.reader_rss is not None:  # type: ignore[attr-defined]
             out["reader_rss_empty_mb"], out["peak_rss_mb"] = conn.reader_rss  # type: ignore[attr-defined]
         return out
+
+    async def op_join(self, readers: int, head: int, start_at: float) -> list[dict[str, Any]]:
+        """`readers` new, empty readers (each its own connection) all starting at
+        unix time `start_at`, until each has reached `head`; each kept until all are."""
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        conns: list[Conn] = []
+
+        async def one() -> Joined:
+            conn = await self.conn()
+            conns.append(conn)
+            return await conn.join(head)
+
+        joined: list[Joined] = []
+        try:
+            joined = list(await asyncio.gather(*(one() for _ in range(readers))))
+            return [
+                {
+                    "at": j.at,
+                    "keys": j.keys,
+                    "transfers": j.transfers,
+                    "reconnects": j.reconnects,
+                }
+                for j in joined
+            ]
+        finally:
+            for j in joined:
+                if isinstance(j.held, Watch):
+                    await j.held.close()
+            for conn in conns:
+                await conn.close()
 
     async def op_watch(self, watchers: int, from_revision: int) -> int:
         for _ in range(watchers):

@@ -250,6 +250,21 @@ def goals(fig: Figures, results: dict[str, Any]) -> list[dict[str, Any]]:
         get("storm", "restart_to_all_at_head_s"),
         "nats",
     )
+    cold = f"cold storm, {sizes['cold_workers']} empty workers to {sizes['cold_keys']:,} keys"
+    at_most(f"{cold}: ≤ NATS", get("coldstorm", "all_at_head_s"), "nats")
+    workers = fig.median("statesync", get("coldstorm", "workers"))
+    transfers = fig.median("statesync", get("coldstorm", "transfers"))
+    reconnects = fig.median("statesync", get("coldstorm", "reconnects"))
+    if workers is None or transfers is None or reconnects is None:
+        add(f"{cold}: every one at the head, each bootstrapped once", None, None, "-", None)
+    else:
+        add(
+            f"{cold}: every one at the head, each bootstrapped once",
+            transfers,
+            sizes["cold_workers"],
+            f"{workers:.0f} at the head, {transfers:.0f} snapshots, {reconnects:.0f} reconnects",
+            workers == transfers == sizes["cold_workers"] and reconnects == 0,
+        )
     writers = fig.median("statesync", get("commit", "writers-16", "ops_per_s"))
     add(
         "in-process commit, 16 writers: ≥ 30,000 commands/s",
@@ -325,6 +340,12 @@ def headline(results: dict[str, Any]) -> list[str]:
         (
             f"reconnect storm, {sizes['storm_workers']} workers: restart → all at head",
             get("storm", "restart_to_all_at_head_s"),
+            "s",
+        ),
+        (
+            f"cold storm, {sizes['cold_workers']} empty workers to {sizes['cold_keys']:,} keys: "
+            "all at head",
+            get("coldstorm", "all_at_head_s"),
             "s",
         ),
         (
@@ -475,6 +496,20 @@ def sections(results: dict[str, Any]) -> dict[str, list[str]]:
             ("caught up", get("storm", "caught_up"), ""),
         ],
     )
+    out["Cold storm"] = table(
+        fig,
+        systems,
+        ("all at the head, lower is better", get("coldstorm", "all_at_head_s")),
+        [
+            ("first at the head", get("coldstorm", "first_at_head_s"), "s"),
+            ("half at the head", get("coldstorm", "half_at_head_s"), "s"),
+            ("all at the head", get("coldstorm", "all_at_head_s"), "s"),
+            ("full transfers", get("coldstorm", "transfers"), ""),
+            ("reconnects", get("coldstorm", "reconnects"), ""),
+            ("server RSS before", get("coldstorm", "server_rss_before_mb"), "MiB"),
+            ("server peak RSS", get("coldstorm", "server_peak_rss_mb"), "MiB"),
+        ],
+    )
     drift_cols: list[Column] = []
     dk = sizes["drift_keys"]
     for k in sizes["drift_k"]:
@@ -590,6 +625,16 @@ NOTES = {
         "{storm_workers} watchers connected; the server is restarted (SIGTERM, start on the "
         "same data); then one write. Time from the restart until every watcher has applied "
         "that write, and from the server being ready again; peak RSS of the restarted server."
+    ),
+    "Cold storm": (
+        "{cold_workers} empty readers, {cold_keys:,} keys loaded: all start at once (spread "
+        "over the client processes), each on its own connection, and stay until every one "
+        "is at the head. statesync: new Workers with an in-memory replica (snapshot over "
+        "the sync stream; the controller streams at most 4 at once and keeps the others "
+        "queued and alive); peers: a re-list each, as for the bootstrap. Time from the "
+        "start; full transfers = snapshots installed (statesync) or listings (peers), one "
+        "per reader when nothing is wasted; the Go and Rust worker programs do not count "
+        "theirs (-)."
     ),
     "Drift": (
         "k wrong keys on a worker of {drift_keys:,} keys. statesync: found at an ACK by "

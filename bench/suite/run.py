@@ -28,9 +28,9 @@ from bench.suite.systems.base import System
 
 SYSTEMS = ("statesync", "statesync-go", "statesync-rust", "etcd", "nats", "nats-sync", "nats-r3")
 DATA_SYSTEMS = ("statesync", "statesync-go", "statesync-rust", "etcd", "nats")
-"""Read-path scenarios (bootstrap, reconnect storm, drift, memory) run on one
+"""Read-path scenarios (bootstrap, reconnect and cold storms, drift, memory) run on one
 configuration per product: nats-sync and nats-r3 share nats's read path."""
-SCENARIOS = ("writes", "fanout", "storm", "bootstrap", "drift", "commit")
+SCENARIOS = ("writes", "fanout", "storm", "coldstorm", "bootstrap", "drift", "commit")
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 EPILOG = """
@@ -125,7 +125,8 @@ def available(names: list[str], console: Console, ci: bool) -> list[str]:
 
 def run_system(name: str, args: argparse.Namespace, ctx: Context, repeat: int) -> dict[str, Any]:
     """One system, one round: a live server for writes, fan-out and the storm,
-    then a fresh one for bootstrap and memory; statesync's drift cases."""
+    a fresh one for the cold storm, another for bootstrap and memory;
+    statesync's drift cases."""
     cls = system_class(name)
     out: dict[str, Any] = {"system": name, "repeat": repeat, "errors": {}}
     live = [s for s in ("writes", "fanout", "storm") if s in args.scenarios]
@@ -134,12 +135,15 @@ def run_system(name: str, args: argparse.Namespace, ctx: Context, repeat: int) -
     if name in WORKER_SDK_SYSTEMS:
         live = [s for s in live if s != "writes"]
     phases: list[tuple[str, list[str]]] = [("live", live)]
+    if name in DATA_SYSTEMS and "coldstorm" in args.scenarios:
+        phases.append(("cold", ["coldstorm"]))
     if name in DATA_SYSTEMS and {"bootstrap", "drift"} & set(args.scenarios):
         phases.append(("data", ["bootstrap"]))
     runners: dict[str, Callable[[System, Context], dict[str, Any]]] = {
         "writes": scenarios.durable_writes,
         "fanout": scenarios.fan_out,
         "storm": scenarios.reconnect_storm,
+        "coldstorm": scenarios.cold_storm,
         "bootstrap": scenarios.bootstrap,
     }
     for phase, todo in phases:

@@ -33,6 +33,8 @@ class Sizes:
     fan_seconds: float
     fan_watchers: int
     storm_workers: int
+    cold_workers: int
+    cold_keys: int
     bootstrap_keys: tuple[int, ...]
     drift_keys: int
     drift_k: tuple[int, ...]
@@ -55,6 +57,8 @@ SMOKE = Sizes(
     fan_seconds=1,
     fan_watchers=4,
     storm_workers=8,
+    cold_workers=8,
+    cold_keys=2_000,
     bootstrap_keys=(2_000,),
     drift_keys=2_000,
     drift_k=(1, 10),
@@ -76,6 +80,8 @@ QUICK = Sizes(
     fan_seconds=10,
     fan_watchers=32,
     storm_workers=200,
+    cold_workers=200,
+    cold_keys=20_000,
     bootstrap_keys=(200_000,),
     drift_keys=200_000,
     drift_k=(1, 10, 1000),
@@ -304,6 +310,61 @@ def reconnect_storm(system: System, ctx: Context) -> dict[str, Any]:
         "restart_to_all_at_head_s": (max(late) - stopped) if late else float("nan"),
         "ready_to_all_at_head_s": (max(late) - ready) if late else float("nan"),
         "ready_to_median_at_head_s": (pct(late, 0.5) - ready) if late else float("nan"),
+        "server_peak_rss_mb": peak,
+    }
+
+
+# ---------------------------------------------------------------- cold storm
+
+
+def cold_storm(system: System, ctx: Context) -> dict[str, Any]:
+    """Empty readers all connecting at once to a loaded namespace, until each is
+    at the head; each should take one full transfer and no reconnect."""
+    s = ctx.sizes
+    [loader] = ctx.agents(system, 1, "cold-loader")
+    try:
+        head = loader.request("load", first=0, count=s.cold_keys, timeout=3600)
+    finally:
+        close_all([loader])
+    procs = min(s.agent_processes, s.cold_workers)
+    readers = ctx.agents(system, procs, "cold")
+    try:
+        rss0 = server_rss(system)
+        # Every agent has its request and its imports done before the start.
+        start_at = time.time() + 2.0
+        joined = [
+            r
+            for per in gather(
+                readers,
+                "join",
+                timeout=3600,
+                readers=s.cold_workers // procs,
+                head=head,
+                start_at=start_at,
+            )
+            for r in per
+        ]
+        peak = server_rss(system, "VmHWM")
+    finally:
+        close_all(readers)
+    at = [r["at"] - start_at for r in joined]
+
+    def total(field: str) -> int | None:
+        counts = [r[field] for r in joined]
+        return None if None in counts else sum(counts)
+
+    keys = [r["keys"] for r in joined if r["keys"] is not None]
+    if any(k != s.cold_keys for k in keys):
+        raise RuntimeError(f"{system.name}: a reader holds {min(keys)} keys, not {s.cold_keys}")
+    return {
+        "workers": len(joined),
+        "keys": s.cold_keys,
+        "all_at_head_s": max(at),
+        "half_at_head_s": pct(at, 0.5),
+        "first_at_head_s": min(at),
+        "transfers": total("transfers"),
+        "reconnects": total("reconnects"),
+        "server_rss_before_mb": rss0,
         "server_peak_rss_mb": peak,
     }
 

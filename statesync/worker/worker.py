@@ -213,7 +213,12 @@ class Worker:
 
     @property
     def applied_rev(self) -> int:
-        return self.replica.applied_rev
+        """The last revision applied. While the worker runs it is the one the
+        worker published after finishing that revision (callbacks run, counters
+        such as `resyncs` updated), so whatever is read after it is as new."""
+        if self._native is None:
+            return self.replica.applied_rev
+        return self._native.status()[0]
 
     def get(self, ns: str, key: str) -> Any:
         entry = self.replica.get(ns, key)
@@ -229,7 +234,7 @@ class Worker:
 
     def _status(self) -> tuple[int, bool, int, int, int, int, int, int, str | None]:
         if self._native is None:
-            return (self.applied_rev, False, 0, 0, 0, 0, 0, 0, None)
+            return (self.replica.applied_rev, False, 0, 0, 0, 0, 0, 0, None)
         return self._native.status()
 
     @property

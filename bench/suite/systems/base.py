@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,22 @@ class Listing:
     client's inbound byte counter (NATS); None where the reader does not count
     them (the Go and Rust worker programs). HTTP/2 framing is not counted."""
     round_trips: int
+
+
+@dataclass
+class Joined:
+    """A new, empty reader that reached the head (the cold storm)."""
+
+    at: float
+    """Unix time it was at the head."""
+    keys: int | None
+    """Keys it holds (None: the reader does not say)."""
+    transfers: int | None
+    """Full-state transfers it received: snapshots installed, or listings."""
+    reconnects: int | None
+    held: Watch | dict[str, bytes]
+    """What it built (a running worker, or the listing), kept until every
+    reader of the storm is at the head, as a fleet would keep it."""
 
 
 class Watch(abc.ABC):
@@ -75,6 +92,12 @@ class Conn(abc.ABC):
     async def list_all(self) -> Listing:
         """Every key of the namespace, consistent at one revision, the way a
         careful user of the system re-lists (paginated where the system wants that)."""
+
+    async def join(self, head: int) -> Joined:
+        """A new, empty reader reaching `head` the way the system's users build
+        a replica: peers re-list."""
+        listing = await self.list_all()
+        return Joined(time.time(), len(listing.items), 1, 0, listing.items)
 
     @abc.abstractmethod
     async def watch(self, on_event: OnEvent, *, from_revision: int) -> Watch:

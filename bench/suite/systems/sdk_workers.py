@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import orjson
 
 from bench._controller import rss_mb
-from bench.suite.systems.base import Listing, OnEvent, Watch
+from bench.suite.systems.base import Joined, Listing, OnEvent, Watch
 from bench.suite.systems.statesync_sys import NAMESPACE, Statesync, StatesyncConn
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -46,6 +46,8 @@ class SdkWorkerProcess:
         self.log = log
         self.on_change = on_change
         self.applied_rev = 0
+        self.applied_at = 0.0
+        """When the worker applied `applied_rev` (unix time, its clock)."""
         self.proc: asyncio.subprocess.Process | None = None
         self._advanced = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -66,6 +68,7 @@ class SdkWorkerProcess:
                 raise RuntimeError(f"{self.argv[0]}: not a JSON line: {line[:200]!r}") from None
             if "applied_rev" in event:
                 self.applied_rev = event["applied_rev"]
+                self.applied_at = event["t"]
                 self._advanced.set()
             else:
                 self.on_change(event)
@@ -168,6 +171,19 @@ class SdkWorkerConn(StatesyncConn):
                 await worker.stop()
             raise
         return ProcessWatch(worker)
+
+    async def join(self, head: int) -> Joined:
+        """A worker program with an in-memory replica until it has applied
+        `head`; it does not say how many snapshots it took: None."""
+        worker = self._worker(None, "revs", lambda _: None)
+        await worker.start()
+        try:
+            await worker.until_applied(head)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await worker.stop()
+            raise
+        return Joined(worker.applied_at, None, None, None, ProcessWatch(worker))
 
     async def bootstrap(self, state_dir: Path) -> tuple[float, Listing, int]:
         """A fresh worker program with an on-disk replica until it has applied the

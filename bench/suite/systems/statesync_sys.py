@@ -21,7 +21,7 @@ import grpc
 import orjson
 
 from bench._controller import serve_argv
-from bench.suite.systems.base import Conn, Listing, OnEvent, System, Watch
+from bench.suite.systems.base import Conn, Joined, Listing, OnEvent, System, Watch
 from statesync import Command, Put
 from statesync.v1 import statesync_pb2 as pb
 from statesync.v1 import statesync_pb2_grpc as pb_grpc
@@ -229,10 +229,22 @@ class StatesyncConn(Conn):
         await self._until_applied(worker, await self.head())
         return WorkerWatch(worker, task)
 
+    async def join(self, head: int) -> Joined:
+        """A new Worker with an in-memory replica, until it has applied `head`."""
+        worker, task = await self._start_worker(None)
+        await self._until_applied(worker, head)
+        return Joined(
+            time.time(),
+            worker.replica.count(NAMESPACE),
+            worker.resyncs,
+            worker.reconnects,
+            WorkerWatch(worker, task),
+        )
+
     async def _start_worker(
         self, state_dir: Path | None, on_change: Callable[[Any], None] | None = None
     ) -> tuple[Worker, asyncio.Task[None]]:
-        """The SDK's default settings (reconnect backoff 0.1 s base, full jitter)."""
+        """The SDK's default settings (heartbeats, staleness, reconnect delays)."""
         worker = Worker(
             self.address,
             worker_id=f"bench-{uuid.uuid4().hex[:12]}",

@@ -377,6 +377,52 @@ fn leaves_are_the_value_hashes_of_the_keys_under_a_digest_position_prefix() {
 }
 
 #[test]
+fn snapshot_chunks_are_full_and_ordered_across_namespaces_at_the_head_and_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("s.db"), StoreSettings::default(), None).unwrap();
+    let sizes = [("a", 5), ("b", 0), ("c", 9), ("d", 1)];
+    let mut expected = Vec::new();
+    for (ns, count) in sizes {
+        for i in 0..count {
+            let key = format!("k{i:02}");
+            let command = prepare(
+                &Cmd {
+                    id: format!("{ns}-{key}"),
+                    ops: vec![(OpKind::Put, ns, key.clone(), "1".into())],
+                    compares: vec![],
+                },
+                &Limits::default(),
+            )
+            .unwrap();
+            committed(&store, command);
+            expected.push((ns.to_owned(), key));
+        }
+    }
+    let head = store.head_rev();
+    let names = || Some(sizes.iter().map(|(ns, _)| ns.to_string()).collect::<Vec<_>>());
+    // The head moves on: a snapshot at `head` reads the log, not the state.
+    committed(&store, put("late", "zz", "1"));
+    for rev in [None, Some(head)] {
+        for chunk_size in 1..=8 {
+            let mut snapshot = store.snapshot(names(), rev, chunk_size).unwrap();
+            let mut chunks = Vec::new();
+            loop {
+                let chunk = snapshot.next_chunk().unwrap();
+                if chunk.is_empty() {
+                    break;
+                }
+                chunks.push(chunk);
+            }
+            let (last, full) = chunks.split_last().unwrap();
+            assert!(full.iter().all(|c| c.len() == chunk_size), "{rev:?} {chunk_size}");
+            assert!(!last.is_empty() && last.len() <= chunk_size);
+            let read: Vec<(String, String)> = chunks.into_iter().flatten().map(|r| (r.ns, r.key)).collect();
+            assert_eq!(read, expected, "{rev:?} {chunk_size}");
+        }
+    }
+}
+
+#[test]
 fn snapshots_page_through_a_consistent_view_and_compaction_keeps_reads_at_its_revision() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("s.db"), StoreSettings::default(), None).unwrap();

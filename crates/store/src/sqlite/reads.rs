@@ -138,7 +138,7 @@ impl SqliteStore {
         };
         self.read_txn(rev, |conn, txn| {
             let mut out = Vec::new();
-            range_rows(conn, Some(&[ns.to_owned()]), txn, op, from, None, |record| {
+            range_rows(conn, ns, txn, op, from, |record| {
                 if !record.key.starts_with(prefix) {
                     return false; // keys sort by UTF-8 bytes: a prefix's keys are contiguous
                 }
@@ -385,33 +385,22 @@ pub(super) fn ns_filter(namespaces: Option<&[String]>) -> (String, Vec<String>) 
     }
 }
 
-/// Streams (ns, key)-ordered records at `txn.rev` to `each` until it returns false.
+/// Streams `ns`'s records at `txn.rev` with `key <key_op> key_from`, in key
+/// order, to `each` until it returns false. The bound is the index's own
+/// range, so a page deep into a namespace costs what a page at its start does.
 pub(super) fn range_rows(
     conn: &Connection,
-    namespaces: Option<&[String]>,
+    ns: &str,
     txn: Pinned,
     key_op: &str,
     key_from: &str,
-    after: Option<(&str, &str)>,
     mut each: impl FnMut(KeyRecord) -> bool,
 ) -> rusqlite::Result<()> {
-    let mut filter = String::new();
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    if let Some(names) = namespaces {
-        filter.push_str(&format!("ns IN ({}) AND ", vec!["?"; names.len()].join(",")));
-        args.extend(names.iter().cloned().map(Into::into));
-        if names.len() == 1 {
-            filter.push_str(&format!("key {key_op} ? AND "));
-            args.push(key_from.to_owned().into());
-        }
-    }
-    if let Some((ns, key)) = after {
-        filter.push_str("(ns, key) > (?, ?) AND ");
-        args.extend([ns.to_owned().into(), key.to_owned().into()]);
-    }
+    let mut args: Vec<rusqlite::types::Value> = vec![ns.to_owned().into(), key_from.to_owned().into()];
     let sql = if txn.rev == txn.head {
         format!(
-            "SELECT ns, key, value, create_rev, mod_rev, version FROM kv WHERE {filter} 1 ORDER BY ns, key"
+            "SELECT ns, key, value, create_rev, mod_rev, version FROM kv \
+             WHERE ns = ? AND key {key_op} ? ORDER BY key"
         )
     } else {
         args.push(txn.rev.into());
@@ -419,8 +408,8 @@ pub(super) fn range_rows(
         format!(
             "SELECT ns, key, value, create_rev, rev, version FROM (\
                SELECT ns, key, op, value, create_rev, max(rev) AS rev, version FROM log \
-               WHERE {filter} rev <= ? GROUP BY ns, key\
-             ) WHERE op = 'put' ORDER BY ns, key"
+               WHERE ns = ? AND key {key_op} ? AND rev <= ? GROUP BY key\
+             ) WHERE op = 'put' ORDER BY key"
         )
     };
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -447,8 +436,10 @@ pub struct Snapshot {
     conn: Connection,
     txn: Pinned,
     chunk_size: usize,
-    after: Option<(String, String)>,
-    done: bool,
+    /// The namespace being read (an index into `namespaces`) and the last key
+    /// read from it.
+    reading: usize,
+    after: Option<String>,
     /// The revision.
     pub rev: i64,
     /// The namespaces, sorted.
@@ -501,8 +492,8 @@ impl Snapshot {
                 compacted,
             },
             chunk_size,
+            reading: 0,
             after: None,
-            done: false,
             rev: at,
             namespaces: names,
             digests,
@@ -511,28 +502,27 @@ impl Snapshot {
 
     /// The next chunk of records in (namespace, key) order; empty at the end.
     pub fn next_chunk(&mut self) -> Result<Vec<KeyRecord>, StoreError> {
-        if self.done || self.namespaces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(self.chunk_size);
-        let after = self.after.clone();
         let limit = self.chunk_size;
-        range_rows(
-            &self.conn,
-            Some(&self.namespaces),
-            self.txn,
-            ">=",
-            "",
-            after.as_ref().map(|(n, k)| (n.as_str(), k.as_str())),
-            |record| {
+        let mut out = Vec::with_capacity(limit);
+        while out.len() < limit
+            && let Some(ns) = self.namespaces.get(self.reading)
+        {
+            let (op, from) = match &self.after {
+                Some(key) => (">", key.as_str()),
+                None => (">=", ""),
+            };
+            range_rows(&self.conn, ns, self.txn, op, from, |record| {
                 out.push(record);
                 out.len() < limit
-            },
-        )
-        .map_err(|e| StoreError::Io(format!("snapshot failed: {e}")))?;
-        match out.last() {
-            Some(last) if out.len() == limit => self.after = Some((last.ns.clone(), last.key.clone())),
-            _ => self.done = true,
+            })
+            .map_err(|e| StoreError::Io(format!("snapshot failed: {e}")))?;
+            if out.len() < limit {
+                // The namespace ended inside this chunk: the next one fills it.
+                self.reading += 1;
+                self.after = None;
+            } else if let Some(last) = out.last() {
+                self.after = Some(last.key.clone());
+            }
         }
         Ok(out)
     }

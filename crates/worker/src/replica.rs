@@ -409,9 +409,7 @@ impl Replica {
             if let Some(tx) = tx {
                 disk::clear(tx)?;
                 for (ns, keyed) in &entries {
-                    for (key, entry) in keyed {
-                        disk::put(tx, ns, key, entry)?;
-                    }
+                    disk::put_all(tx, ns, keyed.iter().map(|(k, e)| (k.as_str(), e)))?;
                 }
             }
             let mut held: BTreeMap<String, BTreeMap<String, Held>> = BTreeMap::new();

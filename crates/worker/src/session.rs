@@ -115,7 +115,8 @@ pub struct Step {
 /// A snapshot being received: its `Resync` and the entries so far.
 struct Pending {
     resync: Resync,
-    entries: BTreeMap<String, BTreeMap<String, Entry>>,
+    /// Each namespace's (key, entry) pairs as the chunks brought them.
+    entries: Keyed,
 }
 
 /// The worker side of the protocol around a [`Replica`].
@@ -387,7 +388,7 @@ impl Session {
                 );
                 self.snapshot = Some(Pending {
                     resync,
-                    entries: BTreeMap::new(),
+                    entries: Keyed::new(),
                 });
                 Step::default()
             }
@@ -586,7 +587,7 @@ impl Session {
         }
         for e in chunk.entries {
             let (ns, key, entry) = entry_of(e);
-            pending.entries.entry(ns).or_default().insert(key, entry);
+            pending.entries.push(ns, key, entry);
         }
         if !chunk.last {
             return Ok(Step::default());
@@ -598,7 +599,8 @@ impl Session {
     /// Verifies a whole snapshot against its digests, offers what it changes to
     /// the handler (all at once), and replaces the replica with it.
     fn install(&mut self, pending: Pending, handler: &mut dyn Handler) -> Result<Step, ReplicaError> {
-        let Pending { resync, mut entries } = pending;
+        let Pending { resync, entries } = pending;
+        let mut entries = entries.into_maps();
         let mut digests = HashMap::new();
         for expected in &resync.digests {
             let keyed = entries.get(&expected.ns);
@@ -617,7 +619,7 @@ impl Session {
         // What the snapshot changes, in namespace and key order (puts, then
         // each namespace's deletes), with the verdict of the schema checks.
         let mut offers: Vec<Offer> = Vec::new();
-        let mut kept: BTreeMap<String, BTreeMap<String, Entry>> = BTreeMap::new();
+        let mut kept = Keyed::new();
         let mut old: HashMap<String, BTreeMap<String, Entry>> = HashMap::new();
         for ns in self.options.namespaces.clone() {
             let before: BTreeMap<String, Entry> = self
@@ -627,7 +629,6 @@ impl Session {
                 .map(|(k, e)| (k.to_owned(), e.clone()))
                 .collect();
             let new = entries.remove(&ns).unwrap_or_default();
-            let unchanged = kept.entry(ns.clone()).or_default();
             let mut deletes: Vec<Offer> = before
                 .keys()
                 .filter(|k| !new.contains_key(*k))
@@ -640,7 +641,7 @@ impl Session {
                 .collect();
             for (key, entry) in new {
                 if before.get(&key).is_some_and(|o| o.vhash == entry.vhash) {
-                    unchanged.insert(key, entry);
+                    kept.push_ns(&ns, key, entry);
                     continue;
                 }
                 let checked = self.entry_conforms(&ns, &key, &entry);
@@ -678,7 +679,7 @@ impl Session {
             let reason = match verdict {
                 Ok(()) => {
                     if let Some(entry) = entry {
-                        kept.entry(ns).or_default().insert(key, entry);
+                        kept.push(ns, key, entry);
                     }
                     continue;
                 }
@@ -686,9 +687,7 @@ impl Session {
             };
             // Refused: the key keeps its last good value, and is held.
             if let Some(last_good) = old.get(&ns).and_then(|o| o.get(&key)) {
-                kept.entry(ns.clone())
-                    .or_default()
-                    .insert(key.clone(), last_good.clone());
+                kept.push(ns.clone(), key.clone(), last_good.clone());
             }
             log::warn!(
                 "worker {}: NACK revision {rev} {ns}/{key}: {reason}",
@@ -701,8 +700,8 @@ impl Session {
                 refused.insert((ns, key), entry);
             }
         }
-        kept.retain(|_, keyed| !keyed.is_empty());
-        let keys: usize = kept.values().map(BTreeMap::len).sum();
+        let keys = kept.len();
+        let kept = kept.into_maps();
         self.replica.lock().replace(
             rev,
             Snapshot {
@@ -969,6 +968,46 @@ fn held(ns: &str, key: &str, rev: i64, reason: String, refused: Option<Hash>) ->
 }
 
 /// A snapshot's or a repair's entry as the replica keeps it, with its key.
+/// Entries by namespace, kept as lists until they are complete: a map built
+/// at once from a sorted list (a snapshot's entries are) costs far less than
+/// inserting its keys one by one.
+#[derive(Default)]
+struct Keyed {
+    lists: BTreeMap<String, Vec<(String, Entry)>>,
+}
+
+impl Keyed {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn push(&mut self, ns: String, key: String, entry: Entry) {
+        match self.lists.last_entry() {
+            Some(mut last) if *last.key() == ns => last.get_mut().push((key, entry)),
+            _ => self.lists.entry(ns).or_default().push((key, entry)),
+        }
+    }
+
+    fn push_ns(&mut self, ns: &str, key: String, entry: Entry) {
+        match self.lists.get_mut(ns) {
+            Some(list) => list.push((key, entry)),
+            None => self.push(ns.to_owned(), key, entry),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.lists.values().map(Vec::len).sum()
+    }
+
+    /// Each namespace's entries by key; a key given twice keeps the later.
+    fn into_maps(self) -> BTreeMap<String, BTreeMap<String, Entry>> {
+        self.lists
+            .into_iter()
+            .map(|(ns, list)| (ns, list.into_iter().collect()))
+            .collect()
+    }
+}
+
 fn entry_of(e: statesync_proto::Entry) -> (String, String, Entry) {
     let entry = Entry {
         vhash: sha256(&e.value),

@@ -272,9 +272,19 @@ fn optional_hash(bytes: &[u8]) -> Option<Option<Hash>> {
 // ------------------------------------------------------------------ writes
 
 pub(crate) fn put(tx: &Transaction<'_>, ns: &str, key: &str, e: &Entry) -> rusqlite::Result<()> {
-    let source: &[u8] = e.source_hash.as_ref().map_or(&[], |h| &h[..]);
-    tx.prepare_cached("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")?
-        .execute(params![
+    put_all(tx, ns, [(key, e)])
+}
+
+/// Writes entries of `ns` with one statement (a snapshot's many keys).
+pub(crate) fn put_all<'a>(
+    tx: &Transaction<'_>,
+    ns: &str,
+    entries: impl IntoIterator<Item = (&'a str, &'a Entry)>,
+) -> rusqlite::Result<()> {
+    let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO kv VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")?;
+    for (key, e) in entries {
+        let source: &[u8] = e.source_hash.as_ref().map_or(&[], |h| &h[..]);
+        insert.execute(params![
             ns,
             key,
             e.value,
@@ -285,6 +295,7 @@ pub(crate) fn put(tx: &Transaction<'_>, ns: &str, key: &str, e: &Entry) -> rusql
             e.schema_version,
             source
         ])?;
+    }
     Ok(())
 }
 

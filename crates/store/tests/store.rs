@@ -457,3 +457,26 @@ fn snapshots_page_through_a_consistent_view_and_compaction_keeps_reads_at_its_re
     let report = store.verify_chain().unwrap();
     assert_eq!((report.from_rev, report.to_rev), (20, 26));
 }
+
+#[test]
+fn the_log_is_checkpointed_into_the_database_file_off_the_commit_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path, StoreSettings::default(), None).unwrap();
+    let value = format!("\"{}\"", "x".repeat(3000));
+    // Each command writes a page or more: well past the checkpoint threshold.
+    for i in 0..1500 {
+        committed(&store, put(&format!("c{i}"), &format!("k{i:04}"), &value));
+    }
+    let file_size = || std::fs::metadata(&path).unwrap().len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while file_size() < 4_000_000 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        file_size() >= 4_000_000,
+        "the database file holds {} bytes: the log was not checkpointed",
+        file_size()
+    );
+    store.close();
+}

@@ -398,7 +398,7 @@ pub(super) enum Batch {
     Commands(Vec<(Command, Reply)>),
 }
 
-enum WriteFailure {
+pub(super) enum WriteFailure {
     /// Refused for space: rolled back, nothing written.
     Full,
     /// An I/O error at or around COMMIT: what reached the disk is unknown.
@@ -407,7 +407,7 @@ enum WriteFailure {
     Other,
 }
 
-fn classify(e: &rusqlite::Error) -> WriteFailure {
+pub(super) fn classify(e: &rusqlite::Error) -> WriteFailure {
     match e.sqlite_error_code() {
         Some(ErrorCode::DiskFull) => WriteFailure::Full,
         Some(ErrorCode::SystemIoFailure) => WriteFailure::Unknown,

@@ -20,6 +20,7 @@
 //! (the thread that owns the write connection: group commit, maintenance,
 //! compaction) and `reads` (pinned read transactions, snapshots).
 
+mod checkpointer;
 mod committer;
 mod reads;
 mod schema;
@@ -45,6 +46,7 @@ use statesync_core::sequencer::{BatchWrite, CommandRecord, Gate, Outcome, Sequen
 use crate::StoreSettings;
 use crate::error::StoreError;
 
+use checkpointer::Checkpoints;
 use committer::Committer;
 pub use reads::Snapshot;
 pub use schema::FORMAT_VERSION;
@@ -98,12 +100,14 @@ struct Shared {
     listeners: Mutex<Vec<Listener>>,
     gate: Mutex<Option<Box<dyn Gate + Send>>>,
     scope: Mutex<Option<Scope>>,
+    checkpoints: Checkpoints,
 }
 
 /// The embedded, durable store. Open one per database file.
 pub struct SqliteStore {
     shared: Arc<Shared>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
     /// Held from open to close: one process writes the file.
     lock: Mutex<Option<File>>,
 }
@@ -179,7 +183,7 @@ impl SqliteStore {
         let lock_file = lock(&path)?;
         let corrupt =
             |e: rusqlite::Error| StoreError::Corrupt(format!("cannot open {}: {e}", path.display()));
-        let conn = connect(&path, false).map_err(corrupt)?;
+        let mut conn = connect(&path, false).map_err(corrupt)?;
         conn.execute_batch(SCHEMA).map_err(corrupt)?;
         let version: Option<rusqlite::types::Value> = conn
             .query_row("SELECT value FROM meta WHERE name = 'format_version'", [], |r| {
@@ -234,7 +238,16 @@ impl SqliteStore {
             listeners: Mutex::new(Vec::new()),
             gate: Mutex::new(None),
             scope: Mutex::new(None),
+            checkpoints: Checkpoints::default(),
         });
+        // Replaces SQLite's automatic checkpoint (see `checkpointer`).
+        let hooked = shared.clone();
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: i32| {
+            hooked.checkpoints.committed(frames);
+            Ok(())
+        }))
+        .map_err(corrupt)?;
+        let checkpointer = checkpointer::start(shared.clone())?;
         let mut committer = Committer {
             shared: shared.clone(),
             conn,
@@ -251,6 +264,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             shared,
             committer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             lock: Mutex::new(Some(lock_file)),
         })
     }
@@ -381,6 +395,10 @@ impl SqliteStore {
             }
             queue.closing = true;
             self.shared.wake.notify_one();
+        }
+        self.shared.checkpoints.close();
+        if let Some(handle) = lock_unpoisoned(&self.checkpointer).take() {
+            let _ = handle.join();
         }
         if let Some(handle) = lock_unpoisoned(&self.committer).take() {
             let _ = handle.join();

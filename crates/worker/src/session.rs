@@ -967,7 +967,6 @@ fn held(ns: &str, key: &str, rev: i64, reason: String, refused: Option<Hash>) ->
     }
 }
 
-/// A snapshot's or a repair's entry as the replica keeps it, with its key.
 /// Entries by namespace, kept as lists until they are complete: a map built
 /// at once from a sorted list (a snapshot's entries are) costs far less than
 /// inserting its keys one by one.
@@ -1008,6 +1007,7 @@ impl Keyed {
     }
 }
 
+/// A snapshot's or a repair's entry as the replica keeps it, with its key.
 fn entry_of(e: statesync_proto::Entry) -> (String, String, Entry) {
     let entry = Entry {
         vhash: sha256(&e.value),

@@ -125,8 +125,9 @@ impl WorkerStream {
         self.state
     }
 
-    /// Whether the controller answered on this stream: the reconnect backoff
-    /// starts over after an established stream ([`Backoff`]).
+    /// Whether the controller answered on this stream: the outage the
+    /// reconnect delay grows with starts after an established stream ends
+    /// ([`Backoff`]).
     pub fn established(&self) -> bool {
         self.established
     }

@@ -18,7 +18,9 @@
 //!
 //! The module's parts: `schema` (the file format and its rows), `committer`
 //! (the thread that owns the write connection: group commit, maintenance,
-//! compaction) and `reads` (pinned read transactions, snapshots).
+//! compaction), `checkpointer` (the thread that copies the WAL into the
+//! database file, off the commit path) and `reads` (pinned read
+//! transactions, snapshots).
 
 mod checkpointer;
 mod committer;

@@ -165,6 +165,65 @@ pub fn parse_prefix(prefix: &str) -> Option<u64> {
     u64::from_str_radix(prefix, 16).ok()
 }
 
+/// One level's nodes by prefix (as an integer). A map holds the occupied
+/// ones while few are; past half the level, an array of every node takes
+/// less (at the bottom, 2.6 MB where the map takes 6.4).
+#[derive(Clone, Debug)]
+enum Level {
+    Sparse(HashMap<u32, Node>),
+    Dense(Vec<Node>),
+}
+
+impl Default for Level {
+    fn default() -> Self {
+        Level::Sparse(HashMap::new())
+    }
+}
+
+impl Level {
+    fn get(&self, idx: u32) -> Node {
+        match self {
+            Level::Sparse(nodes) => nodes.get(&idx).copied().unwrap_or_default(),
+            Level::Dense(nodes) => nodes[idx as usize],
+        }
+    }
+
+    /// Changes the node at `idx` of a level of `width` prefixes.
+    fn update(&mut self, idx: u32, width: usize, change: impl FnOnce(&mut Node)) {
+        match self {
+            Level::Dense(nodes) => change(&mut nodes[idx as usize]),
+            Level::Sparse(nodes) => {
+                let node = nodes.entry(idx).or_default();
+                change(node);
+                if node.count == 0 {
+                    nodes.remove(&idx);
+                } else if nodes.len() * 2 > width {
+                    let mut dense = vec![Node::default(); width];
+                    for (&at, &node) in nodes.iter() {
+                        dense[at as usize] = node;
+                    }
+                    *self = Level::Dense(dense);
+                }
+            }
+        }
+    }
+
+    /// The occupied nodes.
+    fn occupied(&self) -> impl Iterator<Item = (u32, Node)> + '_ {
+        let (sparse, dense) = match self {
+            Level::Sparse(nodes) => (Some(nodes.iter().map(|(&idx, &node)| (idx, node))), None),
+            Level::Dense(nodes) => (None, Some((0u32..).zip(nodes.iter().copied()))),
+        };
+        let dense = dense.into_iter().flatten().filter(|(_, node)| node.count > 0);
+        sparse.into_iter().flatten().chain(dense)
+    }
+}
+
+/// The number of prefixes at `level`.
+fn width(level: usize) -> usize {
+    1 << (4 * level)
+}
+
 /// The root and the top [`MATERIALIZED_LEVELS`] levels of one namespace's trie.
 ///
 /// Holds no keys: the caller passes the old and new value hash of each key it
@@ -172,8 +231,8 @@ pub fn parse_prefix(prefix: &str) -> Option<u64> {
 /// from its leaves ([`Node::from_leaves`]).
 #[derive(Clone, Debug, Default)]
 pub struct NamespaceDigest {
-    // levels[l] maps the l-nibble prefix (as an integer) to its node.
-    levels: [HashMap<u32, Node>; MATERIALIZED_LEVELS + 1],
+    // levels[l] holds the nodes of the l-nibble prefixes.
+    levels: [Level; MATERIALIZED_LEVELS + 1],
 }
 
 impl NamespaceDigest {
@@ -193,19 +252,24 @@ impl NamespaceDigest {
             let key = key.borrow();
             let bucket = bucket_of(key);
             on_bucket(key, bucket);
-            let node = digest.levels[MATERIALIZED_LEVELS]
-                .entry(u32::from(bucket) >> shift)
-                .or_default();
-            node.count += 1;
-            node.sum = node.sum.wrapping_add(leaf_value(key, vhash.borrow()));
+            let leaf = leaf_value(key, vhash.borrow());
+            digest.levels[MATERIALIZED_LEVELS].update(
+                u32::from(bucket) >> shift,
+                width(MATERIALIZED_LEVELS),
+                |node| {
+                    node.count += 1;
+                    node.sum = node.sum.wrapping_add(leaf);
+                },
+            );
         }
         // Upper levels are sums of the level below: one pass per level.
         for level in (0..MATERIALIZED_LEVELS).rev() {
             let (upper, lower) = digest.levels.split_at_mut(level + 1);
-            for (idx, child) in &lower[0] {
-                let parent = upper[level].entry(idx >> 4).or_default();
-                parent.count += child.count;
-                parent.sum = parent.sum.wrapping_add(child.sum);
+            for (idx, child) in lower[0].occupied() {
+                upper[level].update(idx >> 4, width(level), |parent| {
+                    parent.count += child.count;
+                    parent.sum = parent.sum.wrapping_add(child.sum);
+                });
             }
         }
         digest
@@ -225,18 +289,16 @@ impl NamespaceDigest {
         let added = new.map(|h| leaf_value(key, h));
         for (level, nodes) in self.levels.iter_mut().enumerate() {
             let idx = u32::from(bucket) >> (16 - 4 * level);
-            let node = nodes.entry(idx).or_default();
-            if let Some(leaf) = removed {
-                node.count -= 1;
-                node.sum = node.sum.wrapping_sub(leaf);
-            }
-            if let Some(leaf) = added {
-                node.count += 1;
-                node.sum = node.sum.wrapping_add(leaf);
-            }
-            if node.count == 0 {
-                nodes.remove(&idx);
-            }
+            nodes.update(idx, width(level), |node| {
+                if let Some(leaf) = removed {
+                    node.count -= 1;
+                    node.sum = node.sum.wrapping_sub(leaf);
+                }
+                if let Some(leaf) = added {
+                    node.count += 1;
+                    node.sum = node.sum.wrapping_add(leaf);
+                }
+            });
         }
     }
 
@@ -247,7 +309,7 @@ impl NamespaceDigest {
 
     /// The root node.
     pub fn root_node(&self) -> Node {
-        self.levels[0].get(&0).copied().unwrap_or_default()
+        self.levels[0].get(0)
     }
 
     /// The namespace digest: the root's fingerprint.
@@ -262,7 +324,7 @@ impl NamespaceDigest {
             return None;
         }
         let idx = parse_prefix(prefix)? as u32;
-        Some(self.levels[prefix.len()].get(&idx).copied().unwrap_or_default())
+        Some(self.levels[prefix.len()].get(idx))
     }
 }
 
@@ -306,6 +368,34 @@ mod tests {
             incremental.update(k, Some(h), None);
         }
         assert_eq!(incremental.root(), fingerprint(0, U256::ZERO));
-        assert!(incremental.levels.iter().all(HashMap::is_empty));
+        assert!(incremental.levels.iter().all(|l| l.occupied().next().is_none()));
+    }
+
+    #[test]
+    fn a_level_turns_dense_past_half_full_and_reads_the_same() {
+        let hashes: Vec<(String, Hash)> = (0..3000)
+            .map(|i| (format!("key-{i}"), sha256(format!("v{i}").as_bytes())))
+            .collect();
+        let mut digest = NamespaceDigest::new();
+        for (k, h) in &hashes {
+            digest.update(k, None, Some(h));
+        }
+        assert!(
+            matches!(digest.levels[3], Level::Dense(_)),
+            "3000 keys fill 4096 prefixes past half"
+        );
+        assert!(matches!(digest.levels[4], Level::Sparse(_)));
+        let built = NamespaceDigest::from_items(hashes.iter().map(|(k, h)| (k.as_str(), h)), |_, _| {});
+        assert_eq!(built.root(), digest.root());
+        for prefix in ["", "7", "3f", "0c1", "ffff"] {
+            assert_eq!(built.materialized_node(prefix), digest.materialized_node(prefix));
+        }
+        for (k, h) in &hashes {
+            digest.update(k, Some(h), None);
+        }
+        assert_eq!(
+            (digest.count(), digest.root()),
+            (0, NamespaceDigest::new().root())
+        );
     }
 }

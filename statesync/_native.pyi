@@ -332,6 +332,7 @@ def serve(
     snapshot_slots: int = 4,
     feed_revisions: int = 100_000,
     feed_bytes: int = 64 * 1024 * 1024,
+    feed_memory: int = 8 * 1024 * 1024,
 ) -> DataPlaneServer:
     """Serve statesync.v1 on `listen` (HOST:PORT): commits, reads and the worker
     streams (Sync, WaitApplied, Reconcile) natively, every other call proxied to

@@ -69,6 +69,9 @@ class ServerSettings:
     """Revisions kept in memory for sync streams; a worker that falls further behind
     resyncs by reconciliation."""
     feed_bytes: int = 64 * 1024 * 1024
+    feed_memory: int = 8 * 1024 * 1024
+    """Bytes of the newest revisions held in memory; workers further behind, still
+    within the buffer, read the store's log instead."""
     bootstrap_slots: int = 4
     """Snapshots streamed at once; more bootstrapping workers wait their turn."""
     grace_s: float = 5.0
@@ -119,6 +122,7 @@ class Controller:
                 snapshot_slots=settings.bootstrap_slots,
                 feed_revisions=settings.feed_revisions,
                 feed_bytes=settings.feed_bytes,
+                feed_memory=settings.feed_memory,
             )
         except OSError as exc:
             await self.grpc.stop(None)

@@ -241,13 +241,13 @@ pub(crate) fn seconds(name: &str, value: f64) -> PyResult<Duration> {
 }
 
 /// serve(store, listen, upstream, latency_bounds, *, sync, snapshot_slots=4,
-/// feed_revisions=100000, feed_bytes=64 MiB) -> DataPlaneServer: serves
+/// feed_revisions=100000, feed_bytes=64 MiB, feed_memory=8 MiB) -> DataPlaneServer: serves
 /// statesync.v1 on `listen` (HOST:PORT) on background threads, natively for
 /// commits, reads and the worker streams (Sync, WaitApplied and Reconcile, as
 /// `sync`, a `SyncSettings`, says), and proxies every other call to `upstream`
 /// (HOST:PORT).
 #[pyfunction]
-#[pyo3(signature = (store, listen, upstream, latency_bounds, *, sync, snapshot_slots=4, feed_revisions=100_000, feed_bytes=64 * 1024 * 1024))]
+#[pyo3(signature = (store, listen, upstream, latency_bounds, *, sync, snapshot_slots=4, feed_revisions=100_000, feed_bytes=64 * 1024 * 1024, feed_memory=8 * 1024 * 1024))]
 #[allow(clippy::too_many_arguments)]
 fn serve(
     py: Python<'_>,
@@ -259,6 +259,7 @@ fn serve(
     snapshot_slots: usize,
     feed_revisions: usize,
     feed_bytes: usize,
+    feed_memory: usize,
 ) -> PyResult<PyServer> {
     forward_logs();
     let store = store.shared();
@@ -272,6 +273,7 @@ fn serve(
         feed: FeedLimits {
             max_revisions: feed_revisions,
             max_bytes: feed_bytes,
+            max_memory: feed_memory,
         },
         ..HubSettings::default()
     };

@@ -1,6 +1,7 @@
 //! Sync and WaitApplied served by the hub, on port 0 with a temporary store,
 //! driven by raw tonic streams as a worker would: bootstrap, tail, ACKs and
-//! digest agreement, progress, catch-up, queued snapshots, protocol errors,
+//! digest agreement, progress, catch-up (also within the feed, past what it
+//! holds in memory), queued snapshots, protocol errors,
 //! drift localized by digest descent and repaired, and schema versions.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use statesync_core::error::CommandError;
 use statesync_core::log::ChangeOp;
 use statesync_core::sequencer::Gate;
 use statesync_core::sync::controller::SyncSettings;
+use statesync_server::feed::FeedLimits;
 use statesync_server::proto::statesync_client::StatesyncClient;
 use statesync_server::proto::{
     self, Ack, CommandRequest, ContractOp, DigestAnswer, Entry, Hello, NamespaceDigest, Op, PutOp, Resync,
@@ -340,6 +342,41 @@ async fn a_worker_older_than_the_feed_catches_up_from_the_log() {
         panic!("the rest")
     };
     assert_eq!((batch.prev_rev, batch.rev), (3, 5));
+}
+
+#[tokio::test]
+async fn a_worker_in_the_feed_but_older_than_its_memory_reads_the_log_and_tails_on() {
+    let only_the_newest = HubSettings {
+        sync: SyncSettings {
+            window: 2,
+            ..settings().sync
+        },
+        feed: FeedLimits {
+            max_memory: 1,
+            ..FeedLimits::default()
+        },
+        ..settings()
+    };
+    let mut running = start_with(only_the_newest, |_| {}).await;
+    let client = &mut running.client;
+    for i in 0..5 {
+        commit(client, vec![put(&format!("k{i}"), "1")]).await;
+    }
+    let mut worker = Worker::connect(client, hello("w1", 1)).await;
+    let mut batches = Vec::new();
+    for _ in 0..2 {
+        let sync_reply::Msg::Batch(batch) = worker.next_news().await else {
+            panic!("a batch, not a resync")
+        };
+        worker.ack(batch.rev, vec![]).await;
+        batches.push((batch.prev_rev, batch.rev));
+    }
+    assert_eq!(batches, vec![(1, 3), (3, 5)], "from the log, 2 changes at a time");
+    let r6 = commit(client, vec![put("k5", "1")]).await;
+    let sync_reply::Msg::Batch(batch) = worker.next_news().await else {
+        panic!("the new revision")
+    };
+    assert_eq!((batch.prev_rev, batch.rev), (5, r6));
 }
 
 #[tokio::test]

@@ -8,11 +8,18 @@
 //! workers. A stream whose cursor falls out of the buffer (a slow worker) is
 //! told to resync; one that starts before it (a reconnect) catches up from
 //! the store's log first ([`catch_up`]).
+//!
+//! Only the newest revisions keep their messages in memory (`max_memory`):
+//! a message takes about twice its encoded size, and workers at the head read
+//! only the newest. A stream whose cursor is in the buffer but older than that
+//! reads the store's log instead, as a reconnecting one does; which streams
+//! resync does not change.
 
 mod deltas;
 mod messages;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::mem::size_of;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use prost::Message;
@@ -22,7 +29,7 @@ use statesync_core::sequencer::BatchWrite;
 use statesync_store::SqliteStore;
 use tokio::sync::watch;
 
-use crate::proto::Revision;
+use crate::proto::{Change, Revision};
 
 pub use deltas::Deltas;
 pub use messages::{catch_up, revision_messages};
@@ -37,6 +44,10 @@ pub struct FeedLimits {
     pub max_revisions: usize,
     /// Most encoded bytes kept (the newest revision is kept whatever its size).
     pub max_bytes: usize,
+    /// Most bytes of messages held in memory, newest first (the newest
+    /// revision's whatever its size); the older revisions in the buffer are
+    /// read from the store's log.
+    pub max_memory: usize,
 }
 
 impl Default for FeedLimits {
@@ -44,8 +55,21 @@ impl Default for FeedLimits {
         Self {
             max_revisions: 100_000,
             max_bytes: 64 * 1024 * 1024,
+            max_memory: 8 * 1024 * 1024,
         }
     }
+}
+
+/// What a stream at a cursor reads from the feed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    /// The revisions that follow, from memory.
+    Slice(Slice),
+    /// The cursor is in the buffer, older than the messages held in memory:
+    /// read what follows from the store's log ([`catch_up`]).
+    Log,
+    /// The cursor is older than the buffer.
+    Behind,
 }
 
 /// Revisions after `prev_rev` through `rev` for one set of namespaces.
@@ -63,17 +87,25 @@ pub struct Slice {
 
 struct Entry {
     rev: i64,
+    ts_ms: i64,
     namespaces: BTreeSet<String>,
-    message: Arc<Revision>,
+    /// None once it is older than the messages held in memory.
+    message: Option<Arc<Revision>>,
+    /// Encoded.
     size: usize,
+    /// What `message` holds in memory.
+    memory: usize,
 }
 
 struct Buffer {
     entries: VecDeque<Entry>,
     bytes: usize,
+    memory: usize,
     head_rev: i64,
     /// The buffer holds every revision in (floor, head_rev].
     floor: i64,
+    /// Messages are in memory for the revisions after this one (>= floor).
+    memory_floor: i64,
     /// Each namespace's digest roots by revision, ascending, from the newest
     /// at or below the floor.
     roots: HashMap<String, VecDeque<(i64, Hash)>>,
@@ -95,8 +127,10 @@ impl Feed {
             buffer: RwLock::new(Buffer {
                 entries: VecDeque::new(),
                 bytes: 0,
+                memory: 0,
                 head_rev,
                 floor: head_rev,
+                memory_floor: head_rev,
                 roots: HashMap::new(),
             }),
             head: watch::Sender::new(head_rev),
@@ -117,6 +151,7 @@ impl Feed {
             let head = store.head_rev();
             buffer.head_rev = head;
             buffer.floor = head;
+            buffer.memory_floor = head;
             feed.head.send_replace(head);
         }
         feed
@@ -157,9 +192,11 @@ impl Feed {
                 }
                 Entry {
                     rev: message.rev,
+                    ts_ms: message.ts_ms,
                     namespaces,
                     size: message.encoded_len(),
-                    message: Arc::new(message),
+                    memory: memory_of(&message),
+                    message: Some(Arc::new(message)),
                 }
             })
             .collect();
@@ -174,6 +211,7 @@ impl Feed {
             for entry in entries {
                 if entry.rev > buffer.floor {
                     buffer.bytes += entry.size;
+                    buffer.memory += entry.memory;
                     buffer.entries.push_back(entry);
                 }
             }
@@ -203,16 +241,31 @@ impl Feed {
                 break;
             };
             buffer.bytes -= entry.size;
+            if entry.message.is_some() {
+                buffer.memory -= entry.memory;
+            }
             evicted = Some(entry.rev);
         }
         if let Some(floor) = evicted {
             buffer.floor = floor;
+            buffer.memory_floor = buffer.memory_floor.max(floor);
             for revs in buffer.roots.values_mut() {
                 // Keep the newest root at or below the floor: it is the digest until the next.
                 while revs.len() > 1 && revs[1].0 <= floor {
                     revs.pop_front();
                 }
             }
+        }
+        let mut index = buffer
+            .entries
+            .partition_point(|entry| entry.rev <= buffer.memory_floor);
+        while buffer.memory > self.limits.max_memory && index + 1 < buffer.entries.len() {
+            let entry = &mut buffer.entries[index];
+            entry.message = None;
+            let (rev, memory) = (entry.rev, entry.memory);
+            buffer.memory -= memory;
+            buffer.memory_floor = rev;
+            index += 1;
         }
     }
 
@@ -241,12 +294,20 @@ impl Feed {
         self.head.subscribe()
     }
 
-    /// What follows `after` for `namespaces`, or None when `after` is older
-    /// than the buffer. Stops at about `max_changes` (whole revisions).
-    pub fn read(&self, after: i64, namespaces: &BTreeSet<String>, max_changes: u64) -> Option<Slice> {
+    /// How many bytes of messages the feed holds in memory.
+    pub fn size_memory(&self) -> usize {
+        self.read_buffer().memory
+    }
+
+    /// What follows `after` for `namespaces`. Stops at about `max_changes`
+    /// (whole revisions).
+    pub fn read(&self, after: i64, namespaces: &BTreeSet<String>, max_changes: u64) -> Read {
         let buffer = self.read_buffer();
         if after < buffer.floor {
-            return None;
+            return Read::Behind;
+        }
+        if after < buffer.memory_floor {
+            return Read::Log;
         }
         let start = buffer.entries.partition_point(|entry| entry.rev <= after);
         let mut revisions = Vec::new();
@@ -258,17 +319,17 @@ impl Feed {
                 stopped = true;
                 break;
             }
+            let message = entry.message.as_ref().expect("in memory after the memory floor");
             rev = entry.rev;
             if entry.namespaces.is_subset(namespaces) {
-                changes += entry.message.changes.len() as u64;
-                revisions.push(entry.message.clone());
+                changes += message.changes.len() as u64;
+                revisions.push(message.clone());
             } else if !entry.namespaces.is_disjoint(namespaces) {
                 let mut kept = Revision {
                     changes: Vec::new(),
-                    ..(*entry.message).clone()
+                    ..(**message).clone()
                 };
-                kept.changes = entry
-                    .message
+                kept.changes = message
                     .changes
                     .iter()
                     .filter(|c| namespaces.contains(&c.ns))
@@ -281,7 +342,7 @@ impl Feed {
         if !stopped {
             rev = rev.max(buffer.head_rev);
         }
-        Some(Slice {
+        Read::Slice(Slice {
             prev_rev: after,
             rev,
             revisions,
@@ -301,8 +362,29 @@ impl Feed {
     pub fn commit_time_ms(&self, after: i64) -> Option<i64> {
         let buffer = self.read_buffer();
         let index = buffer.entries.partition_point(|entry| entry.rev <= after);
-        buffer.entries.get(index).map(|entry| entry.message.ts_ms)
+        buffer.entries.get(index).map(|entry| entry.ts_ms)
     }
+}
+
+/// About what a message takes in memory: its allocations, not their allocator overhead.
+fn memory_of(message: &Revision) -> usize {
+    let changes: usize = message
+        .changes
+        .iter()
+        .map(|c| {
+            c.ns.capacity()
+                + c.key.capacity()
+                + c.value.capacity()
+                + c.patch.capacity()
+                + c.value_hash.capacity()
+                + c.source_hash.capacity()
+        })
+        .sum();
+    size_of::<Revision>()
+        + message.command_id.capacity()
+        + message.trace.capacity()
+        + message.changes.capacity() * size_of::<Change>()
+        + changes
 }
 
 #[cfg(test)]

@@ -66,6 +66,13 @@ fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
+fn in_memory(read: Read) -> Slice {
+    match read {
+        Read::Slice(slice) => slice,
+        other => panic!("expected a slice from memory, got {other:?}"),
+    }
+}
+
 fn revs(slice: &Slice) -> Vec<i64> {
     slice.revisions.iter().map(|r| r.rev).collect()
 }
@@ -81,7 +88,7 @@ fn streams_read_their_namespaces_from_the_shared_buffer() {
     let r4 = f.commit(vec![delete("routes", "a")]);
     assert_eq!(feed.head_rev(), r4);
 
-    let routes = feed.read(1, &names(&["routes"]), 100).unwrap();
+    let routes = in_memory(feed.read(1, &names(&["routes"]), 100));
     assert_eq!(
         (routes.prev_rev, routes.rev, revs(&routes)),
         (1, r4, vec![r2, r4])
@@ -103,26 +110,26 @@ fn streams_read_their_namespaces_from_the_shared_buffer() {
         "a delete has no hash"
     );
 
-    let both = feed.read(1, &names(&["routes", "flags"]), 100).unwrap();
+    let both = in_memory(feed.read(1, &names(&["routes", "flags"]), 100));
     assert_eq!(revs(&both), vec![r2, r3, r4]);
     assert!(
         Arc::ptr_eq(
             &both.revisions[0],
-            &feed.read(1, &names(&["flags", "routes"]), 1).unwrap().revisions[0]
+            &in_memory(feed.read(1, &names(&["flags", "routes"]), 1)).revisions[0]
         ),
         "a revision wholly in the reader's namespaces is shared, not copied"
     );
-    let limited = feed.read(1, &names(&["routes", "flags"]), 2).unwrap();
+    let limited = in_memory(feed.read(1, &names(&["routes", "flags"]), 2));
     assert_eq!(
         (limited.rev, limited.changes),
         (r2, 2),
         "stops after whole revisions"
     );
-    let none = feed.read(r4, &names(&["routes"]), 100).unwrap();
+    let none = in_memory(feed.read(r4, &names(&["routes"]), 100));
     assert_eq!((none.rev, none.changes), (r4, 0));
     assert_eq!(
         feed.read(0, &names(&["routes"]), 100),
-        None,
+        Read::Behind,
         "older than the buffer"
     );
     assert_eq!(feed.commit_time_ms(1), Some(routes.revisions[0].ts_ms));
@@ -144,9 +151,9 @@ fn the_buffer_is_bounded_and_keeps_the_root_at_its_floor() {
         roots.push((rev, f.store.digest("routes", Some(rev)).unwrap()));
     }
     assert_eq!((feed.size_revisions(), feed.floor(), feed.head_rev()), (3, 3, 6));
-    assert_eq!(feed.read(2, &names(&["routes"]), 100), None);
+    assert_eq!(feed.read(2, &names(&["routes"]), 100), Read::Behind);
     assert_eq!(
-        revs(&feed.read(3, &names(&["routes"]), 100).unwrap()),
+        revs(&in_memory(feed.read(3, &names(&["routes"]), 100))),
         vec![4, 5, 6]
     );
     assert_eq!(
@@ -173,6 +180,45 @@ fn byte_bounds_keep_at_least_the_newest_revision() {
     let rev = f.commit(vec![put("routes", "b", "\"another long value\"")]);
     assert_eq!((feed.size_revisions(), feed.floor()), (1, rev - 1));
     assert!(feed.size_bytes() > 10);
+}
+
+#[test]
+fn only_the_newest_messages_stay_in_memory_the_rest_is_read_from_the_log() {
+    let f = open();
+    let feed = Feed::attach(
+        &f.store,
+        FeedLimits {
+            max_revisions: 3,
+            max_memory: 1,
+            ..FeedLimits::default()
+        },
+    );
+    let r1 = f.commit(vec![put("routes", "a", "1")]);
+    let r2 = f.commit(vec![put("routes", "b", "1")]);
+    let routes = names(&["routes"]);
+    assert_eq!((feed.size_revisions(), feed.floor()), (2, r1 - 1));
+    assert_eq!(
+        feed.read(r1 - 1, &routes, 100),
+        Read::Log,
+        "in the buffer, not in memory"
+    );
+    assert_eq!(
+        revs(&in_memory(feed.read(r1, &routes, 100))),
+        vec![r2],
+        "the newest whatever its size"
+    );
+    assert!(feed.commit_time_ms(r1 - 1).is_some(), "known out of memory too");
+    let newest = feed.size_memory();
+    assert!(newest > 1);
+    let r3 = f.commit(vec![put("routes", "c", "1")]);
+    let r4 = f.commit(vec![put("routes", "d", "1")]);
+    assert_eq!((feed.size_revisions(), feed.floor()), (3, r1));
+    assert_eq!(feed.read(r1 - 1, &routes, 100), Read::Behind);
+    assert_eq!(feed.read(r2, &routes, 100), Read::Log);
+    assert_eq!(revs(&in_memory(feed.read(r3, &routes, 100))), vec![r4]);
+    assert_eq!(feed.size_memory(), newest, "one message of the same shape");
+    let served = catch_up(&f.store, r1, 100, &routes).unwrap();
+    assert_eq!(revs(&served), vec![r2, r3, r4], "what the log serves instead");
 }
 
 /// Stores each contract request as the governed namespace's contract record,
@@ -281,7 +327,7 @@ fn deltas_replace_updates_that_shrink_and_skip_what_they_must() {
         put("routes", "held", &updated),
         put("routes", "new", "1"),
     ]);
-    let slice = feed.read(rev - 1, &names(&["routes"]), 100).unwrap();
+    let slice = in_memory(feed.read(rev - 1, &names(&["routes"]), 100));
     let deltas = Deltas::default();
     let sent = deltas.apply(&f.store, &slice.revisions[0], |_, key| key == "held");
     let a = &sent.changes[0];

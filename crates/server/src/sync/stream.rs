@@ -16,7 +16,7 @@ use super::repair;
 use super::versions::{Declared, Targets};
 use super::{Agreement, RecordState, SyncHub, WorkerRecord, unix_now};
 use crate::error::NativeError;
-use crate::feed::{Slice, catch_up};
+use crate::feed::{Read, Slice, catch_up};
 use crate::proto::{
     self, ChangeBatch, DigestQuery, NameQuery, NamespaceDigest, Progress, Resync, SnapshotChunk, SyncReply,
     SyncRequest, sync_reply, sync_request,
@@ -620,11 +620,11 @@ impl<'a> Sender<'a> {
         let mut slice = None;
         if room > 0 && cursor < head {
             match self.hub.feed.read(cursor, &self.namespaces, room) {
-                Some(read) => {
+                Read::Slice(read) => {
                     self.fed = true;
                     slice = Some(read);
                 }
-                None if self.fed => {
+                Read::Behind if self.fed => {
                     let reason = format!(
                         "fell behind the sync buffer ({} revisions): at revision {cursor}, head {head}",
                         self.hub.feed.size_revisions()
@@ -634,14 +634,20 @@ impl<'a> Sender<'a> {
                     state.stream.fell_behind(&reason)?;
                     return Ok(false);
                 }
-                None => match self.catch_up(cursor, room).await {
-                    Ok(read) => slice = Some(read),
-                    Err(error @ StoreError::Compacted { .. }) => {
-                        self.record.lock().stream.fell_behind(&error.to_string())?;
-                        return Ok(false);
+                read @ (Read::Log | Read::Behind) => {
+                    // Older than the messages in memory: from the log. A cursor
+                    // in the buffer is served from it all the same (falling out
+                    // later is falling behind); one before it is a late reconnect.
+                    self.fed |= read == Read::Log;
+                    match self.catch_up(cursor, room).await {
+                        Ok(read) => slice = Some(read),
+                        Err(error @ StoreError::Compacted { .. }) => {
+                            self.record.lock().stream.fell_behind(&error.to_string())?;
+                            return Ok(false);
+                        }
+                        Err(error) => return Err(NativeError::Store(error).into()),
                     }
-                    Err(error) => return Err(NativeError::Store(error).into()),
-                },
+                }
             }
         }
         if let Some(slice) = slice {

@@ -784,8 +784,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from statesync.server.app import Controller, ServerSettings, SyncSettings
+    from statesync.server.heap import return_freed_memory
 
     logging.basicConfig(level=args.log_level, format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    return_freed_memory()
     settings = ServerSettings(
         data=_data(args),
         listen=args.listen,

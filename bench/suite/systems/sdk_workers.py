@@ -92,6 +92,16 @@ class SdkWorkerProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._advanced.wait(), min(left, 0.5))
 
+    async def start_until_applied(self, rev: int) -> None:
+        """Start, and return once `rev` is applied; stopped if it does not get there."""
+        await self.start()
+        try:
+            await self.until_applied(rev)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.stop()
+            raise
+
     def peak_rss_mb(self) -> float:
         assert self.proc is not None
         return rss_mb(self.proc.pid)
@@ -163,26 +173,14 @@ class SdkWorkerConn(StatesyncConn):
                 on_event(event["key"], value, event["rev"], at=event["t"])
 
         worker = self._worker(None, "changes", changed)
-        await worker.start()
-        try:
-            await worker.until_applied(head)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await worker.stop()
-            raise
+        await worker.start_until_applied(head)
         return ProcessWatch(worker)
 
     async def join(self, head: int) -> Joined:
         """A worker program with an in-memory replica until it has applied
         `head`; it does not say how many snapshots it took: None."""
         worker = self._worker(None, "revs", lambda _: None)
-        await worker.start()
-        try:
-            await worker.until_applied(head)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await worker.stop()
-            raise
+        await worker.start_until_applied(head)
         return Joined(worker.applied_at, None, None, None, ProcessWatch(worker))
 
     async def bootstrap(self, state_dir: Path) -> tuple[float, Listing, int]:
